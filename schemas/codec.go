@@ -1,0 +1,203 @@
+package schemas
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+)
+
+// decodeAPI bounds what a hostile record can make the decoder allocate:
+// an array or map count is checked before its slice is made.
+var decodeAPI = avro.Config{
+	TagKey:            "avro",
+	BlockLength:       100,
+	MaxByteSliceSize:  MaxBytes,
+	MaxSliceAllocSize: MaxItems,
+}.Freeze()
+
+// Limits on one decoded record: the largest bytes or string field (inline
+// documents included) and the most items in one array or map.
+const (
+	MaxBytes = 32 << 20
+	MaxItems = 1 << 16
+)
+
+// headerSize is the Confluent wire-format header: magic byte 0 and a
+// big-endian 4-byte schema id.
+const headerSize = 5
+
+// reader is the schema and registered id of one Go record type.
+type reader struct {
+	topic  string
+	schema avro.Schema
+	id     int
+}
+
+// resolveKey names a (writer schema, reader type) pair.
+type resolveKey struct {
+	id  int
+	typ reflect.Type
+}
+
+// Codec encodes esignflow records in the Confluent wire format and decodes
+// records written with any registered version of their subject. It is safe
+// for concurrent use.
+type Codec struct {
+	client *sr.Client
+	byType map[reflect.Type]reader
+
+	mu       sync.RWMutex
+	resolved map[resolveKey]avro.Schema // writer id + reader type → schema to decode with
+}
+
+// NewCodec registers every esignflow schema under "<topic>-value" with
+// BACKWARD compatibility and returns a Codec that encodes with the
+// registered ids. Registering a schema the registry already has is a
+// lookup, so every process may call it at start.
+func NewCodec(ctx context.Context, client *sr.Client) (*Codec, error) {
+	c := &Codec{
+		client:   client,
+		byType:   make(map[reflect.Type]reader),
+		resolved: make(map[resolveKey]avro.Schema),
+	}
+	for _, b := range bindings() {
+		schema, err := Parse(b.topic)
+		if err != nil {
+			return nil, err
+		}
+		subject := Subject(b.topic)
+		for _, r := range client.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subject) {
+			if r.Err != nil {
+				return nil, fmt.Errorf("set BACKWARD compatibility on %s: %w: %w", subject, ErrRegistry, r.Err)
+			}
+		}
+		ss, err := client.CreateSchema(ctx, subject, sr.Schema{Schema: schema.String(), Type: sr.TypeAvro})
+		if err != nil {
+			return nil, fmt.Errorf("register %s: %w: %w", subject, ErrRegistry, err)
+		}
+		c.byType[b.typ] = reader{topic: b.topic, schema: schema, id: ss.ID}
+		c.resolved[resolveKey{ss.ID, b.typ}] = schema
+	}
+	return c, nil
+}
+
+// ID returns the registered schema id of topic's current schema.
+func (c *Codec) ID(topic string) (int, error) {
+	for _, r := range c.byType {
+		if r.topic == topic {
+			return r.id, nil
+		}
+	}
+	return 0, fmt.Errorf("topic %q: %w", topic, ErrUnknownTopic)
+}
+
+func (c *Codec) readerOf(v any) (reader, reflect.Type, error) {
+	t := reflect.TypeOf(v)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	r, ok := c.byType[t]
+	if !ok {
+		return reader{}, nil, fmt.Errorf("%T: %w", v, ErrUnknownType)
+	}
+	return r, t, nil
+}
+
+// Encode returns v (a record type of this package, or a pointer to one) in
+// the Confluent wire format with its registered schema id.
+func (c *Codec) Encode(v any) ([]byte, error) { return c.AppendEncode(nil, v) }
+
+// AppendEncode appends v's wire-format encoding to b.
+func (c *Codec) AppendEncode(b []byte, v any) ([]byte, error) {
+	r, _, err := c.readerOf(v)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(r.id))
+	body, err := avro.Marshal(r.schema, v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", v, err)
+	}
+	return append(b, body...), nil
+}
+
+// SchemaID returns the schema id in a wire-format record's header.
+func SchemaID(b []byte) (int, error) {
+	if len(b) < 1 {
+		return 0, &DecodeError{Err: ErrTruncated}
+	}
+	if b[0] != 0 {
+		return 0, &DecodeError{Err: ErrBadMagic}
+	}
+	if len(b) < headerSize {
+		return 0, &DecodeError{Err: ErrTruncated}
+	}
+	return int(binary.BigEndian.Uint32(b[1:headerSize])), nil
+}
+
+// Decode decodes a wire-format record into v, a pointer to one of this
+// package's record types. A record written with an older registered schema
+// is resolved against the current one (missing fields take their
+// defaults); the writer schema is fetched from the registry once and cached.
+// Errors are *DecodeError wrapping a sentinel; see IsPoison.
+func (c *Codec) Decode(ctx context.Context, b []byte, v any) error {
+	_, t, err := c.readerOf(v)
+	if err != nil {
+		return err
+	}
+	id, err := SchemaID(b)
+	if err != nil {
+		return err
+	}
+	schema, err := c.schemaFor(ctx, id, t)
+	if err != nil {
+		return err
+	}
+	// avro.Unmarshal treats running out of bytes as success; a truncated
+	// record must be an error, so read with a Reader and keep its EOF.
+	r := avro.NewReader(nil, 0, avro.WithReaderConfig(decodeAPI)).Reset(b[headerSize:])
+	r.ReadVal(schema, v)
+	if r.Error != nil {
+		return &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: %w", ErrBody, r.Error)}
+	}
+	return nil
+}
+
+// schemaFor returns the schema that decodes data written with schema id
+// into the reader type t.
+func (c *Codec) schemaFor(ctx context.Context, id int, t reflect.Type) (avro.Schema, error) {
+	key := resolveKey{id, t}
+	c.mu.RLock()
+	s, ok := c.resolved[key]
+	c.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	ws, err := c.client.SchemaByID(ctx, id)
+	if err != nil {
+		var re *sr.ResponseError
+		if errors.As(err, &re) && re.StatusCode == 404 {
+			return nil, &DecodeError{SchemaID: id, Err: ErrUnknownSchema}
+		}
+		return nil, &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: fetch schema: %w", ErrRegistry, err)}
+	}
+	writer, err := avro.ParseWithCache(ws.Schema, "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: writer schema: %w", ErrIncompatible, err)}
+	}
+	resolved, err := avro.NewSchemaCompatibility().Resolve(c.byType[t].schema, writer)
+	if err != nil {
+		return nil, &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: %w", ErrIncompatible, err)}
+	}
+	c.mu.Lock()
+	c.resolved[key] = resolved
+	c.mu.Unlock()
+	return resolved, nil
+}

@@ -1,0 +1,232 @@
+package schemas
+
+import "time"
+
+// Status is an envelope's normalised status. The order of the constants is
+// the order of the state machine: see Rank.
+type Status string
+
+// Envelope statuses, in state-machine order. COMPLETED, DECLINED, VOIDED,
+// EXPIRED and FAILED are terminal.
+const (
+	StatusCreated         Status = "CREATED"
+	StatusSent            Status = "SENT"
+	StatusDelivered       Status = "DELIVERED"
+	StatusViewed          Status = "VIEWED"
+	StatusPartiallySigned Status = "PARTIALLY_SIGNED"
+	StatusCompleted       Status = "COMPLETED"
+	StatusDeclined        Status = "DECLINED"
+	StatusVoided          Status = "VOIDED"
+	StatusExpired         Status = "EXPIRED"
+	StatusFailed          Status = "FAILED"
+)
+
+// RecipientStatus is one recipient's normalised status.
+type RecipientStatus string
+
+// Recipient statuses, in order. SIGNED, DECLINED and FAILED are terminal.
+const (
+	RecipientCreated   RecipientStatus = "CREATED"
+	RecipientSent      RecipientStatus = "SENT"
+	RecipientDelivered RecipientStatus = "DELIVERED"
+	RecipientViewed    RecipientStatus = "VIEWED"
+	RecipientSigned    RecipientStatus = "SIGNED"
+	RecipientDeclined  RecipientStatus = "DECLINED"
+	RecipientFailed    RecipientStatus = "FAILED"
+)
+
+// Source says where an EnvelopeEvent came from.
+type Source string
+
+// Event sources.
+const (
+	SourceWebhook Source = "WEBHOOK"
+	SourcePoll    Source = "POLL"
+	SourceAPI     Source = "API"
+)
+
+// Outcome is what the state machine did with an event.
+type Outcome string
+
+// Audit outcomes.
+const (
+	OutcomeApplied  Outcome = "APPLIED"
+	OutcomeIgnored  Outcome = "IGNORED"
+	OutcomeConflict Outcome = "CONFLICT"
+)
+
+// AuthMethod is how a recipient proves who they are.
+type AuthMethod string
+
+// Authentication methods.
+const (
+	AuthEmail          AuthMethod = "EMAIL"
+	AuthSMS            AuthMethod = "SMS"
+	AuthIDVerification AuthMethod = "ID_VERIFICATION"
+)
+
+// SigningRequest mirrors SigningRequest.avsc.
+type SigningRequest struct {
+	RequestID   string            `avro:"request_id" json:"request_id"`
+	Tenant      string            `avro:"tenant" json:"tenant"`
+	Provider    string            `avro:"provider" json:"provider,omitempty"`
+	Documents   []Document        `avro:"documents" json:"documents"`
+	Recipients  []Recipient       `avro:"recipients" json:"recipients"`
+	Subject     string            `avro:"subject" json:"subject,omitempty"`
+	Message     string            `avro:"message" json:"message,omitempty"`
+	ExpiresAt   *time.Time        `avro:"expires_at" json:"expires_at,omitempty"`
+	Metadata    map[string]string `avro:"metadata" json:"metadata,omitempty"`
+	RequestedAt time.Time         `avro:"requested_at" json:"requested_at"`
+}
+
+// Document is one document of a SigningRequest, by URI or inline.
+type Document struct {
+	Name        string  `avro:"name" json:"name"`
+	ContentType string  `avro:"content_type" json:"content_type,omitempty"`
+	URI         *string `avro:"uri" json:"uri,omitempty"`
+	SHA256      *string `avro:"sha256" json:"sha256,omitempty"`
+	Content     []byte  `avro:"content" json:"content,omitempty"`
+}
+
+// Recipient is one signer or viewer of a SigningRequest.
+type Recipient struct {
+	ID           string     `avro:"id" json:"id"`
+	Name         string     `avro:"name" json:"name"`
+	Email        string     `avro:"email" json:"email"`
+	Role         string     `avro:"role" json:"role,omitempty"`
+	RoutingOrder int32      `avro:"routing_order" json:"routing_order,omitempty"`
+	Auth         AuthMethod `avro:"auth" json:"auth,omitempty"`
+	Phone        *string    `avro:"phone" json:"phone,omitempty"`
+}
+
+// EnvelopeEvent mirrors EnvelopeEvent.avsc.
+type EnvelopeEvent struct {
+	EventID        string            `avro:"event_id" json:"event_id"`
+	Provider       string            `avro:"provider" json:"provider"`
+	EnvelopeID     string            `avro:"envelope_id" json:"envelope_id"`
+	RequestID      *string           `avro:"request_id" json:"request_id,omitempty"`
+	Tenant         *string           `avro:"tenant" json:"tenant,omitempty"`
+	Source         Source            `avro:"source" json:"source"`
+	Type           string            `avro:"type" json:"type"`
+	Status         *Status           `avro:"status" json:"status,omitempty"`
+	Recipients     []RecipientUpdate `avro:"recipients" json:"recipients"`
+	OccurredAt     time.Time         `avro:"occurred_at" json:"occurred_at"`
+	ReceivedAt     time.Time         `avro:"received_at" json:"received_at"`
+	SourceIP       *string           `avro:"source_ip" json:"source_ip,omitempty"`
+	UserAgent      *string           `avro:"user_agent" json:"user_agent,omitempty"`
+	BodySHA256     *string           `avro:"body_sha256" json:"body_sha256,omitempty"`
+	DocumentSHA256 *string           `avro:"document_sha256" json:"document_sha256,omitempty"`
+	Reason         *string           `avro:"reason" json:"reason,omitempty"`
+	Metadata       map[string]string `avro:"metadata" json:"metadata,omitempty"`
+}
+
+// RecipientUpdate is what an event says about one recipient.
+type RecipientUpdate struct {
+	RecipientID  string          `avro:"recipient_id" json:"recipient_id"`
+	Email        string          `avro:"email" json:"email,omitempty"`
+	Name         string          `avro:"name" json:"name,omitempty"`
+	Status       RecipientStatus `avro:"status" json:"status"`
+	SourceIP     *string         `avro:"source_ip" json:"source_ip,omitempty"`
+	UserAgent    *string         `avro:"user_agent" json:"user_agent,omitempty"`
+	IDVerifiedAt *time.Time      `avro:"id_verified_at" json:"id_verified_at,omitempty"`
+}
+
+// EnvelopeStatusChanged mirrors EnvelopeStatusChanged.avsc.
+type EnvelopeStatusChanged struct {
+	EnvelopeID     string        `avro:"envelope_id" json:"envelope_id"`
+	Version        int64         `avro:"version" json:"version"`
+	PreviousStatus *Status       `avro:"previous_status" json:"previous_status,omitempty"`
+	Status         Status        `avro:"status" json:"status"`
+	EventID        string        `avro:"event_id" json:"event_id"`
+	ChangedAt      time.Time     `avro:"changed_at" json:"changed_at"`
+	State          EnvelopeState `avro:"state" json:"state"`
+	Audit          []AuditEntry  `avro:"audit" json:"audit"`
+}
+
+// EnvelopeState is the whole state of one envelope.
+type EnvelopeState struct {
+	EnvelopeID string           `avro:"envelope_id" json:"envelope_id"`
+	Provider   string           `avro:"provider" json:"provider"`
+	RequestID  *string          `avro:"request_id" json:"request_id,omitempty"`
+	Tenant     *string          `avro:"tenant" json:"tenant,omitempty"`
+	Status     *Status          `avro:"status" json:"status,omitempty"`
+	StatusAt   time.Time        `avro:"status_at" json:"status_at"`
+	Version    int64            `avro:"version" json:"version"`
+	Recipients []RecipientState `avro:"recipients" json:"recipients"`
+	Conflict   *string          `avro:"conflict" json:"conflict,omitempty"`
+	Reason     *string          `avro:"reason" json:"reason,omitempty"`
+	UpdatedAt  time.Time        `avro:"updated_at" json:"updated_at"`
+	AuditSeq   int64            `avro:"audit_seq" json:"audit_seq"`
+	AuditHead  string           `avro:"audit_head" json:"audit_head"`
+}
+
+// RecipientState is one recipient's state within an EnvelopeState.
+type RecipientState struct {
+	RecipientID  string          `avro:"recipient_id" json:"recipient_id"`
+	Email        string          `avro:"email" json:"email,omitempty"`
+	Name         string          `avro:"name" json:"name,omitempty"`
+	Status       RecipientStatus `avro:"status" json:"status"`
+	StatusAt     time.Time       `avro:"status_at" json:"status_at"`
+	IDVerifiedAt *time.Time      `avro:"id_verified_at" json:"id_verified_at,omitempty"`
+}
+
+// AuditEntry is one link of an envelope's hash-chained audit trail.
+type AuditEntry struct {
+	Seq             int64            `avro:"seq" json:"seq"`
+	EnvelopeID      string           `avro:"envelope_id" json:"envelope_id"`
+	EventID         string           `avro:"event_id" json:"event_id"`
+	Source          Source           `avro:"source" json:"source"`
+	Type            string           `avro:"type" json:"type"`
+	Outcome         Outcome          `avro:"outcome" json:"outcome"`
+	Status          *Status          `avro:"status" json:"status,omitempty"`
+	RecipientID     *string          `avro:"recipient_id" json:"recipient_id,omitempty"`
+	RecipientStatus *RecipientStatus `avro:"recipient_status" json:"recipient_status,omitempty"`
+	OccurredAt      time.Time        `avro:"occurred_at" json:"occurred_at"`
+	RecordedAt      time.Time        `avro:"recorded_at" json:"recorded_at"`
+	SourceIP        *string          `avro:"source_ip" json:"source_ip,omitempty"`
+	UserAgent       *string          `avro:"user_agent" json:"user_agent,omitempty"`
+	IDVerifiedAt    *time.Time       `avro:"id_verified_at" json:"id_verified_at,omitempty"`
+	DocumentSHA256  *string          `avro:"document_sha256" json:"document_sha256,omitempty"`
+	PrevHash        string           `avro:"prev_hash" json:"prev_hash"`
+	Hash            string           `avro:"hash" json:"hash"`
+}
+
+// EnvelopeFinalized mirrors EnvelopeFinalized.avsc.
+type EnvelopeFinalized struct {
+	EnvelopeID  string         `avro:"envelope_id" json:"envelope_id"`
+	RequestID   *string        `avro:"request_id" json:"request_id,omitempty"`
+	Tenant      *string        `avro:"tenant" json:"tenant,omitempty"`
+	Status      string         `avro:"status" json:"status"`
+	Version     int64          `avro:"version" json:"version"`
+	Files       []ArchivedFile `avro:"files" json:"files"`
+	AuditHead   string         `avro:"audit_head" json:"audit_head"`
+	AuditSeq    int64          `avro:"audit_seq" json:"audit_seq"`
+	FinalizedAt time.Time      `avro:"finalized_at" json:"finalized_at"`
+}
+
+// ArchivedFile is one archived artefact of a finalised envelope.
+type ArchivedFile struct {
+	Kind     string `avro:"kind" json:"kind"`
+	Location string `avro:"location" json:"location"`
+	SHA256   string `avro:"sha256" json:"sha256"`
+	Size     int64  `avro:"size" json:"size"`
+}
+
+// DeadLetter mirrors DeadLetter.avsc.
+type DeadLetter struct {
+	Topic     string    `avro:"topic" json:"topic"`
+	Partition int32     `avro:"partition" json:"partition"`
+	Offset    int64     `avro:"offset" json:"offset"`
+	Key       []byte    `avro:"key" json:"key,omitempty"`
+	Value     []byte    `avro:"value" json:"value,omitempty"`
+	Headers   []Header  `avro:"headers" json:"headers"`
+	Error     string    `avro:"error" json:"error"`
+	Component string    `avro:"component" json:"component"`
+	FailedAt  time.Time `avro:"failed_at" json:"failed_at"`
+}
+
+// Header is one Kafka record header kept in a DeadLetter.
+type Header struct {
+	Key   string `avro:"key" json:"key"`
+	Value []byte `avro:"value" json:"value"`
+}
