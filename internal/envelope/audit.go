@@ -26,8 +26,9 @@ const GenesisHash = "00000000000000000000000000000000000000000000000000000000000
 // in UTF-8. Integers are written in decimal, times in RFC 3339 UTC with
 // exactly three fractional digits ("2006-01-02T15:04:05.000Z"), enums by
 // symbol. prev_hash and hash are not part of it.
-func Canonical(e schemas.AuditEntry) []byte {
-	b := make([]byte, 0, 256)
+func Canonical(e schemas.AuditEntry) []byte { return appendCanonical(make([]byte, 0, 256), e) }
+
+func appendCanonical(b []byte, e schemas.AuditEntry) []byte {
 	put := func(s string) {
 		b = append(b, 1)
 		b = binary.AppendUvarint(b, uint64(len(s)))
@@ -40,15 +41,20 @@ func Canonical(e schemas.AuditEntry) []byte {
 		}
 		put(*s)
 	}
-	tm := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+	// A formatted time is always 24 bytes.
+	tm := func(t time.Time) {
+		b = append(b, 1, 24)
+		b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	}
 	optTime := func(t *time.Time) {
 		if t == nil {
 			b = append(b, 0)
 			return
 		}
-		put(tm(*t))
+		tm(*t)
 	}
-	put(strconv.FormatInt(e.Seq, 10))
+	var num [20]byte
+	put(string(strconv.AppendInt(num[:0], e.Seq, 10)))
 	put(e.EnvelopeID)
 	put(e.EventID)
 	put(string(e.Source))
@@ -65,8 +71,8 @@ func Canonical(e schemas.AuditEntry) []byte {
 	} else {
 		put(string(*e.RecipientStatus))
 	}
-	put(tm(e.OccurredAt))
-	put(tm(e.RecordedAt))
+	tm(e.OccurredAt)
+	tm(e.RecordedAt)
 	opt(e.SourceIP)
 	opt(e.UserAgent)
 	optTime(e.IDVerifiedAt)
@@ -78,14 +84,15 @@ func Canonical(e schemas.AuditEntry) []byte {
 // bytes of e.PrevHash. A malformed PrevHash hashes as given, so it can never
 // verify against a well-formed chain.
 func Hash(e schemas.AuditEntry) string {
-	h := sha256.New()
-	prev, err := hex.DecodeString(e.PrevHash)
-	if err != nil {
-		prev = []byte(e.PrevHash)
+	var buf [512]byte
+	b := buf[:0]
+	if prev, err := hex.AppendDecode(b, []byte(e.PrevHash)); err == nil {
+		b = prev
+	} else {
+		b = append(b[:0], e.PrevHash...)
 	}
-	h.Write(prev)
-	h.Write(Canonical(e))
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(appendCanonical(b, e))
+	return hex.EncodeToString(sum[:])
 }
 
 // ChainError names the first audit entry that does not verify.

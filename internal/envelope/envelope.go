@@ -71,7 +71,9 @@ func (e Envelope) Terminal() bool { return e.State.Status != nil && Terminal(*e.
 // It never modifies e: the returned Envelope shares no slices with it.
 func (e Envelope) Apply(ev schemas.EnvelopeEvent, now time.Time) (Envelope, *schemas.EnvelopeStatusChanged) {
 	st := e.State
-	st.Recipients = slices.Clone(e.State.Recipients)
+	// Never nil, so a state reads the same before and after an Avro round
+	// trip.
+	st.Recipients = append([]schemas.RecipientState{}, e.State.Recipients...)
 	now = ms(now)
 	if st.EnvelopeID == "" {
 		st.EnvelopeID = ev.EnvelopeID

@@ -1,0 +1,317 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esignflow/esignflow/internal/redistest"
+	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+
+func newStore(t testing.TB) (*store.Store, *redistest.Redis) {
+	t.Helper()
+	r := redistest.New(t)
+	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMarker(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, r
+}
+
+func ev(env, id string, st schemas.Status) schemas.EnvelopeEvent {
+	req := "req-" + env
+	return schemas.EnvelopeEvent{EventID: id, Provider: "sim", EnvelopeID: env, RequestID: &req, Source: schemas.SourceWebhook, Status: &st, OccurredAt: t0, ReceivedAt: t0}
+}
+
+func inputs(topic string, base int64, evs ...schemas.EnvelopeEvent) []store.Input {
+	in := make([]store.Input, len(evs))
+	for i, e := range evs {
+		in[i] = store.Input{Event: e, From: store.Coord{Topic: topic, Partition: 0, Offset: base + int64(i)}}
+	}
+	return in
+}
+
+func kinds(res []store.Result) []store.Kind {
+	k := make([]store.Kind, len(res))
+	for i, r := range res {
+		k[i] = r.Kind
+	}
+	return k
+}
+
+func TestApplyReplayDuplicate(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	batch := inputs("events", 10,
+		ev("a", "a1", schemas.StatusSent),
+		ev("b", "b1", schemas.StatusSent),
+		ev("a", "a2", schemas.StatusDelivered),
+		ev("a", "a0", schemas.StatusCreated), // older: audited, no change
+		ev("b", "b1", schemas.StatusSent),    // same event twice in one batch
+	)
+	res, stats, err := s.Apply(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Kind{store.Applied, store.Applied, store.Applied, store.Applied, store.Duplicate}; !reflect.DeepEqual(kinds(res), want) {
+		t.Fatalf("kinds = %v, want %v", kinds(res), want)
+	}
+	if stats.RoundTrips != 2 || stats.Conflicts != 0 {
+		t.Fatalf("stats = %+v, want 2 round trips", stats)
+	}
+	if res[2].Change == nil || res[2].Change.Version != 2 || res[2].Change.Status != schemas.StatusDelivered {
+		t.Fatalf("a2 change = %+v", res[2].Change)
+	}
+	if res[3].Change != nil {
+		t.Fatalf("older event changed the status: %+v", res[3].Change)
+	}
+
+	// The same records again (a crash before the Kafka commit): replays
+	// with the very changes stored the first time, and one round trip.
+	again, stats, err := s.Apply(ctx, batch[:4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.RoundTrips != 1 {
+		t.Fatalf("replay round trips = %d, want 1", stats.RoundTrips)
+	}
+	for i, r := range again {
+		if r.Kind != store.Replay || !reflect.DeepEqual(r.Change, res[i].Change) {
+			t.Fatalf("replay %d: %v %+v, want %+v", i, r.Kind, r.Change, res[i].Change)
+		}
+	}
+
+	// The same events from other records (a redelivered webhook):
+	// duplicates, nothing emitted.
+	dup, _, err := s.Apply(ctx, inputs("events", 100, batch[0].Event, batch[2].Event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Kind{store.Duplicate, store.Duplicate}; !reflect.DeepEqual(kinds(dup), want) {
+		t.Fatalf("kinds = %v, want %v", kinds(dup), want)
+	}
+
+	e, ok, err := s.Envelope(ctx, "a")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if *e.State.Status != schemas.StatusDelivered || e.State.Version != 2 || e.State.AuditSeq != 3 || len(e.Pending) != 1 {
+		t.Fatalf("stored a = %+v pending %d", e.State, len(e.Pending))
+	}
+	if id, ok, err := s.EnvelopeForRequest(ctx, "req-a"); err != nil || !ok || id != "a" {
+		t.Fatalf("request index: %q %v %v", id, ok, err)
+	}
+}
+
+func TestDedupRecordsExpire(t *testing.T) {
+	r := redistest.New(t)
+	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: 90 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.SetMarker(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Apply(ctx, inputs("events", 0, ev("x", "x1", schemas.StatusSent))); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := r.Client.TTL(ctx, r.Prefix+"dedup:x1").Result()
+	if err != nil || ttl <= 89*time.Minute || ttl > 90*time.Minute {
+		t.Fatalf("dedup TTL = %v (%v), want 90m", ttl, err)
+	}
+}
+
+func TestMissingMarkerWritesNothing(t *testing.T) {
+	s, r := newStore(t)
+	ctx := context.Background()
+	r.Flush(t) // Redis lost its data
+	if ok, err := s.HasMarker(ctx); err != nil || ok {
+		t.Fatalf("HasMarker = %v, %v after flush", ok, err)
+	}
+	_, _, err := s.Apply(ctx, inputs("events", 0, ev("a", "a1", schemas.StatusSent)))
+	if !errors.Is(err, store.ErrDataLoss) {
+		t.Fatalf("got %v, want ErrDataLoss", err)
+	}
+	if _, ok, _ := s.Envelope(ctx, "a"); ok {
+		t.Fatal("envelope written without marker")
+	}
+	if n, _ := r.Client.Exists(ctx, r.Prefix+"dedup:a1").Result(); n != 0 {
+		t.Fatal("dedup record written without marker")
+	}
+}
+
+func TestActiveIndexAndStale(t *testing.T) {
+	r := redistest.New(t)
+	now := t0
+	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.SetMarker(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"old", "mid", "new"} {
+		now = t0.Add(time.Duration(i) * time.Hour)
+		if _, _, err := s.Apply(ctx, inputs("events", int64(i), ev(id, id+"1", schemas.StatusSent))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Stale(ctx, t0.Add(90*time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].EnvelopeID != "old" || got[1].EnvelopeID != "mid" || !got[0].UpdatedAt.Equal(t0) {
+		t.Fatalf("stale = %+v", got)
+	}
+	if _, _, err := s.Apply(ctx, inputs("events", 9, ev("old", "old2", schemas.StatusCompleted))); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Active(ctx); n != 2 {
+		t.Fatalf("active = %d after a terminal status, want 2", n)
+	}
+	if got, _ := s.Stale(ctx, t0.Add(3*time.Hour), 1); len(got) != 1 || got[0].EnvelopeID != "mid" {
+		t.Fatalf("stale with limit 1 = %+v", got)
+	}
+}
+
+func TestRestoreKeepsNewer(t *testing.T) {
+	s, r := newStore(t)
+	ctx := context.Background()
+	res, _, err := s.Apply(ctx, inputs("events", 0, ev("a", "a1", schemas.StatusSent), ev("a", "a2", schemas.StatusDelivered), ev("b", "b1", schemas.StatusCompleted)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := res[0].Change.State
+	latestA, latestB := res[1].Change.State, res[2].Change.State
+	r.Flush(t)
+	if err := s.Restore(ctx, []schemas.EnvelopeState{latestA, latestB}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(ctx, []schemas.EnvelopeState{older}); err != nil { // must not go back
+		t.Fatal(err)
+	}
+	if err := s.SetMarker(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, ok, err := s.Envelope(ctx, "a")
+	if err != nil || !ok || a.State.Version != 2 || *a.State.Status != schemas.StatusDelivered {
+		t.Fatalf("restored a = %+v %v %v", a.State, ok, err)
+	}
+	if n, _ := s.Active(ctx); n != 1 {
+		t.Fatalf("active after restore = %d, want 1 (b is terminal)", n)
+	}
+	// Dedup records are gone, but the monotonic machine emits nothing for
+	// a redelivered event.
+	again, _, err := s.Apply(ctx, inputs("events", 50, ev("a", "a2", schemas.StatusDelivered)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0].Kind != store.Applied || again[0].Change != nil {
+		t.Fatalf("redelivery after restore: %v %+v", again[0].Kind, again[0].Change)
+	}
+	next, _, err := s.Apply(ctx, inputs("events", 51, ev("a", "a3", schemas.StatusCompleted)))
+	if err != nil || next[0].Change == nil || next[0].Change.Version != 3 {
+		t.Fatalf("after restore: %+v %v", next, err)
+	}
+}
+
+// Two writers apply overlapping batches of the same events (as two
+// processors would around a rebalance). The compare-and-set lets exactly one
+// apply each event; every (envelope, version) is produced once.
+func TestConcurrentWritersApplyOnce(t *testing.T) {
+	s1, r := newStore(t)
+	s2, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, MaxRetries: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const envs, perEnv = 20, 6
+	statuses := []schemas.Status{schemas.StatusCreated, schemas.StatusSent, schemas.StatusDelivered, schemas.StatusViewed, schemas.StatusPartiallySigned, schemas.StatusCompleted}
+	var all []schemas.EnvelopeEvent
+	for step := range perEnv {
+		for e := range envs {
+			id := fmt.Sprintf("e%d", e)
+			all = append(all, ev(id, fmt.Sprintf("%s-%d", id, step), statuses[step]))
+		}
+	}
+	type emitted struct {
+		env     string
+		version int64
+	}
+	var mu sync.Mutex
+	applied := map[string]int{}
+	seen := map[emitted]int{}
+	run := func(s *store.Store, topic string, window int) error {
+		for lo := 0; lo < len(all); lo += window / 2 { // overlapping windows
+			hi := min(lo+window, len(all))
+			res, _, err := s.Apply(context.Background(), inputs(topic, int64(lo), all[lo:hi]...))
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for i, x := range res {
+				if x.Kind == store.Applied {
+					applied[all[lo+i].EventID]++
+					if x.Change != nil {
+						seen[emitted{x.Change.EnvelopeID, x.Change.Version}]++
+					}
+				}
+			}
+			mu.Unlock()
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for i, s := range []*store.Store{s1, s2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- run(s, fmt.Sprintf("writer-%d", i), 10+i*7)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(applied) != len(all) {
+		t.Fatalf("%d of %d events applied", len(applied), len(all))
+	}
+	for id, n := range applied {
+		if n != 1 {
+			t.Fatalf("event %s applied %d times", id, n)
+		}
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("%v emitted %d times", k, n)
+		}
+	}
+	for e := range envs {
+		id := fmt.Sprintf("e%d", e)
+		st, _, _ := s1.Envelope(context.Background(), id)
+		for v := int64(1); v <= st.State.Version; v++ {
+			if seen[emitted{id, v}] != 1 {
+				t.Fatalf("%s version %d emitted %d times", id, v, seen[emitted{id, v}])
+			}
+		}
+		if *st.State.Status != schemas.StatusCompleted {
+			t.Fatalf("%s ended %s", id, *st.State.Status)
+		}
+	}
+}
