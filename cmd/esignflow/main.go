@@ -35,7 +35,7 @@ var errUsage = errors.New("usage")
 func commands() map[string]command {
 	return map[string]command{
 		"dev":        {"run the whole system in one process on embedded Kafka, Redis and Schema Registry", notYet("dev")},
-		"sim":        {"run the eSignature provider simulator", notYet("sim")},
+		"sim":        {"run the eSignature provider simulator", runSim},
 		"ingress":    {"serve provider webhooks and the signing-request API", notYet("ingress")},
 		"processor":  {"apply requests and events exactly once and publish status changes", notYet("processor")},
 		"reconciler": {"poll the provider for envelopes whose webhooks are late", notYet("reconciler")},

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+)
+
+// newFlagSet returns a flag set that reports errors instead of exiting, with
+// a usage text that starts with what the command does.
+func newFlagSet(name string, e *env, doc string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: esignflow %s [flags]\n\n%s\n\nflags:\n", name, doc)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; a bad flag is a usage error naming it (the flag
+// package has already printed which), --help is not an error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,308 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// ClientConfig configures a Client. BaseURL is required.
+type ClientConfig struct {
+	// BaseURL is the simulator's URL, e.g. http://127.0.0.1:8090.
+	BaseURL string
+	// HTTP is the client used, overriding a default with CallTimeout.
+	HTTP *http.Client
+	// CallTimeout bounds one HTTP call, overriding the default 5s.
+	CallTimeout time.Duration
+	// MaxAttempts bounds the attempts of one call on transient errors,
+	// overriding the default 8.
+	MaxAttempts int
+	// BackoffBase and BackoffMax shape the full-jitter exponential backoff
+	// between attempts; defaults 50ms and 3s.
+	BackoffBase, BackoffMax time.Duration
+	// Logger, overriding slog.Default.
+	Logger *slog.Logger
+}
+
+// Client is the simulator's API client: a provider.Provider. It retries
+// transient failures (5xx, timeouts, resets) with backoff and jitter, always
+// with the same idempotency key, and configures envelopes in serial steps.
+// It is safe for concurrent use.
+type Client struct {
+	cfg  ClientConfig
+	base *url.URL
+	log  *slog.Logger
+}
+
+var _ provider.Provider = (*Client)(nil)
+
+// NewClient returns a Client for cfg.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("sim client: base URL %q is not an absolute URL", cfg.BaseURL)
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Timeout: cfg.CallTimeout}
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 8
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 50 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Client{cfg: cfg, base: u, log: cfg.Logger.With("component", "sim-client")}, nil
+}
+
+// Create creates the envelope (POST with the idempotency key), then puts
+// its documents, then its recipients, then sends it — each step retried on
+// its own. An envelope found already sent skips the remaining steps, so a
+// retried Create finishes what an interrupted one started.
+func (c *Client) Create(ctx context.Context, key string, req schemas.SigningRequest) (provider.Envelope, error) {
+	meta := map[string]string{provider.RequestIDKey: req.RequestID, provider.TenantKey: req.Tenant}
+	for k, v := range req.Metadata {
+		meta[k] = v
+	}
+	body, err := json.Marshal(CreateBody{Subject: req.Subject, Message: req.Message, ExpiresAt: req.ExpiresAt, Metadata: meta})
+	if err != nil {
+		return provider.Envelope{}, err
+	}
+	var env envelopeJSON
+	if err := c.call(ctx, http.MethodPost, "/v1/envelopes", key, body, &env); err != nil {
+		return provider.Envelope{}, fmt.Errorf("create envelope for %s: %w", req.RequestID, err)
+	}
+	if env.Status != schemas.StatusCreated {
+		return env.Envelope, nil
+	}
+	docs := make([]docSpec, len(req.Documents))
+	for i, d := range req.Documents {
+		docs[i] = docSpec{Name: d.Name, ContentType: d.ContentType, Content: d.Content}
+		if d.URI != nil {
+			docs[i].URI = *d.URI
+		}
+		if d.SHA256 != nil {
+			docs[i].SHA256 = *d.SHA256
+		}
+	}
+	rcps := make([]*recipient, len(req.Recipients))
+	for i, r := range req.Recipients {
+		rcps[i] = &recipient{ID: r.ID, Name: r.Name, Email: r.Email, Role: r.Role, RoutingOrder: int(r.RoutingOrder), Auth: string(r.Auth)}
+	}
+	steps := []struct {
+		method, path string
+		body         any
+	}{
+		{http.MethodPut, "/v1/envelopes/" + env.ID + "/documents", docs},
+		{http.MethodPut, "/v1/envelopes/" + env.ID + "/recipients", rcps},
+		{http.MethodPost, "/v1/envelopes/" + env.ID + "/send", nil},
+	}
+	for _, st := range steps {
+		b, err := json.Marshal(st.body)
+		if err != nil {
+			return provider.Envelope{}, err
+		}
+		err = c.call(ctx, st.method, st.path, key, b, &env)
+		if errors.Is(err, errAlreadySent) {
+			// Already sent by an earlier attempt: configuration is done.
+			return c.Get(ctx, env.ID)
+		}
+		if err != nil {
+			return provider.Envelope{}, fmt.Errorf("%s %s: %w", st.method, st.path, err)
+		}
+	}
+	return env.Envelope, nil
+}
+
+// Get returns an envelope's status.
+func (c *Client) Get(ctx context.Context, id string) (provider.Envelope, error) {
+	var env envelopeJSON
+	if err := c.call(ctx, http.MethodGet, "/v1/envelopes/"+url.PathEscape(id), "", nil, &env); err != nil {
+		return provider.Envelope{}, err
+	}
+	return env.Envelope, nil
+}
+
+// ChangedSince lists envelopes changed at or after since.
+func (c *Client) ChangedSince(ctx context.Context, since time.Time, cursor string) ([]provider.Envelope, string, error) {
+	q := url.Values{"changed_since": {since.UTC().Format(time.RFC3339Nano)}}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var page listPage
+	if err := c.call(ctx, http.MethodGet, "/v1/envelopes?"+q.Encode(), "", nil, &page); err != nil {
+		return nil, "", err
+	}
+	out := make([]provider.Envelope, len(page.Envelopes))
+	for i, e := range page.Envelopes {
+		out[i] = e.Envelope
+	}
+	return out, page.NextCursor, nil
+}
+
+// Download fetches an artefact and the hash the simulator declares for it.
+func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact) (provider.Download, error) {
+	var d provider.Download
+	err := c.retry(ctx, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodGet, "/v1/envelopes/"+url.PathEscape(id)+"/documents/"+string(kind), "", nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := classify(resp); err != nil {
+			return err
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+		if err != nil {
+			return &provider.TransientError{Err: err}
+		}
+		d = provider.Download{Body: body, DeclaredHash: strings.ToLower(resp.Header.Get("X-Content-SHA256")), ContentType: resp.Header.Get("Content-Type")}
+		if _, err := hex.DecodeString(d.DeclaredHash); err != nil {
+			d.DeclaredHash = ""
+		}
+		return nil
+	})
+	return d, err
+}
+
+// call makes one API call with retries and decodes a 2xx JSON answer.
+func (c *Client) call(ctx context.Context, method, path, key string, body []byte, out any) error {
+	return c.retry(ctx, func(ctx context.Context) error {
+		resp, err := c.do(ctx, method, path, key, body)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := classify(resp); err != nil {
+			return err
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return &provider.TransientError{Err: fmt.Errorf("decode answer: %w", err)}
+		}
+		return nil
+	})
+}
+
+func (c *Client) do(ctx context.Context, method, path, key string, body []byte) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	if err != nil {
+		cancel()
+		return nil, &provider.PermanentError{Reason: err.Error()}
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.cfg.HTTP.Do(req)
+	if err != nil {
+		cancel()
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			return nil, err // the caller gave up
+		}
+		return nil, &provider.TransientError{Err: err}
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// errAlreadySent means a configuration step found the envelope sent.
+var errAlreadySent = &provider.PermanentError{Status: http.StatusConflict, Reason: "envelope already sent"}
+
+// classify turns a non-2xx answer into a typed error.
+func classify(resp *http.Response) error {
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	var p problemBody
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	_ = json.Unmarshal(raw, &p)
+	reason := p.Detail
+	if reason == "" {
+		reason = strings.TrimSpace(string(raw))
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		wait := time.Second
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			wait = time.Duration(s) * time.Second
+		}
+		return &provider.RateLimitedError{RetryAfter: wait}
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %s", provider.ErrNotFound, reason)
+	case resp.StatusCode == http.StatusConflict && p.Type == problemInFlight:
+		return &provider.TransientError{Err: errors.New(reason)}
+	case resp.StatusCode == http.StatusConflict && p.Type == problemSent:
+		return errAlreadySent
+	case resp.StatusCode >= 500:
+		return &provider.TransientError{Err: fmt.Errorf("HTTP %d: %s", resp.StatusCode, reason)}
+	default:
+		return &provider.PermanentError{Status: resp.StatusCode, Reason: reason}
+	}
+}
+
+// retry runs fn until it succeeds, fails permanently, runs out of attempts
+// or ctx ends; waits use full jitter, or the provider's Retry-After.
+func (c *Client) retry(ctx context.Context, fn func(context.Context) error) error {
+	var err error
+	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
+		if err = fn(ctx); err == nil || !provider.IsTransient(err) {
+			return err
+		}
+		wait := c.cfg.BackoffBase << attempt
+		if wait > c.cfg.BackoffMax || wait <= 0 {
+			wait = c.cfg.BackoffMax
+		}
+		wait = time.Duration(rand.Int64N(int64(wait)) + 1)
+		var rl *provider.RateLimitedError
+		if errors.As(err, &rl) {
+			wait = rl.RetryAfter
+		}
+		c.log.Debug("retrying provider call", "attempt", attempt+1, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+	}
+	return err
+}
