@@ -95,8 +95,8 @@ type docSpec struct {
 
 // idemEntry remembers the first request of an idempotency key.
 type idemEntry struct {
-	bodyHash [32]byte
-	done     bool
+	bodyHash    [32]byte
+	done        bool
 	code        int
 	body        []byte
 	contentType string
