@@ -1,0 +1,138 @@
+package processor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// Creator creates envelopes at a provider: the one thing the processor asks
+// of provider.Provider.
+type Creator interface {
+	Create(ctx context.Context, key string, req schemas.SigningRequest) (provider.Envelope, error)
+}
+
+// Point names a step of the processing protocol, for Config.Crash.
+type Point string
+
+// The points a test may crash the processor at.
+const (
+	// AfterStore: the batch's Redis write is done, nothing is produced.
+	AfterStore Point = "after-store"
+	// AfterProduce: the status changes are produced in the open
+	// transaction, which is not committed.
+	AfterProduce Point = "after-produce"
+)
+
+// ErrCrashed is returned by Run when Config.Crash asked for a crash.
+var ErrCrashed = errors.New("processor: injected crash")
+
+// Config configures a Processor. Brokers, Codec, Store and at least one
+// Provider are required.
+type Config struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// Codec encodes and decodes records through the Schema Registry.
+	Codec *schemas.Codec
+	// Store is the Redis envelope store.
+	Store *store.Store
+	// Providers create envelopes, by the provider name a request carries
+	// ("sim" when it carries none).
+	Providers map[string]Creator
+	// KnownProviders are the provider names an event may carry; an event
+	// of any other goes to the DLQ. Defaults to sim, standard, docusign
+	// and dropboxsign plus the names in Providers.
+	KnownProviders []string
+	// Group is the consumer group, overriding the default
+	// "esignflow-processor". Requests are consumed by Group+"-requests",
+	// events by Group+"-events".
+	Group string
+	// InstanceID names this replica in its transactional ids, overriding a
+	// random one. Give a restarted replica its old id so that it fences
+	// the transactions its previous life left open.
+	InstanceID string
+	// MaxBatch is the most records processed in one transaction,
+	// overriding the default 500.
+	MaxBatch int
+	// CreateConcurrency bounds the provider calls in flight for one batch
+	// of requests, overriding the default 16.
+	CreateConcurrency int
+	// Topics says how missing topics are created at start.
+	Topics topics.Config
+	// AtLeastOnce drops the transactions (plain consumer, commits after
+	// produce): the baseline that shows what exactly-once costs. Never use
+	// it in production.
+	AtLeastOnce bool
+	// KafkaOpts are passed to every Kafka client after esignflow's own.
+	KafkaOpts []kgo.Opt
+	// Metrics registers the processor's metrics, overriding a private
+	// registry.
+	Metrics prometheus.Registerer
+	// Logger, overriding slog.Default.
+	Logger *slog.Logger
+	// RetryMax caps the backoff after a failed batch, overriding 5s.
+	RetryMax time.Duration
+	// Crash, when it returns true at a point, makes Run return ErrCrashed
+	// there at once, as if the process died: for tests.
+	Crash func(Point) bool
+}
+
+// Validate reports the first missing or invalid field.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("processor: Brokers is required")
+	case c.Codec == nil:
+		return errors.New("processor: Codec is required")
+	case c.Store == nil:
+		return errors.New("processor: Store is required")
+	case len(c.Providers) == 0:
+		return errors.New("processor: at least one Provider is required")
+	case c.MaxBatch < 0:
+		return errors.New("processor: MaxBatch must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	if c.Group == "" {
+		c.Group = "esignflow-processor"
+	}
+	if c.InstanceID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		c.InstanceID = hex.EncodeToString(b[:])
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 500
+	}
+	if c.CreateConcurrency <= 0 {
+		c.CreateConcurrency = 16
+	}
+	if len(c.KnownProviders) == 0 {
+		c.KnownProviders = []string{"sim", "standard", "docusign", "dropboxsign"}
+		for name := range c.Providers {
+			c.KnownProviders = append(c.KnownProviders, name)
+		}
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Second
+	}
+}

@@ -1,0 +1,131 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// handleRequests creates an envelope for each request (in parallel, bounded)
+// and returns the API events that report them. A request whose id already
+// has an envelope is a duplicate and is skipped; a retried create uses the
+// same idempotency key, so it can never make a second envelope either way.
+// A transient provider failure fails the batch (it is retried); a refusal
+// becomes a FAILED event.
+func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
+	out := make([][]*kgo.Record, len(recs))
+	errs := make([]error, len(recs))
+	sem := make(chan struct{}, p.cfg.CreateConcurrency)
+	seen := make(map[string]bool, len(recs))
+	var wg sync.WaitGroup
+	for i, r := range recs {
+		var req schemas.SigningRequest
+		err := p.cfg.Codec.Decode(ctx, r.Value, &req)
+		if err == nil {
+			err = validateRequest(req)
+		}
+		if err == nil && p.cfg.Providers[providerOf(req)] == nil {
+			err = fmt.Errorf("%w: unknown provider %q", errInvalid, req.Provider)
+		}
+		if err != nil {
+			if !schemas.IsPoison(err) && !errors.Is(err, errInvalid) {
+				return nil, fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+			}
+			dl, err := p.deadLetter(r, err)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = []*kgo.Record{dl}
+			continue
+		}
+		if seen[req.RequestID] {
+			continue // the same request twice in one batch
+		}
+		seen[req.RequestID] = true
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[i] = p.createOne(ctx, req)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var flat []*kgo.Record
+	for _, o := range out {
+		flat = append(flat, o...)
+	}
+	return flat, nil
+}
+
+func providerOf(req schemas.SigningRequest) string {
+	if req.Provider == "" {
+		return "sim"
+	}
+	return req.Provider
+}
+
+func validateRequest(req schemas.SigningRequest) error {
+	switch {
+	case req.RequestID == "":
+		return fmt.Errorf("%w: request_id is empty", errInvalid)
+	case len(req.Recipients) == 0:
+		return fmt.Errorf("%w: request %s has no recipients", errInvalid, req.RequestID)
+	case len(req.Documents) == 0:
+		return fmt.Errorf("%w: request %s has no documents", errInvalid, req.RequestID)
+	}
+	return nil
+}
+
+// createOne creates one envelope and returns the event that reports it.
+func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest) ([]*kgo.Record, error) {
+	if id, ok, err := p.cfg.Store.EnvelopeForRequest(ctx, req.RequestID); err != nil {
+		return nil, err
+	} else if ok {
+		p.log.Debug("request already has an envelope", "request_id", req.RequestID, "envelope_id", id)
+		return nil, nil
+	}
+	now := time.Now()
+	rid, tenant := req.RequestID, req.Tenant
+	ev := schemas.EnvelopeEvent{
+		EventID: "api:" + req.RequestID, Provider: providerOf(req), RequestID: &rid, Tenant: &tenant,
+		Source: schemas.SourceAPI, Type: "envelope.created", ReceivedAt: now, Recipients: []schemas.RecipientUpdate{},
+		Metadata: map[string]string{},
+	}
+	env, err := p.cfg.Providers[providerOf(req)].Create(ctx, req.RequestID, req)
+	switch {
+	case provider.IsPermanent(err):
+		p.m.failed.Inc()
+		p.log.Warn("provider refused the request", "request_id", req.RequestID, "err", err)
+		failed, reason := schemas.StatusFailed, err.Error()
+		ev.EnvelopeID = "failed:" + req.RequestID
+		ev.Status, ev.Reason, ev.OccurredAt, ev.Type = &failed, &reason, now, "envelope.failed"
+	case err != nil:
+		return nil, fmt.Errorf("create envelope for request %s: %w", req.RequestID, err)
+	default:
+		p.m.created.Inc()
+		st := env.Status
+		ev.EnvelopeID, ev.Status, ev.OccurredAt, ev.Recipients = env.ID, &st, env.StatusAt, env.Recipients
+		if ev.Recipients == nil {
+			ev.Recipients = []schemas.RecipientUpdate{}
+		}
+		for k, v := range env.Metadata {
+			ev.Metadata[k] = v
+		}
+	}
+	val, err := p.cfg.Codec.Encode(&ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event for request %s: %w", req.RequestID, err)
+	}
+	return []*kgo.Record{{Topic: schemas.TopicEvents, Key: []byte(ev.EnvelopeID), Value: val}}, nil
+}
