@@ -63,7 +63,8 @@ type Config struct {
 	// the transactions its previous life left open.
 	InstanceID string
 	// MaxBatch is the most records processed in one transaction,
-	// overriding the default 500.
+	// overriding the default 2000. Events are applied to Redis 500 at a
+	// time within it.
 	MaxBatch int
 	// CreateConcurrency bounds the provider calls in flight for one batch
 	// of requests, overriding the default 16.
@@ -115,7 +116,7 @@ func (c *Config) defaults() {
 		c.InstanceID = hex.EncodeToString(b[:])
 	}
 	if c.MaxBatch == 0 {
-		c.MaxBatch = 500
+		c.MaxBatch = 2000
 	}
 	if c.CreateConcurrency <= 0 {
 		c.CreateConcurrency = 16

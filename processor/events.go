@@ -13,11 +13,27 @@ import (
 	"github.com/esignflow/esignflow/schemas"
 )
 
-// handleEvents applies a batch of events: decode (poison to the DLQ), one
-// store.Apply for the whole batch, and a status record for every change,
+// applyChunk is how many events go to Redis in one apply; a batch larger
+// than this is applied chunk by chunk, each chunk's status records produced
+// while the next is applied. Measured: one 2000-event apply beats four of
+// 500 (fewer round trips), so it equals the default batch.
+const applyChunk = 2000
+
+// handleEvents applies a batch of events chunk by chunk: decode (poison to
+// the DLQ), one store.Apply per chunk, and a status record for every change,
 // new or replayed.
-func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
-	var out []*kgo.Record
+func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
+	for len(recs) > 0 {
+		n := min(len(recs), applyChunk)
+		if err := p.applyEvents(ctx, recs[:n], emit); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	return nil
+}
+
+func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
 	inputs := make([]store.Input, 0, len(recs))
 	for _, r := range recs {
 		var ev schemas.EnvelopeEvent
@@ -27,19 +43,19 @@ func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record) ([]*kg
 		}
 		if err != nil {
 			if !schemas.IsPoison(err) && !errors.Is(err, errInvalid) {
-				return nil, fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+				return fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 			}
 			dl, err := p.deadLetter(r, err)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, dl)
+			emit(dl)
 			continue
 		}
 		inputs = append(inputs, store.Input{Event: ev, From: coord(r)})
 	}
 	if len(inputs) == 0 {
-		return out, nil
+		return nil
 	}
 	results, stats, err := p.cfg.Store.Apply(ctx, inputs)
 	p.m.roundTrips.Add(float64(stats.RoundTrips))
@@ -47,15 +63,15 @@ func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record) ([]*kg
 	if errors.Is(err, store.ErrDataLoss) {
 		p.log.Warn("redis lost its data; restoring envelope state before going on")
 		if rerr := p.restore(ctx); rerr != nil {
-			return nil, fmt.Errorf("restore after data loss: %w", rerr)
+			return fmt.Errorf("restore after data loss: %w", rerr)
 		}
-		return nil, err // abort; the batch is consumed again on restored state
+		return err // abort; the batch is consumed again on restored state
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if p.crash(AfterStore) {
-		return nil, ErrCrashed
+		return ErrCrashed
 	}
 	for i, res := range results {
 		switch res.Kind {
@@ -71,13 +87,13 @@ func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record) ([]*kg
 			}
 			continue
 		}
-		val, err := p.cfg.Codec.Encode(res.Change)
+		val, err := p.cfg.Codec.Wrap(schemas.TopicStatus, res.Body)
 		if err != nil {
-			return nil, fmt.Errorf("encode status of %s: %w", inputs[i].Event.EnvelopeID, err)
+			return fmt.Errorf("encode status of %s: %w", inputs[i].Event.EnvelopeID, err)
 		}
-		out = append(out, &kgo.Record{Topic: schemas.TopicStatus, Key: []byte(res.Change.EnvelopeID), Value: val})
+		emit(&kgo.Record{Topic: schemas.TopicStatus, Key: []byte(res.Change.EnvelopeID), Value: val})
 	}
-	return out, nil
+	return nil
 }
 
 var errInvalid = errors.New("invalid event")

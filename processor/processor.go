@@ -111,10 +111,12 @@ func (p *Processor) baseOpts() []kgo.Opt {
 	}
 }
 
-// batchFunc turns one batch of consumed records into the records to produce
-// in the same transaction. An error aborts the transaction and the batch is
-// consumed again after a backoff.
-type batchFunc func(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error)
+// batchFunc processes one batch of consumed records, handing every record
+// to produce in the same transaction to emit as soon as it is ready (emit
+// produces asynchronously, so producing overlaps the rest of the work). An
+// error aborts the transaction and the batch is consumed again after a
+// backoff.
+type batchFunc func(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error
 
 // loop is one consume → process → produce → commit session.
 type loop struct {
@@ -232,7 +234,9 @@ func (p *Processor) batch(ctx context.Context, tx txn, l loop, recs []*kgo.Recor
 	for _, r := range recs {
 		p.m.recordsIn.WithLabelValues(r.Topic).Inc()
 	}
-	out, err := l.handle(ctx, recs)
+	pr := newProducing(ctx, tx)
+	err := l.handle(ctx, recs, pr.emit)
+	produceErr := pr.wait()
 	if errors.Is(err, ErrCrashed) {
 		return false, err
 	}
@@ -243,7 +247,6 @@ func (p *Processor) batch(ctx context.Context, tx txn, l loop, recs []*kgo.Recor
 		}
 		return false, err
 	}
-	produceErr := tx.produce(ctx, out)
 	if p.crash(AfterProduce) {
 		return false, ErrCrashed
 	}
@@ -261,8 +264,8 @@ func (p *Processor) batch(ctx context.Context, tx txn, l loop, recs []*kgo.Recor
 		return false, nil
 	}
 	p.m.commits.Inc()
-	for _, r := range out {
-		p.m.recordsOut.WithLabelValues(r.Topic).Inc()
+	for topic, n := range pr.counts {
+		p.m.recordsOut.WithLabelValues(topic).Add(float64(n))
 	}
 	return true, nil
 }
@@ -273,7 +276,7 @@ func (p *Processor) crash(at Point) bool { return p.cfg.Crash != nil && p.cfg.Cr
 type txn interface {
 	poll(ctx context.Context, max int) kgo.Fetches
 	begin() error
-	produce(ctx context.Context, recs []*kgo.Record) error
+	produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 	end(ctx context.Context, commit bool) (bool, error)
 	close()
 }
@@ -284,8 +287,8 @@ func (g *groupTxn) poll(ctx context.Context, max int) kgo.Fetches {
 	return g.sess.PollRecords(ctx, max)
 }
 func (g *groupTxn) begin() error { return g.sess.Begin() }
-func (g *groupTxn) produce(ctx context.Context, recs []*kgo.Record) error {
-	return produceAll(ctx, g.sess.Produce, recs)
+func (g *groupTxn) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	g.sess.Produce(ctx, r, promise)
 }
 func (g *groupTxn) end(ctx context.Context, commit bool) (bool, error) {
 	return g.sess.End(ctx, kgo.TransactionEndTry(commit))
@@ -297,8 +300,8 @@ type plainTxn struct{ cl *kgo.Client }
 
 func (c *plainTxn) poll(ctx context.Context, max int) kgo.Fetches { return c.cl.PollRecords(ctx, max) }
 func (c *plainTxn) begin() error                                  { return nil }
-func (c *plainTxn) produce(ctx context.Context, recs []*kgo.Record) error {
-	return produceAll(ctx, c.cl.Produce, recs)
+func (c *plainTxn) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	c.cl.Produce(ctx, r, promise)
 }
 func (c *plainTxn) end(ctx context.Context, commit bool) (bool, error) {
 	if !commit {
@@ -314,27 +317,44 @@ func (c *plainTxn) end(ctx context.Context, commit bool) (bool, error) {
 }
 func (c *plainTxn) close() { c.cl.Close() }
 
-// produceAll produces recs and waits for every acknowledgement; it returns
+// producing tracks the records one batch produced: how many per topic, and
 // the first error.
-func produceAll(ctx context.Context, produce func(context.Context, *kgo.Record, func(*kgo.Record, error)), recs []*kgo.Record) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	wg.Add(len(recs))
-	for _, r := range recs {
-		produce(ctx, r, func(r *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("produce to %s: %w", r.Topic, err)
-				}
-				mu.Unlock()
+type producing struct {
+	ctx    context.Context
+	tx     txn
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	first  error
+	counts map[string]int
+}
+
+func newProducing(ctx context.Context, tx txn) *producing {
+	return &producing{ctx: ctx, tx: tx, counts: map[string]int{}}
+}
+
+// emit produces r asynchronously in the open transaction.
+func (p *producing) emit(r *kgo.Record) {
+	p.wg.Add(1)
+	p.counts[r.Topic]++
+	p.tx.produce(p.ctx, r, func(r *kgo.Record, err error) {
+		defer p.wg.Done()
+		if err != nil {
+			p.mu.Lock()
+			if p.first == nil {
+				p.first = fmt.Errorf("produce to %s: %w", r.Topic, err)
 			}
-		})
-	}
-	wg.Wait()
-	return first
+			p.mu.Unlock()
+		}
+	})
+}
+
+// wait returns once every emitted record is acknowledged, with the first
+// error.
+func (p *producing) wait() error {
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.first
 }
 
 // coord returns a record's coordinates.

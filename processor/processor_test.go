@@ -280,4 +280,3 @@ func TestPoisonRecordGoesToDLQ(t *testing.T) {
 		t.Errorf("headers not kept: %+v", dls[1].Headers)
 	}
 }
-

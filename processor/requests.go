@@ -19,7 +19,7 @@ import (
 // same idempotency key, so it can never make a second envelope either way.
 // A transient provider failure fails the batch (it is retried); a refusal
 // becomes a FAILED event.
-func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
+func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
 	out := make([][]*kgo.Record, len(recs))
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, p.cfg.CreateConcurrency)
@@ -36,11 +36,11 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record) ([]*
 		}
 		if err != nil {
 			if !schemas.IsPoison(err) && !errors.Is(err, errInvalid) {
-				return nil, fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+				return fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 			}
 			dl, err := p.deadLetter(r, err)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			out[i] = []*kgo.Record{dl}
 			continue
@@ -59,13 +59,14 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record) ([]*
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return err
 	}
-	var flat []*kgo.Record
 	for _, o := range out {
-		flat = append(flat, o...)
+		for _, r := range o {
+			emit(r)
+		}
 	}
-	return flat, nil
+	return nil
 }
 
 func providerOf(req schemas.SigningRequest) string {

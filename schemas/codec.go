@@ -128,6 +128,20 @@ func (c *Codec) AppendEncode(b []byte, v any) ([]byte, error) {
 	return append(b, body...), nil
 }
 
+// Wrap returns an Avro body already encoded with topic's current schema in
+// the wire format: the header, then body. It lets a caller that encoded the
+// record once (the store does, for its dedup record) publish the same bytes.
+func (c *Codec) Wrap(topic string, body []byte) ([]byte, error) {
+	id, err := c.ID(topic)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, headerSize+len(body))
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(id))
+	return append(b, body...), nil
+}
+
 // SchemaID returns the schema id in a wire-format record's header.
 func SchemaID(b []byte) (int, error) {
 	if len(b) < 1 {

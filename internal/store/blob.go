@@ -17,19 +17,19 @@ const blobVersion = 1
 var errBlob = errors.New("unreadable stored value")
 
 // dedupRecord is what a dedup key holds: the record the event came from and
-// the change it produced (nil: no change).
+// the Avro body of the change it produced (nil: no change).
 type dedupRecord struct {
-	Topic     string                         `avro:"topic"`
-	Partition int32                          `avro:"partition"`
-	Offset    int64                          `avro:"offset"`
-	Change    *schemas.EnvelopeStatusChanged `avro:"change"`
+	Topic     string `avro:"topic"`
+	Partition int32  `avro:"partition"`
+	Offset    int64  `avro:"offset"`
+	Change    []byte `avro:"change"`
 }
 
 // blobCodec encodes stored values in Avro with the named types of the
 // status schema, so the state in Redis and on the status topic are the same
 // bytes in spirit and cost.
 type blobCodec struct {
-	env, dedup avro.Schema
+	env, dedup, change avro.Schema
 }
 
 func newBlobCodec() (*blobCodec, error) {
@@ -38,7 +38,8 @@ func newBlobCodec() (*blobCodec, error) {
 		return nil, err
 	}
 	cache := &avro.SchemaCache{}
-	if _, err := avro.ParseWithCache(text, "", cache); err != nil {
+	change, err := avro.ParseWithCache(text, "", cache)
+	if err != nil {
 		return nil, fmt.Errorf("store: status schema: %w", err)
 	}
 	env, err := avro.ParseWithCache(`{"type":"record","name":"StoredEnvelope","namespace":"esignflow.store","fields":[
@@ -51,11 +52,11 @@ func newBlobCodec() (*blobCodec, error) {
 		{"name":"topic","type":"string"},
 		{"name":"partition","type":"int"},
 		{"name":"offset","type":"long"},
-		{"name":"change","type":["null","esignflow.EnvelopeStatusChanged"]}]}`, "", cache)
+		{"name":"change","type":["null","bytes"]}]}`, "", cache)
 	if err != nil {
 		return nil, fmt.Errorf("store: dedup schema: %w", err)
 	}
-	return &blobCodec{env: env, dedup: dedup}, nil
+	return &blobCodec{env: env, dedup: dedup, change: change}, nil
 }
 
 func (c *blobCodec) encode(s avro.Schema, v any) ([]byte, error) {
@@ -82,6 +83,24 @@ func (c *blobCodec) decodeEnvelope(b []byte) (envelope.Envelope, error) {
 	var e envelope.Envelope
 	err := c.decode(c.env, b, &e)
 	return e, err
+}
+
+// encodeChange returns a change's Avro body with the status schema: the
+// bytes both the dedup record and the status topic carry.
+func (c *blobCodec) encodeChange(ch *schemas.EnvelopeStatusChanged) ([]byte, error) {
+	b, err := avro.Marshal(c.change, ch)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode change: %w", err)
+	}
+	return b, nil
+}
+
+func (c *blobCodec) decodeChange(b []byte) (*schemas.EnvelopeStatusChanged, error) {
+	var ch schemas.EnvelopeStatusChanged
+	if err := avro.Unmarshal(c.change, b, &ch); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBlob, err)
+	}
+	return &ch, nil
 }
 
 func (c *blobCodec) encodeDedup(r dedupRecord) ([]byte, error) { return c.encode(c.dedup, r) }

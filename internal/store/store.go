@@ -137,6 +137,9 @@ func (k Kind) String() string {
 type Result struct {
 	Kind   Kind
 	Change *schemas.EnvelopeStatusChanged
+	// Body is Change's Avro encoding with the status topic's schema (no
+	// wire-format header): what the store keeps, ready to publish.
+	Body []byte
 }
 
 // Stats describes one Apply call's cost.
@@ -275,7 +278,12 @@ func (s *Store) plan(ctx context.Context, in []Input) ([]Result, *writePlan, err
 				return nil, nil, fmt.Errorf("store: dedup %s: %w", ids[i], err)
 			}
 			if rec.Topic == x.From.Topic && rec.Partition == x.From.Partition && rec.Offset == x.From.Offset {
-				res[i] = Result{Kind: Replay, Change: rec.Change}
+				res[i] = Result{Kind: Replay, Body: rec.Change}
+				if rec.Change != nil {
+					if res[i].Change, err = s.codec.decodeChange(rec.Change); err != nil {
+						return nil, nil, fmt.Errorf("store: dedup %s: %w", ids[i], err)
+					}
+				}
 			} else {
 				res[i] = Result{Kind: Duplicate}
 			}
@@ -291,7 +299,12 @@ func (s *Store) plan(ctx context.Context, in []Input) ([]Result, *writePlan, err
 		w.env, change = w.env.Apply(x.Event, now)
 		w.dirty = true
 		res[i] = Result{Kind: Applied, Change: change}
-		val, err := s.codec.encodeDedup(dedupRecord{Topic: x.From.Topic, Partition: x.From.Partition, Offset: x.From.Offset, Change: change})
+		if change != nil {
+			if res[i].Body, err = s.codec.encodeChange(change); err != nil {
+				return nil, nil, err
+			}
+		}
+		val, err := s.codec.encodeDedup(dedupRecord{Topic: x.From.Topic, Partition: x.From.Partition, Offset: x.From.Offset, Change: res[i].Body})
 		if err != nil {
 			return nil, nil, err
 		}

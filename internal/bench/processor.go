@@ -1,0 +1,275 @@
+// Package bench drives esignflow's components and the whole pipeline under
+// load, in process, and reports what it measured: the code behind
+// `esignflow bench` and the Go benchmarks.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/processor"
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// ProcessorConfig sizes the processor benchmark.
+type ProcessorConfig struct {
+	// Envelopes is how many envelopes; each gets EventsPerEnvelope events
+	// (8), all of them real changes but the last (a confirming poll).
+	// Default 10,000.
+	Envelopes int
+	// RedisURL is a real Redis to use (keys under a fresh prefix);
+	// empty uses an in-process miniredis.
+	RedisURL string
+	// Partitions of the events topic, default 4.
+	Partitions int32
+	// MaxBatch is the processor's batch size, default the processor's.
+	MaxBatch int
+	// Logger for the processor, default discard.
+	Logger *slog.Logger
+}
+
+// EventsPerEnvelope is the size of each envelope's lifecycle in the
+// processor benchmark.
+const EventsPerEnvelope = 8
+
+// ProcessorResult is one mode's measurement.
+type ProcessorResult struct {
+	Mode          string        `json:"mode"`
+	Events        int           `json:"events"`
+	Elapsed       time.Duration `json:"elapsed_ns"`
+	EventsPerSec  float64       `json:"events_per_sec"`
+	StatusChanges int           `json:"status_changes"`
+}
+
+// Processor measures events/s through the processor at least once (plain
+// consumer, no transactions) and exactly once, each on a fresh in-process
+// broker with the same pre-produced events, and returns both.
+func Processor(ctx context.Context, cfg ProcessorConfig) ([]ProcessorResult, error) {
+	if cfg.Envelopes <= 0 {
+		cfg.Envelopes = 10000
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var out []ProcessorResult
+	for _, alo := range []bool{true, false} {
+		r, err := processorRun(ctx, cfg, alo)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (ProcessorResult, error) {
+	mode := "exactly-once"
+	if atLeastOnce {
+		mode = "at-least-once"
+	}
+	res := ProcessorResult{Mode: mode, Events: cfg.Envelopes * EventsPerEnvelope}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return res, err
+	}
+	defer cluster.Close()
+	reg := srfake.New()
+	defer reg.Close()
+	src, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		return res, err
+	}
+	codec, err := schemas.NewCodec(ctx, src)
+	if err != nil {
+		return res, err
+	}
+	rc, cleanup, err := benchRedis(cfg.RedisURL)
+	if err != nil {
+		return res, err
+	}
+	defer cleanup()
+	prefix := fmt.Sprintf("esfbench:%d:", time.Now().UnixNano())
+	defer dropPrefix(rc, prefix)
+	st, err := store.New(store.Config{Client: rc, Prefix: prefix})
+	if err != nil {
+		return res, err
+	}
+	brokers := cluster.ListenAddrs()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		return res, err
+	}
+	defer prod.Close()
+	if err := topics.Ensure(ctx, prod, topics.Config{Partitions: cfg.Partitions}); err != nil {
+		return res, err
+	}
+	if err := produceLifecycles(ctx, prod, codec, cfg.Envelopes); err != nil {
+		return res, err
+	}
+
+	p, err := processor.New(processor.Config{
+		Brokers: brokers, Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": noCreate{}},
+		MaxBatch: cfg.MaxBatch, AtLeastOnce: atLeastOnce, Logger: cfg.Logger, Topics: topics.Config{Partitions: cfg.Partitions},
+		KafkaOpts: []kgo.Opt{kgo.FetchMaxWait(20 * time.Millisecond)},
+	})
+	if err != nil {
+		return res, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- p.Run(runCtx) }()
+	adm := kadm.NewClient(prod)
+	for {
+		n, err := committed(ctx, adm, "esignflow-processor-events", schemas.TopicEvents)
+		if err == nil && n >= int64(res.Events) {
+			break
+		}
+		select {
+		case err := <-done:
+			cancel()
+			return res, fmt.Errorf("processor stopped: %w", err)
+		case <-ctx.Done():
+			cancel()
+			<-done
+			return res, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	res.Elapsed = time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		return res, err
+	}
+	res.EventsPerSec = float64(res.Events) / res.Elapsed.Seconds()
+	ends, err := adm.ListEndOffsets(ctx, schemas.TopicStatus)
+	if err != nil {
+		return res, err
+	}
+	ends.Each(func(o kadm.ListedOffset) { res.StatusChanges += int(o.Offset) })
+	return res, nil
+}
+
+// committed sums a group's committed offsets on topic.
+func committed(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil {
+			n += o.At
+		}
+	})
+	return n, nil
+}
+
+func benchRedis(url string) (redis.Cmdable, func(), error) {
+	if url == "" {
+		m, err := miniredis.Run()
+		if err != nil {
+			return nil, nil, err
+		}
+		c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		return c, func() { c.Close(); m.Close() }, nil
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis url: %w", err)
+	}
+	c := redis.NewClient(opt)
+	return c, func() { c.Close() }, nil
+}
+
+// dropPrefix deletes a benchmark's keys from a real Redis.
+func dropPrefix(rc redis.Cmdable, prefix string) {
+	ctx := context.Background()
+	iter := rc.Scan(ctx, 0, prefix+"*", 5000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		if keys = append(keys, iter.Val()); len(keys) == 5000 {
+			rc.Unlink(ctx, keys...)
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		rc.Unlink(ctx, keys...)
+	}
+}
+
+// produceLifecycles writes n envelopes' events, interleaved by envelope
+// and in order per envelope.
+func produceLifecycles(ctx context.Context, cl *kgo.Client, codec *schemas.Codec, n int) error {
+	t0 := time.Now().Add(-time.Hour)
+	statuses := []schemas.Status{schemas.StatusCreated, schemas.StatusSent}
+	rsteps := []schemas.RecipientStatus{schemas.RecipientSent, schemas.RecipientDelivered, schemas.RecipientViewed, schemas.RecipientSigned}
+	var firstErr error
+	errc := make(chan error, 1)
+	for step := range EventsPerEnvelope {
+		for i := range n {
+			id := fmt.Sprintf("bench-%07d", i)
+			ev := schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-%d", id, step), Provider: "sim", EnvelopeID: id, Source: schemas.SourceWebhook,
+				OccurredAt: t0.Add(time.Duration(step) * time.Second), ReceivedAt: t0, Recipients: []schemas.RecipientUpdate{}, Metadata: map[string]string{}}
+			switch {
+			case step < 2:
+				s := statuses[step]
+				ev.Status = &s
+			case step < 6:
+				ev.Recipients = []schemas.RecipientUpdate{{RecipientID: "r1", Email: "signer@example.com", Status: rsteps[step-2]}}
+			default:
+				s := schemas.StatusCompleted
+				ev.Status = &s
+				if step == 7 {
+					ev.Source = schemas.SourcePoll
+					ev.OccurredAt = t0.Add(6 * time.Second)
+				}
+			}
+			b, err := codec.Encode(&ev)
+			if err != nil {
+				return err
+			}
+			cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(id), Value: b}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+				}
+			})
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	select {
+	case firstErr = <-errc:
+	default:
+	}
+	return firstErr
+}
+
+// noCreate is the provider of a benchmark that sends no requests.
+type noCreate struct{}
+
+func (noCreate) Create(context.Context, string, schemas.SigningRequest) (provider.Envelope, error) {
+	return provider.Envelope{}, errors.New("bench: no provider")
+}
