@@ -37,7 +37,7 @@ func commands() map[string]command {
 		"dev":        {"run the whole system in one process on embedded Kafka, Redis and Schema Registry", notYet("dev")},
 		"sim":        {"run the eSignature provider simulator", runSim},
 		"ingress":    {"serve provider webhooks and the signing-request API", notYet("ingress")},
-		"processor":  {"apply requests and events exactly once and publish status changes", notYet("processor")},
+		"processor":  {"apply requests and events exactly once and publish status changes", runProcessor},
 		"reconciler": {"poll the provider for envelopes whose webhooks are late", notYet("reconciler")},
 		"sink":       {"archive finalised envelopes and publish them", notYet("sink")},
 		"request":    {"send signing requests (request send)", notYet("request")},

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// conn holds the flags every service shares: how to reach Kafka, the
+// Schema Registry and Redis. Passwords come from files, never flags.
+type conn struct {
+	brokers          string
+	saslMechanism    string
+	saslUser         string
+	saslPasswordFile string
+	kafkaTLS         bool
+	kafkaCAFile      string
+	registry         string
+	registryUser     string
+	registryPassFile string
+	redisURL         string
+	redisPassFile    string
+}
+
+func connFlags(fs *flag.FlagSet, withRedis bool) *conn {
+	c := &conn{}
+	fs.StringVar(&c.brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated `host:port` list")
+	fs.StringVar(&c.saslMechanism, "kafka-sasl-mechanism", "", "Kafka SASL `mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (none when empty)")
+	fs.StringVar(&c.saslUser, "kafka-sasl-user", "", "Kafka SASL `user`")
+	fs.StringVar(&c.saslPasswordFile, "kafka-sasl-password-file", "", "`file` holding the Kafka SASL password")
+	fs.BoolVar(&c.kafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
+	fs.StringVar(&c.kafkaCAFile, "kafka-ca-file", "", "PEM `file` of CAs for Kafka TLS (system roots when empty)")
+	fs.StringVar(&c.registry, "registry", "http://127.0.0.1:8081", "Schema Registry `URL`")
+	fs.StringVar(&c.registryUser, "registry-user", "", "Schema Registry basic-auth `user`")
+	fs.StringVar(&c.registryPassFile, "registry-password-file", "", "`file` holding the Schema Registry basic-auth password")
+	if withRedis {
+		fs.StringVar(&c.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis `URL` (rediss:// for TLS; user in the URL)")
+		fs.StringVar(&c.redisPassFile, "redis-password-file", "", "`file` holding the Redis password")
+	}
+	return c
+}
+
+func readSecretFile(flagName, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flagName, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (c *conn) brokerList() []string {
+	var out []string
+	for _, b := range strings.Split(c.brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// kafkaOpts returns the client options for SASL and TLS.
+func (c *conn) kafkaOpts() ([]kgo.Opt, error) {
+	if len(c.brokerList()) == 0 {
+		return nil, fmt.Errorf("%w: --brokers is empty", errUsage)
+	}
+	var opts []kgo.Opt
+	if c.kafkaTLS {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.kafkaCAFile != "" {
+			pem, err := os.ReadFile(c.kafkaCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("--kafka-ca-file: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--kafka-ca-file %s: no PEM certificate", c.kafkaCAFile)
+			}
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	if c.saslMechanism != "" {
+		pass := ""
+		if c.saslPasswordFile != "" {
+			var err error
+			if pass, err = readSecretFile("kafka-sasl-password-file", c.saslPasswordFile); err != nil {
+				return nil, err
+			}
+		}
+		switch strings.ToUpper(c.saslMechanism) {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: c.saslUser, Pass: pass}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: c.saslUser, Pass: pass}.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: c.saslUser, Pass: pass}.AsSha512Mechanism()))
+		default:
+			return nil, fmt.Errorf("%w: --kafka-sasl-mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", errUsage, c.saslMechanism)
+		}
+	}
+	return opts, nil
+}
+
+// registryClient returns the Schema Registry client.
+func (c *conn) registryClient() (*sr.Client, error) {
+	opts := []sr.ClientOpt{sr.URLs(c.registry)}
+	if c.registryUser != "" {
+		pass := ""
+		if c.registryPassFile != "" {
+			var err error
+			if pass, err = readSecretFile("registry-password-file", c.registryPassFile); err != nil {
+				return nil, err
+			}
+		}
+		opts = append(opts, sr.BasicAuth(c.registryUser, pass))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--registry: %w", err)
+	}
+	return cl, nil
+}
+
+// codec registers the schemas and returns the codec, retrying while the
+// registry is still starting (bounded).
+func (c *conn) codec(ctx context.Context) (*schemas.Codec, error) {
+	cl, err := c.registryClient()
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		codec, err := schemas.NewCodec(ctx, cl)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return nil, fmt.Errorf("schema registry %s: %w", c.registry, err)
+			}
+			return codec, nil
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// redisClient returns the Redis client and checks it answers.
+func (c *conn) redisClient(ctx context.Context) (*redis.Client, error) {
+	opt, err := redis.ParseURL(c.redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --redis-url: %w", errUsage, err)
+	}
+	if c.redisPassFile != "" {
+		if opt.Password, err = readSecretFile("redis-password-file", c.redisPassFile); err != nil {
+			return nil, err
+		}
+	}
+	cl := redis.NewClient(opt)
+	if err := cl.Ping(ctx).Err(); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
+	}
+	return cl, nil
+}
+
+// newRegistry returns a Prometheus registry with the Go and process
+// collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// serveOps serves /metrics and /healthz on addr until ctx ends. It returns
+// once the listener is up, or the error of listening.
+func serveOps(ctx context.Context, addr, flagName string, reg *prometheus.Registry) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--%s %s: %w", flagName, addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+	}()
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return stop, nil
+}
+

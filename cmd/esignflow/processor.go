@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+
+	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/processor"
+	"github.com/esignflow/esignflow/provider/sim"
+)
+
+// processorFlags are the processor's own flags, shared with dev.
+type processorFlags struct {
+	group       string
+	instanceID  string
+	maxBatch    int
+	partitions  int
+	replication int
+	simURL      string
+	dedupTTL    time.Duration
+}
+
+func registerProcessorFlags(fs interface {
+	StringVar(*string, string, string, string)
+	IntVar(*int, string, int, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}, withSimURL bool) *processorFlags {
+	f := &processorFlags{}
+	host, _ := os.Hostname()
+	fs.StringVar(&f.group, "group", "esignflow-processor", "consumer group `prefix` (-requests and -events are appended)")
+	fs.StringVar(&f.instanceID, "instance-id", host, "this replica's stable `name` in its transactional ids; keep it across restarts")
+	fs.IntVar(&f.maxBatch, "max-batch", 2000, "most `records` per transaction")
+	fs.IntVar(&f.partitions, "partitions", 12, "`partitions` per topic when creating missing topics")
+	fs.IntVar(&f.replication, "replication", -1, "replication `factor` when creating missing topics (-1: broker default)")
+	fs.DurationVar(&f.dedupTTL, "dedup-ttl", 7*24*time.Hour, "how long event dedup records are kept, a `duration` longer than any provider retries")
+	if withSimURL {
+		fs.StringVar(&f.simURL, "sim-url", "http://127.0.0.1:8090", "`URL` of the simulator provider that creates envelopes")
+	}
+	return f
+}
+
+func runProcessor(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("processor", e, "Apply signing requests and events exactly once and publish status changes.")
+	c := connFlags(fs, true)
+	pf := registerProcessorFlags(fs, true)
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9101", "`address` serving /metrics and /healthz")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	kopts, err := c.kafkaOpts()
+	if err != nil {
+		return err
+	}
+	codec, err := c.codec(ctx)
+	if err != nil {
+		return err
+	}
+	rc, err := c.redisClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	st, err := store.New(store.Config{Client: rc, DedupTTL: pf.dedupTTL})
+	if err != nil {
+		return err
+	}
+	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: pf.simURL, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	p, err := processor.New(processor.Config{
+		Brokers: c.brokerList(), Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": simc},
+		Group: pf.group, InstanceID: pf.instanceID, MaxBatch: pf.maxBatch,
+		Topics:    topics.Config{Partitions: int32(pf.partitions), Replication: int16(pf.replication)},
+		KafkaOpts: kopts, Metrics: reg, Logger: e.log,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := serveOps(ctx, *metricsAddr, "metrics-addr", reg); err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
