@@ -216,4 +216,3 @@ func serveOps(ctx context.Context, addr, flagName string, reg *prometheus.Regist
 	}()
 	return stop, nil
 }
-

@@ -5,7 +5,6 @@ import (
 	"os"
 	"time"
 
-
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/processor"
@@ -86,4 +85,3 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	}
 	return p.Run(ctx)
 }
-
