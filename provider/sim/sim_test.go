@@ -502,3 +502,14 @@ func TestPartitionWindowHoldsWebhooks(t *testing.T) {
 		t.Fatal("nothing delivered after the partition")
 	}
 }
+
+func FuzzParseWebhook(f *testing.F) {
+	f.Add([]byte(`{"id":"evt_1","type":"recipient.signed","created_at":"2026-11-27T11:59:58Z","data":{"envelope_id":"e","status":"completed","recipient":{"id":"r1","status":"signed"}}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, err := sim.ParseWebhook(b)
+		if err == nil && (len(evs) != 1 || evs[0].EnvelopeID == "" || evs[0].EventID == "") {
+			t.Fatalf("accepted without an envelope or event id: %+v", evs)
+		}
+	})
+}

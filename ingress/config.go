@@ -1,0 +1,127 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// Keys gives the active secrets of a provider: Standard Webhooks keys
+// decoded from whsec_, DocuSign HMAC keys and Dropbox Sign API keys as
+// their bytes. *secrets.Dir implements it.
+type Keys interface {
+	Keys(provider string) [][]byte
+}
+
+// Config configures an Ingress. Brokers, Codec, Redis and Secrets are
+// required.
+type Config struct {
+	// Addr is the listen address, overriding the default 127.0.0.1:8080.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr.
+	Listener net.Listener
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// KafkaOpts are passed to the producer after esignflow's own (acks=all,
+	// idempotent).
+	KafkaOpts []kgo.Opt
+	// Codec encodes records through the Schema Registry.
+	Codec *schemas.Codec
+	// Redis keeps the signing-request API's idempotency keys.
+	Redis redis.Cmdable
+	// Secrets are the webhook secrets, by provider.
+	Secrets Keys
+	// MaxBody is the largest request body, overriding the default 1 MiB.
+	MaxBody int64
+	// Tolerance is how far a signed timestamp may be from now, overriding
+	// the default 5 minutes.
+	Tolerance time.Duration
+	// PublishTimeout bounds one publish to Kafka before answering 503,
+	// overriding the default 5s.
+	PublishTimeout time.Duration
+	// MaxInFlight bounds the requests being handled at once; past it the
+	// answer is 503 with Retry-After, overriding the default 1024.
+	MaxInFlight int
+	// IdempotencyTTL is how long a signing request's Idempotency-Key is
+	// remembered, overriding the default 24h.
+	IdempotencyTTL time.Duration
+	// KeyPrefix prefixes the Redis keys, overriding the default "esf:".
+	KeyPrefix string
+	// Ready adds checks to /readyz (esignflow dev reports its other
+	// components through it).
+	Ready func(ctx context.Context) error
+	// Metrics registers the ingress's metrics, overriding a private
+	// registry; /metrics serves Gatherer.
+	Metrics prometheus.Registerer
+	// Gatherer is what /metrics serves, overriding the Metrics registry
+	// when that is a *prometheus.Registry.
+	Gatherer prometheus.Gatherer
+	// Logger, overriding slog.Default.
+	Logger *slog.Logger
+	// Now is the clock, overriding time.Now (tests).
+	Now func() time.Time
+}
+
+// Validate reports the first missing field.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("ingress: Brokers is required")
+	case c.Codec == nil:
+		return errors.New("ingress: Codec is required")
+	case c.Redis == nil:
+		return errors.New("ingress: Redis is required")
+	case c.Secrets == nil:
+		return errors.New("ingress: Secrets is required")
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 1 << 20
+	}
+	if c.Tolerance <= 0 {
+		c.Tolerance = 5 * time.Minute
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = 24 * time.Hour
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "esf:"
+	}
+	if c.Metrics == nil {
+		reg := prometheus.NewRegistry()
+		c.Metrics, c.Gatherer = reg, reg
+	}
+	if c.Gatherer == nil {
+		if g, ok := c.Metrics.(prometheus.Gatherer); ok {
+			c.Gatherer = g
+		} else {
+			c.Gatherer = prometheus.NewRegistry()
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}

@@ -1,0 +1,485 @@
+package ingress
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/esignflow/esignflow/internal/redistest"
+	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// staticKeys is a fixed secret set.
+type staticKeys map[string][][]byte
+
+func (s staticKeys) Keys(p string) [][]byte { return s[p] }
+
+var (
+	simKey    = []byte("sim-signing-key-0123456789abcdef")
+	simKeyOld = []byte("the-previous-key-still-active!!!")
+	dsKey     = "Zk9mQ3Jlc3RTZWNyZXRLZXkxMjM0NTY3ODkw"
+	dbxKey    = "dbx-api-key-0123"
+	now       = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+)
+
+type testIngress struct {
+	*Ingress
+	url     string
+	cluster *kfake.Cluster
+	brokers []string
+	codec   *schemas.Codec
+	redis   *redistest.Redis
+}
+
+func start(t *testing.T, mutate func(*Config)) *testIngress {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	src, _ := sr.NewClient(sr.URLs(reg.URL()))
+	codec, err := schemas.NewCodec(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topics.Ensure(context.Background(), admin, topics.Config{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	r := redistest.New(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Listener: ln, Brokers: c.ListenAddrs(), Codec: codec, Redis: r.Client, KeyPrefix: r.Prefix,
+		Secrets: staticKeys{"sim": {simKeyOld, simKey}, "standard": {simKey}, "docusign": {[]byte(dsKey)}, "dropboxsign": {[]byte(dbxKey)}},
+		Now:     func() time.Time { return now }, PublishTimeout: 500 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	in, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-in.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return &testIngress{Ingress: in, url: "http://" + in.Addr(), cluster: c, brokers: c.ListenAddrs(), codec: codec, redis: r}
+}
+
+// sign computes a Standard Webhooks signature with the test's own HMAC.
+func sign(key []byte, id string, ts int64, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "%s.%d.", id, ts)
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+func post(t *testing.T, url string, h http.Header, body []byte) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func simBody(id, env, status string) []byte {
+	return []byte(fmt.Sprintf(`{"id":%q,"type":"recipient.signed","created_at":"2026-11-27T11:59:58Z","data":{"envelope_id":%q,"status":%q,"status_changed_at":"2026-11-27T11:59:58Z","metadata":{"esignflow_request_id":"req-1"},"recipient":{"id":"r1","email":"a@example.com","name":"A","status":"signed","ip_address":"198.51.100.4"}}}`, id, env, status))
+}
+
+// records reads every record of a topic (read_committed) up to its end.
+func (ti *testIngress) records(t *testing.T, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(ti.brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// Produce a marker to know where the end is.
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte("__end__")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		end := false
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Key) == "__end__" {
+				end = true
+				return
+			}
+			out = append(out, r)
+		})
+		if end {
+			return out
+		}
+	}
+}
+
+func TestStandardWebhookAnswers(t *testing.T) {
+	ti := start(t, func(c *Config) { c.MaxBody = 4096 })
+	ts := now.Unix()
+	body := simBody("evt_1", "env-1", "partially_signed")
+	h := func(prefix, id string, ts int64, sig string) http.Header {
+		return http.Header{prefix + "-Id": {id}, prefix + "-Timestamp": {strconv.FormatInt(ts, 10)}, prefix + "-Signature": {sig}}
+	}
+	tests := []struct {
+		name     string
+		provider string
+		h        http.Header
+		body     []byte
+		want     int
+	}{
+		{"valid", "sim", h("Webhook", "evt_1", ts, sign(simKey, "evt_1", ts, body)), body, 200},
+		{"old key still active", "sim", h("Webhook", "evt_1", ts, sign(simKeyOld, "evt_1", ts, body)), body, 200},
+		{"svix headers on standard", "standard", h("Svix", "evt_1", ts, sign(simKey, "evt_1", ts, body)), body, 200},
+		{"tampered body", "sim", h("Webhook", "evt_1", ts, sign(simKey, "evt_1", ts, body)), bytes.Replace(body, []byte("signed"), []byte("declined"), 1), 401},
+		{"wrong secret", "sim", h("Webhook", "evt_1", ts, sign([]byte("nope"), "evt_1", ts, body)), body, 401},
+		{"no signature", "sim", http.Header{}, body, 401},
+		{"stale timestamp", "sim", h("Webhook", "evt_1", ts-301, sign(simKey, "evt_1", ts-301, body)), body, 401},
+		{"future timestamp", "sim", h("Webhook", "evt_1", ts+301, sign(simKey, "evt_1", ts+301, body)), body, 401},
+		{"unknown provider", "acme", h("Webhook", "evt_1", ts, sign(simKey, "evt_1", ts, body)), body, 404},
+		{"body too large", "sim", http.Header{}, bytes.Repeat([]byte("x"), 5000), 413},
+	}
+	accepted := 0
+	for _, tt := range tests {
+		resp, text := post(t, ti.url+"/webhooks/"+tt.provider, tt.h, tt.body)
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: %d %s, want %d", tt.name, resp.StatusCode, text, tt.want)
+		}
+		if tt.want >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: error is %s, not problem+json", tt.name, resp.Header.Get("Content-Type"))
+		}
+		if tt.want == 200 {
+			accepted++
+		}
+	}
+	recs := ti.records(t, schemas.TopicEvents)
+	if len(recs) != accepted {
+		t.Fatalf("%d events published for %d accepted webhooks", len(recs), accepted)
+	}
+	var ev schemas.EnvelopeEvent
+	if err := ti.codec.Decode(context.Background(), recs[0].Value, &ev); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	if string(recs[0].Key) != "env-1" || ev.EventID != "evt_1" || *ev.Status != schemas.StatusPartiallySigned || *ev.RequestID != "req-1" ||
+		*ev.SourceIP != "127.0.0.1" || *ev.BodySHA256 != hex.EncodeToString(sum[:]) || !ev.ReceivedAt.Equal(now) ||
+		ev.Recipients[0].Status != schemas.RecipientSigned || *ev.Recipients[0].SourceIP != "198.51.100.4" {
+		t.Fatalf("event: %+v", ev)
+	}
+}
+
+func TestDocuSignConnectCompleted(t *testing.T) {
+	ti := start(t, nil)
+	body, err := os.ReadFile("../provider/docusign/testdata/envelope-completed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// openssl dgst -sha256 -mac HMAC -macopt key:<dsKey> -binary | base64
+	const sig = "inhgpfKFCc3tA2Jqge1hMWg21FRbMtp4UiC0Czb6k8c="
+	if resp, text := post(t, ti.url+"/webhooks/docusign", http.Header{"X-Docusign-Signature-1": {sig}}, body); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, text)
+	}
+	if resp, _ := post(t, ti.url+"/webhooks/docusign", http.Header{"X-Docusign-Signature-1": {"AAAA" + sig[4:]}}, body); resp.StatusCode != 401 {
+		t.Fatalf("bad signature: %d", resp.StatusCode)
+	}
+	recs := ti.records(t, schemas.TopicEvents)
+	if len(recs) != 1 {
+		t.Fatalf("%d events", len(recs))
+	}
+	var ev schemas.EnvelopeEvent
+	if err := ti.codec.Decode(context.Background(), recs[0].Value, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if *ev.Status != schemas.StatusCompleted || ev.Provider != "docusign" || *ev.RequestID != "req-42" {
+		t.Fatalf("event: %+v", ev)
+	}
+}
+
+func TestDropboxSignAllSigned(t *testing.T) {
+	ti := start(t, nil)
+	raw, err := os.ReadFile("../provider/dropboxsign/testdata/all_signed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "--b\r\nContent-Disposition: form-data; name=\"json\"\r\n\r\n%s\r\n--b--\r\n", raw)
+	resp, text := post(t, ti.url+"/webhooks/dropboxsign", http.Header{"Content-Type": {"multipart/form-data; boundary=b"}}, buf.Bytes())
+	if resp.StatusCode != 200 || !strings.Contains(text, "Hello API Event Received") {
+		t.Fatalf("%d %q", resp.StatusCode, text)
+	}
+	test := `{"event":{"event_time":"1795774600","event_type":"callback_test","event_hash":"` + hmacHex(dbxKey, "1795774600callback_test") + `"}}`
+	resp, text = post(t, ti.url+"/webhooks/dropboxsign", http.Header{"Content-Type": {"application/json"}}, []byte(test))
+	if resp.StatusCode != 200 || !strings.Contains(text, "Hello API Event Received") {
+		t.Fatalf("callback_test: %d %q", resp.StatusCode, text)
+	}
+	if resp, _ := post(t, ti.url+"/webhooks/dropboxsign", http.Header{"Content-Type": {"application/json"}}, []byte(`{"event":`)); resp.StatusCode != 400 {
+		t.Fatalf("malformed: %d", resp.StatusCode)
+	}
+	recs := ti.records(t, schemas.TopicEvents)
+	if len(recs) != 1 {
+		t.Fatalf("%d events, want 1 (callback_test publishes nothing)", len(recs))
+	}
+}
+
+func hmacHex(key, msg string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func TestAuthenticButUnparseableIsDeadLettered(t *testing.T) {
+	ti := start(t, nil)
+	body := []byte(`{"id":"evt_9","type":"x","created_at":"2026-11-27T11:59:58Z","data":{"envelope_id":"env-9","status":"teleported"}}`)
+	ts := now.Unix()
+	h := http.Header{"Webhook-Id": {"evt_9"}, "Webhook-Timestamp": {strconv.FormatInt(ts, 10)}, "Webhook-Signature": {sign(simKey, "evt_9", ts, body)}}
+	if resp, text := post(t, ti.url+"/webhooks/sim", h, body); resp.StatusCode != 202 {
+		t.Fatalf("%d %s", resp.StatusCode, text)
+	}
+	dls := ti.records(t, schemas.TopicDLQ)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters", len(dls))
+	}
+	var dl schemas.DeadLetter
+	if err := ti.codec.Decode(context.Background(), dls[0].Value, &dl); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dl.Value, body) || !strings.Contains(dl.Error, "teleported") || dl.Component != "ingress/sim" {
+		t.Fatalf("dead letter: %+v", dl)
+	}
+}
+
+// With the broker refusing produce, a webhook is answered 503 with
+// Retry-After; once the broker is back the provider's retry lands.
+func TestBrokerDownThenBack(t *testing.T) {
+	ti := start(t, nil)
+	var down atomic.Bool
+	down.Store(true)
+	ti.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		ti.cluster.KeepControl()
+		if down.Load() {
+			return nil, errors.New("broker down"), true
+		}
+		return nil, nil, false
+	})
+	ts := now.Unix()
+	body := simBody("evt_2", "env-2", "completed")
+	h := http.Header{"Webhook-Id": {"evt_2"}, "Webhook-Timestamp": {strconv.FormatInt(ts, 10)}, "Webhook-Signature": {sign(simKey, "evt_2", ts, body)}}
+	resp, _ := post(t, ti.url+"/webhooks/sim", h, body)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("broker down: %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := ti.get(t, "/readyz"); resp.StatusCode != 200 {
+		// Metadata still answers: readiness is about reachability.
+		t.Logf("readyz while produce fails: %d", resp.StatusCode)
+	}
+	down.Store(false)
+	// The provider retries, honouring Retry-After (shortened here), until
+	// it gets a 2xx.
+	for attempt := 1; ; attempt++ {
+		resp, _ = post(t, ti.url+"/webhooks/sim", h, body)
+		if resp.StatusCode == 200 {
+			break
+		}
+		if resp.StatusCode != 503 || attempt == 50 {
+			t.Fatalf("after recovery, attempt %d: %d", attempt, resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	found := 0
+	for _, r := range ti.records(t, schemas.TopicEvents) {
+		var ev schemas.EnvelopeEvent
+		if err := ti.codec.Decode(context.Background(), r.Value, &ev); err == nil && ev.EventID == "evt_2" {
+			found++
+		}
+	}
+	if found == 0 {
+		t.Fatal("the acknowledged webhook is not on the events topic")
+	}
+}
+
+func (ti *testIngress) get(t *testing.T, path string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(ti.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestOpsEndpoints(t *testing.T) {
+	ti := start(t, func(c *Config) {
+		c.Ready = func(context.Context) error { return nil }
+	})
+	if resp, _ := ti.get(t, "/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("healthz %d", resp.StatusCode)
+	}
+	if resp, text := ti.get(t, "/readyz"); resp.StatusCode != 200 {
+		t.Fatalf("readyz %d %s", resp.StatusCode, text)
+	}
+	post(t, ti.url+"/webhooks/sim", http.Header{}, []byte("{}"))
+	_, text := ti.get(t, "/metrics")
+	for _, want := range []string{`esignflow_ingress_requests_total{code="401",endpoint="sim"} 1`, `esignflow_ingress_verification_failures_total{provider="sim",reason="missing"} 1`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	ti.redis.Client.Close()
+	if resp, _ := ti.get(t, "/readyz"); resp.StatusCode != 503 {
+		t.Fatalf("readyz with Redis gone: %d", resp.StatusCode)
+	}
+}
+
+func TestOverloadIsRefused(t *testing.T) {
+	in := &Ingress{slots: make(chan struct{}, 1)}
+	m, _ := newMetrics(promRegistry())
+	in.m = m
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	h := in.bounded(func(w http.ResponseWriter, _ *http.Request) {
+		close(entered)
+		<-release
+	})
+	go h(newRecorder(), httptestRequest())
+	<-entered
+	rec := newRecorder()
+	h(rec, httptestRequest())
+	close(release)
+	if rec.code != http.StatusServiceUnavailable || rec.header.Get("Retry-After") == "" {
+		t.Fatalf("second request while one is in flight: %d", rec.code)
+	}
+}
+
+func TestSigningRequestIdempotency(t *testing.T) {
+	ti := start(t, nil)
+	valid := []byte(`{"tenant":"acme","documents":[{"name":"nda.pdf","uri":"s3://docs/nda.pdf","sha256":"` + strings.Repeat("ab", 32) + `"}],"recipients":[{"id":"r1","name":"Ann","email":"ann@example.com"}],"metadata":{"crm":"7"}}`)
+	other := bytes.Replace(valid, []byte("acme"), []byte("globex"), 1)
+	send := func(key string, body []byte) (*http.Response, string) {
+		h := http.Header{"Content-Type": {"application/json"}}
+		if key != "" {
+			h.Set("Idempotency-Key", key)
+		}
+		return post(t, ti.url+"/v1/signing-requests", h, body)
+	}
+	resp, first := send("k1", valid)
+	if resp.StatusCode != 202 || !strings.Contains(first, `"request_id":"k1"`) {
+		t.Fatalf("first: %d %s", resp.StatusCode, first)
+	}
+	resp, again := send("k1", valid)
+	if resp.StatusCode != 202 || again != first || resp.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %q", resp.StatusCode, again)
+	}
+	if resp, _ := send("k1", other); resp.StatusCode != 422 {
+		t.Fatalf("same key, other body: %d", resp.StatusCode)
+	}
+	if resp, _ := send("", valid); resp.StatusCode != 400 {
+		t.Fatalf("no key: %d", resp.StatusCode)
+	}
+	inflight, _ := json.Marshal(idemRecord{Hash: hashOf(valid)})
+	ti.redis.Client.Set(context.Background(), ti.redis.Prefix+"idem:k2", inflight, time.Minute)
+	if resp, _ := send("k2", valid); resp.StatusCode != 409 {
+		t.Fatalf("in flight: %d", resp.StatusCode)
+	}
+	bad := []byte(`{"documents":[{"name":""}],"recipients":[{"id":"r1","email":"nope","auth":"SMS"},{"id":"r1","name":"B","email":"b@example.com","auth":"RETINA"}]}`)
+	resp, text := send("k3", bad)
+	if resp.StatusCode != 400 {
+		t.Fatalf("invalid: %d", resp.StatusCode)
+	}
+	var p struct {
+		Errors []fieldError `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(text), &p); err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]bool{}
+	for _, e := range p.Errors {
+		fields[e.Field] = true
+	}
+	for _, f := range []string{"tenant", "documents[0].name", "documents[0]", "recipients[0].name", "recipients[0].email", "recipients[0].phone", "recipients[1].id", "recipients[1].auth"} {
+		if !fields[f] {
+			t.Errorf("no error for %s in %s", f, text)
+		}
+	}
+	if resp, _ := send("k3", valid); resp.StatusCode != 202 {
+		t.Fatalf("a corrected body may reuse the key of a refused one: %d", resp.StatusCode)
+	}
+	recs := ti.records(t, schemas.TopicRequests)
+	if len(recs) != 2 {
+		t.Fatalf("%d requests published, want 2 (k1 once, k3)", len(recs))
+	}
+	var req schemas.SigningRequest
+	for _, r := range recs {
+		if string(r.Key) == "k1" {
+			if err := ti.codec.Decode(context.Background(), r.Value, &req); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if req.RequestID != "k1" || req.Tenant != "acme" || req.Recipients[0].Auth != schemas.AuthEmail || req.Recipients[0].RoutingOrder != 1  {
+		t.Fatalf("published request: %+v", req)
+	}
+}
+
+func hashOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

@@ -1,0 +1,215 @@
+package ingress
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/provider/docusign"
+	"github.com/esignflow/esignflow/provider/dropboxsign"
+	"github.com/esignflow/esignflow/provider/sim"
+	"github.com/esignflow/esignflow/provider/stdwebhook"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// Providers lists the webhook endpoints: POST /webhooks/{provider}.
+func Providers() []string { return []string{"sim", "standard", "docusign", "dropboxsign"} }
+
+// errUnparsed marks an authentic webhook that could not be normalised; it
+// goes to the DLQ with its raw body.
+var errUnparsed = errors.New("authentic webhook could not be parsed")
+
+// errIgnored marks an authentic webhook that carries no status.
+var errIgnored = errors.New("authentic webhook carries no status")
+
+// webhook verifies, normalises and publishes one provider webhook.
+//
+// Answers: 401 for a missing or wrong signature or a timestamp outside the
+// window (nothing published); 413 for a body over the limit; 404 for an
+// unknown provider; 400 for a Dropbox Sign body whose signature cannot even
+// be read; 503 with Retry-After when the broker does not acknowledge in
+// time. An authentic webhook that cannot be parsed is published to the DLQ
+// with its raw body and answered 202: the provider must not retry (or
+// disable the endpoint) for a payload only an operator can fix, and nothing
+// verified is dropped. An authentic webhook that carries no status
+// (callback_test, envelope-purge…) is answered 200 and counted.
+func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("provider")
+	known := false
+	for _, p := range Providers() {
+		known = known || p == name
+	}
+	if !known {
+		in.problem(w, r, "unknown", http.StatusNotFound, fmt.Sprintf("no webhook endpoint for provider %q", name), nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			in.problem(w, r, name, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", in.cfg.MaxBody), nil)
+			return
+		}
+		in.problem(w, r, name, http.StatusBadRequest, "could not read the body", nil)
+		return
+	}
+	keys := in.cfg.Secrets.Keys(name)
+	var events []schemas.EnvelopeEvent
+	var verifyErr, parseErr error
+	reply := ""
+	switch name {
+	case "sim", "standard":
+		sk := make([]stdwebhook.Secret, len(keys))
+		for i, k := range keys {
+			sk[i] = k
+		}
+		if _, verifyErr = stdwebhook.Verify(sk, r.Header, body, in.cfg.Now(), in.cfg.Tolerance); verifyErr == nil {
+			events, parseErr = sim.ParseWebhook(body)
+			if parseErr != nil {
+				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
+			}
+		}
+	case "docusign":
+		if verifyErr = docusign.Verify(keys, r.Header, body); verifyErr == nil {
+			events, parseErr = docusign.Parse(body)
+			switch {
+			case errors.Is(parseErr, docusign.ErrIgnored):
+				parseErr = errIgnored
+			case parseErr != nil:
+				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
+			}
+		}
+	case "dropboxsign":
+		reply = dropboxsign.Reply
+		cb, err := dropboxsign.Decode(r.Header.Get("Content-Type"), body)
+		if err != nil {
+			in.problem(w, r, name, http.StatusBadRequest, err.Error(), nil)
+			return
+		}
+		if verifyErr = dropboxsign.Verify(keys, cb); verifyErr == nil {
+			events, parseErr = dropboxsign.Parse(cb)
+			switch {
+			case errors.Is(parseErr, dropboxsign.ErrIgnored):
+				parseErr = errIgnored
+			case parseErr != nil:
+				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
+			}
+		}
+	}
+	if verifyErr != nil {
+		in.m.verifyFails.WithLabelValues(name, reason(verifyErr)).Inc()
+		in.log.Info("webhook refused", "provider", name, "remote", r.RemoteAddr, "err", verifyErr)
+		in.problem(w, r, name, http.StatusUnauthorized, "signature verification failed", nil)
+		return
+	}
+	switch {
+	case errors.Is(parseErr, errIgnored):
+		in.m.ignored.WithLabelValues(name).Inc()
+		in.ok(w, name, http.StatusOK, reply)
+		return
+	case parseErr != nil:
+		if err := in.deadLetterWebhook(r, name, body, parseErr); err != nil {
+			in.unavailable(w, r, name, err)
+			return
+		}
+		in.m.deadLettered.WithLabelValues(name).Inc()
+		in.log.Warn("authentic webhook dead-lettered", "provider", name, "err", parseErr)
+		in.ok(w, name, http.StatusAccepted, reply)
+		return
+	}
+	sum := sha256.Sum256(body)
+	bodyHash := hex.EncodeToString(sum[:])
+	ip := clientIP(r)
+	ua := r.UserAgent()
+	now := in.cfg.Now()
+	recs := make([]*kgo.Record, 0, len(events))
+	for i := range events {
+		ev := &events[i]
+		ev.ReceivedAt, ev.BodySHA256, ev.SourceIP = now, &bodyHash, &ip
+		if ev.Provider == "sim" && name == "standard" {
+			ev.Provider = "standard"
+		}
+		if ua != "" {
+			ev.UserAgent = &ua
+		}
+		val, err := in.cfg.Codec.Encode(ev)
+		if err != nil {
+			in.problem(w, r, name, http.StatusInternalServerError, "encode event", nil)
+			return
+		}
+		recs = append(recs, &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.EnvelopeID), Value: val})
+	}
+	if err := in.publish(r.Context(), recs...); err != nil {
+		in.unavailable(w, r, name, err)
+		return
+	}
+	in.ok(w, name, http.StatusOK, reply)
+}
+
+func (in *Ingress) ok(w http.ResponseWriter, endpoint string, code int, reply string) {
+	in.m.requests.WithLabelValues(endpoint, fmt.Sprint(code)).Inc()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	if reply == "" {
+		reply = "accepted"
+	}
+	_, _ = io.WriteString(w, reply+"\n")
+}
+
+// unavailable answers 503 with Retry-After: the broker did not take it.
+func (in *Ingress) unavailable(w http.ResponseWriter, r *http.Request, endpoint string, err error) {
+	in.log.Warn("publish failed; asking the sender to retry", "endpoint", endpoint, "err", err)
+	w.Header().Set("Retry-After", "5")
+	in.problem(w, r, endpoint, http.StatusServiceUnavailable, "event store unavailable; retry later", nil)
+}
+
+// deadLetterWebhook publishes an authentic but unparseable webhook, raw
+// body and headers, to the DLQ. Its coordinates are -1: it never was a
+// Kafka record.
+func (in *Ingress) deadLetterWebhook(r *http.Request, name string, body []byte, cause error) error {
+	dl := schemas.DeadLetter{Topic: schemas.TopicEvents, Partition: -1, Offset: -1, Value: body,
+		Error: cause.Error(), Component: "ingress/" + name, FailedAt: in.cfg.Now(), Headers: []schemas.Header{}}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			dl.Headers = append(dl.Headers, schemas.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	val, err := in.cfg.Codec.Encode(&dl)
+	if err != nil {
+		return err
+	}
+	return in.publish(r.Context(), &kgo.Record{Topic: schemas.TopicDLQ, Value: val})
+}
+
+// reason is a short label for a verification failure.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, stdwebhook.ErrStale):
+		return "stale"
+	case errors.Is(err, stdwebhook.ErrFuture):
+		return "future"
+	case errors.Is(err, stdwebhook.ErrMissingHeaders), errors.Is(err, docusign.ErrNoSignature):
+		return "missing"
+	case errors.Is(err, stdwebhook.ErrBadTimestamp):
+		return "bad_timestamp"
+	default:
+		return "mismatch"
+	}
+}
+
+// clientIP is the peer address; a proxy in front is expected to be trusted
+// by deployment, not by header.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return strings.TrimSpace(r.RemoteAddr)
+	}
+	return host
+}
