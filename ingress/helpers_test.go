@@ -19,4 +19,6 @@ func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *recorder) WriteHeader(code int)        { r.code = code }
 
-func httptestRequest() *http.Request { return httptest.NewRequest(http.MethodPost, "/webhooks/sim", nil) }
+func httptestRequest() *http.Request {
+	return httptest.NewRequest(http.MethodPost, "/webhooks/sim", nil)
+}

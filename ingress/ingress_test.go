@@ -474,7 +474,7 @@ func TestSigningRequestIdempotency(t *testing.T) {
 			}
 		}
 	}
-	if req.RequestID != "k1" || req.Tenant != "acme" || req.Recipients[0].Auth != schemas.AuthEmail || req.Recipients[0].RoutingOrder != 1  {
+	if req.RequestID != "k1" || req.Tenant != "acme" || req.Recipients[0].Auth != schemas.AuthEmail || req.Recipients[0].RoutingOrder != 1 {
 		t.Fatalf("published request: %+v", req)
 	}
 }

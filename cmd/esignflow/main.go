@@ -36,7 +36,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"dev":        {"run the whole system in one process on embedded Kafka, Redis and Schema Registry", notYet("dev")},
 		"sim":        {"run the eSignature provider simulator", runSim},
-		"ingress":    {"serve provider webhooks and the signing-request API", notYet("ingress")},
+		"ingress":    {"serve provider webhooks and the signing-request API", runIngress},
 		"processor":  {"apply requests and events exactly once and publish status changes", runProcessor},
 		"reconciler": {"poll the provider for envelopes whose webhooks are late", notYet("reconciler")},
 		"sink":       {"archive finalised envelopes and publish them", notYet("sink")},
@@ -45,7 +45,7 @@ func commands() map[string]command {
 		"dlq":        {"list and replay dead letters", notYet("dlq")},
 		"topics":     {"create esignflow's topics on a cluster", notYet("topics")},
 		"audit":      {"verify or export an envelope's audit trail", notYet("audit")},
-		"bench":      {"drive the whole pipeline and report throughput, latency and correctness", notYet("bench")},
+		"bench":      {"drive the whole pipeline and report throughput, latency and correctness (bench processor, bench ingress)", runBench},
 		"version":    {"print the version", runVersion},
 	}
 }

@@ -22,11 +22,7 @@ type processorFlags struct {
 	dedupTTL    time.Duration
 }
 
-func registerProcessorFlags(fs interface {
-	StringVar(*string, string, string, string)
-	IntVar(*int, string, int, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-}, withSimURL bool) *processorFlags {
+func registerProcessorFlags(fs flagRegistrar, withSimURL bool) *processorFlags {
 	f := &processorFlags{}
 	host, _ := os.Hostname()
 	fs.StringVar(&f.group, "group", "esignflow-processor", "consumer group `prefix` (-requests and -events are appended)")

@@ -160,12 +160,45 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		return res, err
 	}
 	res.EventsPerSec = float64(res.Events) / res.Elapsed.Seconds()
-	ends, err := adm.ListEndOffsets(ctx, schemas.TopicStatus)
+	res.StatusChanges, err = countCommitted(ctx, brokers, schemas.TopicStatus)
+	return res, err
+}
+
+// countCommitted counts the committed data records of a topic (transaction
+// markers take offsets too, so end offsets over-count).
+func countCommitted(ctx context.Context, brokers []string, topic string) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
-		return res, err
+		return 0, err
 	}
-	ends.Each(func(o kadm.ListedOffset) { res.StatusChanges += int(o.Offset) })
-	return res, nil
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	remaining := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			remaining[o.Partition] = o.Offset
+		}
+	})
+	n := 0
+	for len(remaining) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				n++
+			}
+			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
+				delete(remaining, r.Partition)
+			}
+		})
+	}
+	return n, nil
 }
 
 // committed sums a group's committed offsets on topic.

@@ -116,7 +116,7 @@ var envelopeStatus = map[string]schemas.Status{
 var recipientStatus = map[string]schemas.RecipientStatus{
 	"created": schemas.RecipientCreated, "sent": schemas.RecipientSent,
 	"delivered": schemas.RecipientViewed, // DocuSign's delivered means opened
-	"signed": schemas.RecipientSigned, "completed": schemas.RecipientSigned,
+	"signed":    schemas.RecipientSigned, "completed": schemas.RecipientSigned,
 	"declined": schemas.RecipientDeclined, "autoresponded": schemas.RecipientFailed,
 	"authenticationfailed": schemas.RecipientFailed,
 }
