@@ -10,6 +10,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/txloop"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -71,7 +72,7 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 		return err
 	}
 	if p.crash(AfterStore) {
-		return ErrCrashed
+		return &txloop.Stop{Err: ErrCrashed}
 	}
 	for i, res := range results {
 		switch res.Kind {

@@ -145,3 +145,39 @@ func (s *Store) Active(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// Envelopes returns the stored state of each id in one round trip; ids
+// without state are absent from the map.
+func (s *Store) Envelopes(ctx context.Context, ids []string) (map[string]envelope.Envelope, error) {
+	pipe := s.cfg.Client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, s.envKey(id), "s")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read envelopes: %w", err)
+	}
+	out := make(map[string]envelope.Envelope, len(ids))
+	for i, c := range cmds {
+		raw, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: envelope %s: %w", ids[i], err)
+		}
+		e, err := s.codec.decodeEnvelope(raw)
+		if err != nil {
+			return nil, fmt.Errorf("store: envelope %s: %w", ids[i], err)
+		}
+		out[ids[i]] = e
+	}
+	return out, nil
+}
+
+// Client returns the store's Redis connection, for components that keep
+// their own keys beside the store's (leases, idempotency keys).
+func (s *Store) Client() redis.Cmdable { return s.cfg.Client }
+
+// Key returns name under the store's prefix.
+func (s *Store) Key(name string) string { return s.cfg.Prefix + name }

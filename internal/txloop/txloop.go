@@ -1,0 +1,319 @@
+// Package txloop runs esignflow's consume → process → produce → commit
+// loops: a franz-go transactional consumer-group session (read_committed)
+// in which each batch's output records and input offsets commit together,
+// or abort together and are consumed again. The processor and the sink run
+// on it.
+package txloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
+)
+
+// Handler processes one batch, handing each record to produce in the same
+// transaction to emit as soon as it is ready (emit produces asynchronously,
+// so producing overlaps the rest of the work). An error aborts the
+// transaction and the batch is consumed again after a backoff; a *Stop
+// error ends Run with the error it wraps.
+type Handler func(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error
+
+// Stop wraps an error that must end Run at once, without committing (an
+// injected crash in tests).
+type Stop struct{ Err error }
+
+func (s *Stop) Error() string { return s.Err.Error() }
+func (s *Stop) Unwrap() error { return s.Err }
+
+// Hooks observe the loop; all optional.
+type Hooks struct {
+	// Committed is called after a commit with the records produced per
+	// topic and the batch's duration.
+	Committed func(produced map[string]int, took time.Duration)
+	// Aborted is called after an abort with its reason: handler, produce
+	// or rebalance.
+	Aborted func(reason string)
+	// AfterProduce runs once the batch is produced, before the commit; a
+	// non-nil error ends Run there with that error (tests crash here).
+	AfterProduce func() error
+}
+
+// Config configures a loop. Brokers, Topic, Group and Handler are
+// required; TransactionalID too unless AtLeastOnce.
+type Config struct {
+	Name            string // for logs
+	Brokers         []string
+	Topic           string
+	Group           string
+	TransactionalID string
+	// MaxBatch bounds the records of one transaction, default 2000.
+	MaxBatch int
+	// AtLeastOnce uses a plain consumer that commits offsets after the
+	// produce instead of a transaction: a baseline, never for production.
+	AtLeastOnce bool
+	KafkaOpts   []kgo.Opt
+	// RetryMax caps the backoff after a failed batch or session, default 5s.
+	RetryMax time.Duration
+	// BatchTimeout bounds one batch's work, which shutdown waits for,
+	// default 2m.
+	BatchTimeout time.Duration
+	Handler      Handler
+	Hooks        Hooks
+	Logger       *slog.Logger
+}
+
+// Run runs the loop until ctx ends (nil, after the batch in flight has
+// committed or aborted and the session closed), recreating the session
+// after an error it cannot recover from. It returns a *Stop's error.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 2000
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Second
+	}
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("session", cfg.Name)
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		err := session(ctx, cfg, log)
+		var stop *Stop
+		if err == nil || errors.As(err, &stop) {
+			if stop != nil {
+				return stop.Err
+			}
+			return nil
+		}
+		backoff = min(max(2*backoff, 100*time.Millisecond), cfg.RetryMax)
+		log.Error("session failed; starting a new one", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
+	return nil
+}
+
+// session runs one session until ctx ends (nil) or it fails.
+func session(ctx context.Context, cfg Config, log *slog.Logger) error {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.WithLogger(kslog.New(log)),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+	}
+	if cfg.AtLeastOnce {
+		opts = append(opts, kgo.DisableAutoCommit())
+	} else {
+		opts = append(opts, kgo.TransactionalID(cfg.TransactionalID))
+	}
+	opts = append(opts, cfg.KafkaOpts...)
+	var tx txn
+	if cfg.AtLeastOnce {
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+		tx = &plainTxn{cl: cl}
+	} else {
+		sess, err := kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka session: %w", err)
+		}
+		tx = &groupTxn{sess: sess}
+	}
+	defer tx.close()
+
+	backoff := time.Duration(0)
+	for {
+		fetches := tx.poll(ctx, cfg.MaxBatch)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		// The batch in flight finishes even when ctx ends: shutdown waits
+		// for it, bounded.
+		work, done := context.WithTimeout(context.WithoutCancel(ctx), cfg.BatchTimeout)
+		committed, err := batch(work, cfg, tx, recs)
+		done()
+		var stop *Stop
+		var fatal *fatalError
+		switch {
+		case errors.As(err, &stop):
+			return err
+		case errors.As(err, &fatal):
+			return fatal.err
+		case err != nil || !committed:
+			backoff = min(max(2*backoff, 50*time.Millisecond), cfg.RetryMax)
+			if err != nil {
+				log.Warn("batch aborted; retrying", "records", len(recs), "err", err, "backoff", backoff)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		default:
+			backoff = 0
+		}
+	}
+}
+
+// fatalError ends the session: its transactional state is unusable.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+// batch processes one batch in one transaction and reports whether it
+// committed.
+func batch(ctx context.Context, cfg Config, tx txn, recs []*kgo.Record) (bool, error) {
+	start := time.Now()
+	if err := tx.begin(); err != nil {
+		return false, &fatalError{fmt.Errorf("begin transaction: %w", err)}
+	}
+	pr := &producing{ctx: ctx, tx: tx, counts: map[string]int{}}
+	err := cfg.Handler(ctx, recs, pr.emit)
+	produceErr := pr.wait()
+	var stop *Stop
+	if errors.As(err, &stop) {
+		return false, err
+	}
+	aborted := func(reason string) {
+		if cfg.Hooks.Aborted != nil {
+			cfg.Hooks.Aborted(reason)
+		}
+	}
+	if err != nil {
+		aborted("handler")
+		if _, endErr := tx.end(ctx, false); endErr != nil {
+			return false, &fatalError{fmt.Errorf("abort after %w: %w", err, endErr)}
+		}
+		return false, err
+	}
+	if cfg.Hooks.AfterProduce != nil {
+		if err := cfg.Hooks.AfterProduce(); err != nil {
+			return false, &Stop{err}
+		}
+	}
+	committed, err := tx.end(ctx, produceErr == nil)
+	if err != nil {
+		return false, &fatalError{fmt.Errorf("end transaction: %w", err)}
+	}
+	if !committed {
+		if produceErr != nil {
+			aborted("produce")
+			cfg.Logger.Warn("produce failed; transaction aborted", "session", cfg.Name, "err", produceErr)
+		} else {
+			aborted("rebalance")
+		}
+		return false, nil
+	}
+	if cfg.Hooks.Committed != nil {
+		cfg.Hooks.Committed(pr.counts, time.Since(start))
+	}
+	return true, nil
+}
+
+// txn is a transactional session, or the at-least-once stand-in for one.
+type txn interface {
+	poll(ctx context.Context, max int) kgo.Fetches
+	begin() error
+	produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	end(ctx context.Context, commit bool) (bool, error)
+	close()
+}
+
+type groupTxn struct{ sess *kgo.GroupTransactSession }
+
+func (g *groupTxn) poll(ctx context.Context, max int) kgo.Fetches {
+	return g.sess.PollRecords(ctx, max)
+}
+func (g *groupTxn) begin() error { return g.sess.Begin() }
+func (g *groupTxn) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	g.sess.Produce(ctx, r, promise)
+}
+func (g *groupTxn) end(ctx context.Context, commit bool) (bool, error) {
+	return g.sess.End(ctx, kgo.TransactionEndTry(commit))
+}
+func (g *groupTxn) close() { g.sess.Close() }
+
+// plainTxn is at-least-once: produce, flush, then commit the offsets.
+type plainTxn struct{ cl *kgo.Client }
+
+func (c *plainTxn) poll(ctx context.Context, max int) kgo.Fetches { return c.cl.PollRecords(ctx, max) }
+func (c *plainTxn) begin() error                                  { return nil }
+func (c *plainTxn) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	c.cl.Produce(ctx, r, promise)
+}
+func (c *plainTxn) end(ctx context.Context, commit bool) (bool, error) {
+	if !commit {
+		// Without a transaction there is nothing to abort, and the
+		// client has moved past the batch: restart the session, which
+		// resumes from the committed offsets.
+		return false, errors.New("at-least-once batch failed: restarting from the committed offsets")
+	}
+	if err := c.cl.CommitUncommittedOffsets(ctx); err != nil {
+		return false, fmt.Errorf("commit offsets: %w", err)
+	}
+	return true, nil
+}
+func (c *plainTxn) close() { c.cl.Close() }
+
+// producing tracks the records one batch produced: how many per topic, and
+// the first error.
+type producing struct {
+	ctx    context.Context
+	tx     txn
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	first  error
+	counts map[string]int
+}
+
+// emit produces r asynchronously in the open transaction.
+func (p *producing) emit(r *kgo.Record) {
+	p.wg.Add(1)
+	p.mu.Lock()
+	p.counts[r.Topic]++
+	p.mu.Unlock()
+	p.tx.produce(p.ctx, r, func(r *kgo.Record, err error) {
+		defer p.wg.Done()
+		if err != nil {
+			p.mu.Lock()
+			if p.first == nil {
+				p.first = fmt.Errorf("produce to %s: %w", r.Topic, err)
+			}
+			p.mu.Unlock()
+		}
+	})
+}
+
+// wait returns once every emitted record is acknowledged, with the first
+// error.
+func (p *producing) wait() error {
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.first
+}

@@ -1,0 +1,380 @@
+// Package reconciler is the polling fallback that repairs whatever the
+// webhooks missed. "Your architecture must assume that a webhook might never
+// arrive": every interval it takes the non-terminal envelopes not updated
+// for longer than the expected turnaround, polls the provider for each —
+// within the provider's rate limit and at most once per envelope per
+// minimum interval, across every replica — and publishes each answer to
+// esignflow.events.v1 as a POLL event. It never writes envelope state: the
+// processor applies poll answers like any other event, so a poll that
+// confirms what is known changes nothing and one that finds a missed
+// transition repairs it.
+package reconciler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
+	"golang.org/x/time/rate"
+
+	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// Poller reads an envelope's status at its provider.
+type Poller interface {
+	Get(ctx context.Context, id string) (provider.Envelope, error)
+}
+
+// Config configures a Reconciler. Brokers, Codec, Store and Pollers are
+// required.
+type Config struct {
+	Brokers   []string
+	KafkaOpts []kgo.Opt
+	Codec     *schemas.Codec
+	// Store is the processor's store: its index of non-terminal envelopes
+	// is what gets polled, and leases live beside it.
+	Store *store.Store
+	// Pollers by provider name.
+	Pollers map[string]Poller
+	// StaleAfter is the expected turnaround: an envelope not updated for
+	// longer is polled. Default 1h.
+	StaleAfter time.Duration
+	// Interval between scans, default 1m.
+	Interval time.Duration
+	// MinPollInterval is the least time between two polls of one envelope,
+	// by any replica, default 15m (DocuSign's rule).
+	MinPollInterval time.Duration
+	// Rate is the polls per hour allowed per provider account, default
+	// 3000, with bursts of Burst (default 500).
+	Rate  float64
+	Burst int
+	// ScanLimit bounds the envelopes taken per scan, default 1000.
+	ScanLimit int
+	// InstanceID names this replica in its leases, default random.
+	InstanceID string
+	Metrics    prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock, default time.Now.
+	Now func() time.Time
+}
+
+// Validate reports the first missing or invalid field.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("reconciler: Brokers is required")
+	case c.Codec == nil || c.Store == nil:
+		return errors.New("reconciler: Codec and Store are required")
+	case len(c.Pollers) == 0:
+		return errors.New("reconciler: at least one Poller is required")
+	case c.Rate < 0 || c.Burst < 0:
+		return errors.New("reconciler: Rate and Burst must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = time.Hour
+	}
+	if c.Interval <= 0 {
+		c.Interval = time.Minute
+	}
+	if c.MinPollInterval <= 0 {
+		c.MinPollInterval = 15 * time.Minute
+	}
+	if c.Rate == 0 {
+		c.Rate = 3000
+	}
+	if c.Burst == 0 {
+		c.Burst = 500
+	}
+	if c.ScanLimit <= 0 {
+		c.ScanLimit = 1000
+	}
+	if c.InstanceID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		c.InstanceID = hex.EncodeToString(b[:])
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Reconciler polls stale envelopes. Create it with New, start it with Run.
+type Reconciler struct {
+	cfg     Config
+	log     *slog.Logger
+	limiter *rate.Limiter
+	m       *metrics
+	prod    *kgo.Client
+}
+
+type metrics struct {
+	stale, polls, repairs, waits, leased, notFound prometheus.Counter
+	errors                                         *prometheus.CounterVec
+}
+
+// New returns a Reconciler for cfg.
+func New(cfg Config) (*Reconciler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	m := &metrics{
+		stale:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_stale_found_total", Help: "Stale envelopes found by scans."}),
+		polls:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_polls_total", Help: "Provider polls made."}),
+		repairs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_repairs_total", Help: "Polls whose answer differs from the stored status: a missed transition found."}),
+		waits:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_rate_limit_waits_total", Help: "Polls that waited for the rate limit or the provider's Retry-After."}),
+		leased:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_leased_elsewhere_total", Help: "Stale envelopes skipped because a poll lease was held (polled recently, here or by another replica)."}),
+		notFound: prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_not_found_total", Help: "Envelopes the provider no longer knows."}),
+		errors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_reconciler_errors_total", Help: "Poll and publish errors, by kind."}, []string{"kind"}),
+	}
+	for _, c := range []prometheus.Collector{m.stale, m.polls, m.repairs, m.waits, m.leased, m.notFound, m.errors} {
+		if err := cfg.Metrics.Register(c); err != nil {
+			return nil, fmt.Errorf("reconciler: metrics: %w", err)
+		}
+	}
+	return &Reconciler{cfg: cfg, log: cfg.Logger.With("component", "reconciler", "instance", cfg.InstanceID), m: m,
+		limiter: rate.NewLimiter(rate.Limit(cfg.Rate/3600), cfg.Burst)}, nil
+}
+
+// Run scans every Interval until ctx ends; it returns after the scan in
+// flight has published what it polled and released the leases it had not
+// used.
+func (r *Reconciler) Run(ctx context.Context) error {
+	prod, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.WithLogger(kslog.New(r.log)),
+	}, r.cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("reconciler: kafka producer: %w", err)
+	}
+	defer prod.Close()
+	r.prod = prod
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := r.Scan(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("scan failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Scan runs one scan: find stale envelopes, lease them, poll within the
+// rate limit, publish the answers.
+func (r *Reconciler) Scan(ctx context.Context) error {
+	now := r.cfg.Now()
+	stale, err := r.cfg.Store.Stale(ctx, now.Add(-r.cfg.StaleAfter), r.cfg.ScanLimit)
+	if err != nil || len(stale) == 0 {
+		return err
+	}
+	r.m.stale.Add(float64(len(stale)))
+	ids := make([]string, len(stale))
+	for i, s := range stale {
+		ids[i] = s.EnvelopeID
+	}
+	leased, err := r.lease(ctx, ids)
+	if err != nil {
+		return err
+	}
+	r.m.leased.Add(float64(len(ids) - len(leased)))
+	if len(leased) == 0 {
+		return nil
+	}
+	states, err := r.cfg.Store.Envelopes(ctx, leased)
+	if err != nil {
+		r.release(leased)
+		return err
+	}
+	var recs []*kgo.Record
+	var unpolled []string
+	defer func() {
+		r.release(unpolled)
+		if len(recs) > 0 {
+			if err := r.publish(ctx, recs); err != nil {
+				r.m.errors.WithLabelValues("publish").Inc()
+				r.log.Warn("publishing poll answers failed; they will be polled again after the lease", "err", err)
+			}
+		}
+	}()
+	for i, id := range leased {
+		st, ok := states[id]
+		poller := r.cfg.Pollers[st.State.Provider]
+		if !ok || poller == nil {
+			r.m.errors.WithLabelValues("no-poller").Inc()
+			continue
+		}
+		if err := r.wait(ctx); err != nil {
+			unpolled = append(unpolled, leased[i:]...)
+			return nil
+		}
+		r.m.polls.Inc()
+		pe, err := poller.Get(ctx, id)
+		var rl *provider.RateLimitedError
+		switch {
+		case errors.As(err, &rl):
+			r.m.waits.Inc()
+			r.m.errors.WithLabelValues("rate-limited").Inc()
+			unpolled = append(unpolled, leased[i:]...)
+			r.log.Info("provider rate limit; pausing", "retry_after", rl.RetryAfter)
+			select {
+			case <-ctx.Done():
+			case <-time.After(rl.RetryAfter):
+			}
+			return nil
+		case errors.Is(err, provider.ErrNotFound):
+			r.m.notFound.Inc()
+			recs = append(recs, r.record(ctx, notFoundEvent(st, now)))
+		case err != nil:
+			r.m.errors.WithLabelValues("poll").Inc()
+			unpolled = append(unpolled, id)
+			r.log.Warn("poll failed", "envelope_id", id, "err", err)
+		default:
+			ev := pollEvent(st, pe, now)
+			if st.State.Status == nil || *st.State.Status != pe.Status {
+				r.m.repairs.Inc()
+			}
+			recs = append(recs, r.record(ctx, ev))
+		}
+	}
+	return nil
+}
+
+// wait takes a token from the rate limit, counting the waits.
+func (r *Reconciler) wait(ctx context.Context) error {
+	if !r.limiter.Allow() {
+		r.m.waits.Inc()
+		return r.limiter.Wait(ctx)
+	}
+	return nil
+}
+
+// lease takes, in one round trip, a lease on each envelope not leased by
+// anyone: SET NX with a TTL of MinPollInterval. A lease is not released
+// after a poll — it is what keeps the envelope from being polled again
+// within the interval, here or on another replica — only when the poll did
+// not happen; a crashed replica's leases expire.
+func (r *Reconciler) lease(ctx context.Context, ids []string) ([]string, error) {
+	pipe := r.cfg.Store.Client().Pipeline()
+	cmds := make([]*redis.BoolCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.SetNX(ctx, r.leaseKey(id), r.cfg.InstanceID, r.cfg.MinPollInterval)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reconciler: lease: %w", err)
+	}
+	var out []string
+	for i, c := range cmds {
+		if c.Val() {
+			out = append(out, ids[i])
+		}
+	}
+	return out, nil
+}
+
+// release gives back leases this replica holds and did not use.
+func (r *Reconciler) release(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pipe := r.cfg.Store.Client().Pipeline()
+	for _, id := range ids {
+		pipe.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, []string{r.leaseKey(id)}, r.cfg.InstanceID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		r.log.Warn("releasing leases", "err", err)
+	}
+}
+
+func (r *Reconciler) leaseKey(id string) string { return r.cfg.Store.Key("lease:" + id) }
+
+func (r *Reconciler) record(ctx context.Context, ev schemas.EnvelopeEvent) *kgo.Record {
+	val, err := r.cfg.Codec.Encode(&ev)
+	if err != nil {
+		r.m.errors.WithLabelValues("encode").Inc()
+		r.log.Error("encode poll event", "err", err)
+		return nil
+	}
+	return &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.EnvelopeID), Value: val}
+}
+
+func (r *Reconciler) publish(ctx context.Context, recs []*kgo.Record) error {
+	var keep []*kgo.Record
+	for _, rec := range recs {
+		if rec != nil {
+			keep = append(keep, rec)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return r.prod.ProduceSync(ctx, keep...).FirstErr()
+}
+
+// pollEvent turns a poll answer into an event. Its id is derived from the
+// answer itself (status, status time, every recipient's status), so polls
+// that see the same thing are one event and are dropped as duplicates.
+func pollEvent(st envelope.Envelope, pe provider.Envelope, now time.Time) schemas.EnvelopeEvent {
+	status := pe.Status
+	rcps := append([]schemas.RecipientUpdate{}, pe.Recipients...)
+	sort.Slice(rcps, func(i, j int) bool { return rcps[i].RecipientID < rcps[j].RecipientID })
+	var sig strings.Builder
+	for _, u := range rcps {
+		sig.WriteString(u.RecipientID + "=" + string(u.Status) + ";")
+	}
+	at := pe.StatusAt
+	if at.IsZero() {
+		at = now
+	}
+	ev := schemas.EnvelopeEvent{
+		EventID:  "poll:" + envelope.EventID(st.State.Provider, st.State.EnvelopeID, string(status), sig.String(), at),
+		Provider: st.State.Provider, EnvelopeID: st.State.EnvelopeID, RequestID: st.State.RequestID, Tenant: st.State.Tenant,
+		Source: schemas.SourcePoll, Type: "poll", Status: &status, Recipients: rcps,
+		OccurredAt: at, ReceivedAt: now, Metadata: map[string]string{},
+	}
+	if rid := pe.Metadata[provider.RequestIDKey]; rid != "" && ev.RequestID == nil {
+		ev.RequestID = &rid
+	}
+	return ev
+}
+
+// notFoundEvent reports an envelope the provider no longer knows (purged
+// or deleted there): FAILED with the reason, which is terminal and takes
+// it out of the polling index. The provider is the source of truth.
+func notFoundEvent(st envelope.Envelope, now time.Time) schemas.EnvelopeEvent {
+	failed := schemas.StatusFailed
+	reason := "the provider no longer knows this envelope"
+	return schemas.EnvelopeEvent{
+		EventID:  "poll-missing:" + st.State.EnvelopeID,
+		Provider: st.State.Provider, EnvelopeID: st.State.EnvelopeID, RequestID: st.State.RequestID, Tenant: st.State.Tenant,
+		Source: schemas.SourcePoll, Type: "poll.not_found", Status: &failed, Reason: &reason,
+		Recipients: []schemas.RecipientUpdate{}, OccurredAt: now, ReceivedAt: now, Metadata: map[string]string{},
+	}
+}
