@@ -19,9 +19,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // Ingress is the HTTP front door. Create it with New, start it with Run.
@@ -71,7 +71,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(time.Minute),
-		kgo.WithLogger(kslog.New(in.log)),
+		kgo.WithLogger(kafkalog.New(in.log)),
 	}, in.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("ingress: kafka producer: %w", err)
@@ -170,19 +170,19 @@ func (in *Ingress) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// fieldError is one invalid field of a request body.
-type fieldError struct {
+// FieldError is one invalid field of a signing request.
+type FieldError struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
 }
 
 // problem answers with an RFC 9457 problem and counts the outcome.
-func (in *Ingress) problem(w http.ResponseWriter, r *http.Request, endpoint string, code int, detail string, fields []fieldError) {
+func (in *Ingress) problem(w http.ResponseWriter, r *http.Request, endpoint string, code int, detail string, fields []FieldError) {
 	in.m.requests.WithLabelValues(endpoint, fmt.Sprint(code)).Inc()
 	writeProblem(w, code, detail, fields)
 }
 
-func writeProblem(w http.ResponseWriter, code int, detail string, fields []fieldError) {
+func writeProblem(w http.ResponseWriter, code int, detail string, fields []FieldError) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(struct {
@@ -190,7 +190,7 @@ func writeProblem(w http.ResponseWriter, code int, detail string, fields []field
 		Title  string       `json:"title"`
 		Status int          `json:"status"`
 		Detail string       `json:"detail,omitempty"`
-		Errors []fieldError `json:"errors,omitempty"`
+		Errors []FieldError `json:"errors,omitempty"`
 	}{"about:blank", http.StatusText(code), code, detail, fields})
 }
 

@@ -445,7 +445,7 @@ func TestSigningRequestIdempotency(t *testing.T) {
 		t.Fatalf("invalid: %d", resp.StatusCode)
 	}
 	var p struct {
-		Errors []fieldError `json:"errors"`
+		Errors []FieldError `json:"errors"`
 	}
 	if err := json.Unmarshal([]byte(text), &p); err != nil {
 		t.Fatal(err)

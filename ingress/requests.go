@@ -67,7 +67,7 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	release := func() { in.cfg.Redis.Del(context.WithoutCancel(ctx), rkey) }
 
-	req, fields := decodeRequest(body, key, in.cfg.Now())
+	req, fields := DecodeRequest(body, key, in.cfg.Now())
 	if len(fields) > 0 {
 		release()
 		in.problem(w, r, ep, http.StatusBadRequest, "the signing request is invalid", fields)
@@ -131,17 +131,19 @@ func (in *Ingress) replay(w http.ResponseWriter, r *http.Request, rkey, hash str
 	}
 }
 
-// decodeRequest parses and validates a signing request body, returning
-// every field error at once.
-func decodeRequest(body []byte, key string, now time.Time) (schemas.SigningRequest, []fieldError) {
+// DecodeRequest parses and validates a signing request's JSON, filling the
+// defaults (request_id from key, provider sim, auth EMAIL, routing order 1,
+// requested_at now), and returns every field error at once. The CLI uses it
+// too, so a request is judged the same way whichever way it comes in.
+func DecodeRequest(body []byte, key string, now time.Time) (schemas.SigningRequest, []FieldError) {
 	var req schemas.SigningRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, []fieldError{{Field: "", Message: "body is not a signing request: " + err.Error()}}
+		return req, []FieldError{{Field: "", Message: "body is not a signing request: " + err.Error()}}
 	}
-	var fe []fieldError
-	add := func(field, msg string, a ...any) { fe = append(fe, fieldError{field, fmt.Sprintf(msg, a...)}) }
+	var fe []FieldError
+	add := func(field, msg string, a ...any) { fe = append(fe, FieldError{field, fmt.Sprintf(msg, a...)}) }
 	if req.RequestID == "" {
 		req.RequestID = key
 	}

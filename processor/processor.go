@@ -25,8 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
@@ -134,7 +134,7 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 func (p *Processor) baseOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
-		kgo.WithLogger(kslog.New(p.log)),
+		kgo.WithLogger(kafkalog.New(p.log)),
 	}
 }
 

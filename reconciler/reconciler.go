@@ -21,10 +21,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kslog"
 	"golang.org/x/time/rate"
 
 	"github.com/esignflow/esignflow/internal/envelope"
@@ -165,7 +165,7 @@ func New(cfg Config) (*Reconciler, error) {
 func (r *Reconciler) Run(ctx context.Context) error {
 	prod, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.WithLogger(kslog.New(r.log)),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.WithLogger(kafkalog.New(r.log)),
 	}, r.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("reconciler: kafka producer: %w", err)

@@ -73,7 +73,7 @@ type Sink struct {
 	// published are the markers of the batch in flight, written once its
 	// transaction commits. Batches of one session run one at a time.
 	published []string
-	m   struct {
+	m         struct {
 		finalized        *prometheus.CounterVec
 		downloads        prometheus.Counter
 		downloadFailures *prometheus.CounterVec

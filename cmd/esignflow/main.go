@@ -34,12 +34,12 @@ var errUsage = errors.New("usage")
 
 func commands() map[string]command {
 	return map[string]command{
-		"dev":        {"run the whole system in one process on embedded Kafka, Redis and Schema Registry", notYet("dev")},
+		"dev":        {"run the whole system in one process on embedded Kafka, Redis and Schema Registry", runDev},
 		"sim":        {"run the eSignature provider simulator", runSim},
 		"ingress":    {"serve provider webhooks and the signing-request API", runIngress},
 		"processor":  {"apply requests and events exactly once and publish status changes", runProcessor},
-		"reconciler": {"poll the provider for envelopes whose webhooks are late", notYet("reconciler")},
-		"sink":       {"archive finalised envelopes and publish them", notYet("sink")},
+		"reconciler": {"poll the provider for envelopes whose webhooks are late", runReconciler},
+		"sink":       {"archive finalised envelopes and publish them", runSink},
 		"request":    {"send signing requests (request send)", notYet("request")},
 		"watch":      {"follow status changes", notYet("watch")},
 		"dlq":        {"list and replay dead letters", notYet("dlq")},

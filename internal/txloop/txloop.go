@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // Handler processes one batch, handing each record to produce in the same
@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.WithLogger(kslog.New(log)),
+		kgo.WithLogger(kafkalog.New(log)),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -1,0 +1,65 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// group runs components, each with its own context. The first to fail
+// cancels the rest; stop cancels them one at a time in reverse start order,
+// waiting for each before the next, so that what depends on a component is
+// gone before it is.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	comps  []component
+	first  error
+}
+
+type component struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newGroup(parent context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	return &group{ctx: ctx, cancel: cancel}, ctx
+}
+
+// go_ starts fn under name.
+func (g *group) go_(name string, fn func(context.Context) error) {
+	ctx, cancel := context.WithCancel(g.ctx)
+	c := component{cancel: cancel, done: make(chan struct{})}
+	g.mu.Lock()
+	g.comps = append(g.comps, c)
+	g.mu.Unlock()
+	go func() {
+		defer close(c.done)
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			g.mu.Lock()
+			if g.first == nil {
+				g.first = fmt.Errorf("%s: %w", name, err)
+			}
+			g.mu.Unlock()
+			g.cancel()
+		}
+	}()
+}
+
+// stop stops every component, last started first, and returns the first
+// failure.
+func (g *group) stop() error {
+	g.mu.Lock()
+	comps := append([]component(nil), g.comps...)
+	g.mu.Unlock()
+	for i := len(comps) - 1; i >= 0; i-- {
+		comps[i].cancel()
+		<-comps[i].done
+	}
+	g.cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.first
+}

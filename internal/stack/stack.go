@@ -1,0 +1,528 @@
+// Package stack wires the whole of esignflow in one process on embedded
+// infrastructure — franz-go's kfake as the Kafka broker (persisted under a
+// data directory), srfake as the Schema Registry, miniredis (or a real
+// Redis), the provider simulator — and runs ingress, processor, reconciler
+// and sink against them, each on a real listening port. It is `esignflow
+// dev`, and what the end-to-end, chaos and benchmark runs drive.
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/esignflow/esignflow/ingress"
+	"github.com/esignflow/esignflow/internal/secrets"
+	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/processor"
+	"github.com/esignflow/esignflow/provider/sim"
+	"github.com/esignflow/esignflow/provider/stdwebhook"
+	"github.com/esignflow/esignflow/reconciler"
+	"github.com/esignflow/esignflow/schemas"
+	"github.com/esignflow/esignflow/sink"
+)
+
+// Config configures a Stack. The zero value runs everything on random
+// loopback ports with nothing persisted.
+type Config struct {
+	// DataDir keeps the broker's log, the registry's schemas, the webhook
+	// secret and the archive; empty keeps nothing (a temporary directory).
+	DataDir string
+	// Listen addresses; empty means 127.0.0.1 on a random port.
+	KafkaAddr, RegistryAddr, RedisAddr, SimAddr, HTTPAddr string
+	// RedisURL uses a real Redis instead of the embedded one.
+	RedisURL string
+	// Partitions per topic, default 4.
+	Partitions int32
+	// Sim configures the simulator (its Addr, WebhookURL and secrets are
+	// set by the stack).
+	Sim sim.Config
+	// Reconciler timing (see reconciler.Config): defaults here are for a
+	// demo — stale after 30s, scan every 5s, poll each envelope at most
+	// every 10s, 3000 polls per hour.
+	StaleAfter, Interval, MinPollInterval time.Duration
+	PollRate                              float64
+	// ProcessorBatch is the processor's MaxBatch (default its own).
+	ProcessorBatch int
+	// KafkaOpts are added to every component's Kafka clients.
+	KafkaOpts []kgo.Opt
+	// ProcessorCrash is passed to the processor (tests).
+	ProcessorCrash func(processor.Point) bool
+	Logger         *slog.Logger
+}
+
+// AddrError is a listen failure, naming the dev flag that sets the address.
+type AddrError struct {
+	Flag, Addr string
+	Err        error
+}
+
+func (e *AddrError) Error() string {
+	return fmt.Sprintf("cannot listen on %s (change it with --%s): %v", e.Addr, e.Flag, e.Err)
+}
+func (e *AddrError) Unwrap() error { return e.Err }
+
+// Endpoint is one listening part of the stack.
+type Endpoint struct {
+	Name, URL string
+}
+
+// Stack is the running system. Create it with New, run it with Run; the
+// accessors are valid after Ready.
+type Stack struct {
+	cfg     Config
+	log     *slog.Logger
+	dataDir string
+	tempDir bool
+	ready   chan struct{}
+	up      chan struct{} // closed when every component is started
+
+	Cluster   *kfake.Cluster
+	Registry  *srfake.Registry
+	Codec     *schemas.Codec
+	Redis     *redis.Client
+	Mini      *miniredis.Miniredis // nil with a real Redis
+	Store     *store.Store
+	Sim       *sim.Simulator
+	SimClient *sim.Client
+	Ingress   *ingress.Ingress
+	Archive   sink.Dir
+	Metrics   *prometheus.Registry
+	Brokers   []string
+	endpoints []Endpoint
+
+	procMu     sync.Mutex
+	procCancel context.CancelFunc
+	procDone   chan error
+	procLives  int
+}
+
+// New returns a Stack for cfg; nothing starts until Run.
+func New(cfg Config) (*Stack, error) {
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 4
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 30 * time.Second
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.MinPollInterval <= 0 {
+		cfg.MinPollInterval = 10 * time.Second
+	}
+	if cfg.PollRate <= 0 {
+		cfg.PollRate = 3000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, a := range []*string{&cfg.KafkaAddr, &cfg.RegistryAddr, &cfg.RedisAddr, &cfg.SimAddr, &cfg.HTTPAddr} {
+		if *a == "" {
+			*a = "127.0.0.1:0"
+		}
+	}
+	return &Stack{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), up: make(chan struct{})}, nil
+}
+
+// Ready is closed once every component has started.
+func (s *Stack) Ready() <-chan struct{} { return s.ready }
+
+// Endpoints lists what listens where, in start order.
+func (s *Stack) Endpoints() []Endpoint { return s.endpoints }
+
+// IngressURL is the ingress's base URL.
+func (s *Stack) IngressURL() string { return "http://" + s.Ingress.Addr() }
+
+// RegistryURL is the Schema Registry's URL.
+func (s *Stack) RegistryURL() string { return s.endpoints[1].URL }
+
+func listen(flag, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &AddrError{Flag: flag, Addr: addr, Err: err}
+	}
+	return ln, nil
+}
+
+// Run starts everything in dependency order — broker, registry, Redis,
+// simulator, then sink, processor, reconciler and ingress — and stops it
+// in reverse when ctx ends. A component that fails stops the rest.
+func (s *Stack) Run(ctx context.Context) (err error) {
+	if err := s.prepareDir(); err != nil {
+		return err
+	}
+	if s.tempDir {
+		defer os.RemoveAll(s.dataDir)
+	}
+	var stops []func() // reverse order on the way out
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+
+	// Kafka.
+	kln, err := listen("kafka-addr", s.cfg.KafkaAddr)
+	if err != nil {
+		return err
+	}
+	s.Cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(s.dataDir, "kafka")),
+		kfake.ListenFn(func(string, string) (net.Listener, error) { return kln, nil }),
+		kfake.DefaultNumPartitions(int(s.cfg.Partitions)))
+	if err != nil {
+		kln.Close()
+		return fmt.Errorf("kafka: %w", err)
+	}
+	stops = append(stops, s.Cluster.Close)
+	s.Brokers = s.Cluster.ListenAddrs()
+	s.endpoints = append(s.endpoints, Endpoint{"kafka", s.Brokers[0]})
+
+	// Schema Registry, with its schemas persisted so ids survive restarts.
+	if err := s.startRegistry(ctx, &stops); err != nil {
+		return err
+	}
+
+	// Redis.
+	if err := s.startRedis(ctx, &stops); err != nil {
+		return err
+	}
+
+	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.Brokers...)}, s.cfg.KafkaOpts...)...)
+	if err != nil {
+		return err
+	}
+	err = topics.Ensure(ctx, admin, topics.Config{Partitions: s.cfg.Partitions})
+	admin.Close()
+	if err != nil {
+		return err
+	}
+
+	// Webhook secret: generated once into the data dir.
+	secretsDir := filepath.Join(s.dataDir, "secrets")
+	key, err := ensureSecret(secretsDir)
+	if err != nil {
+		return err
+	}
+	keys, err := secrets.Open(secretsDir, func(provider, line string) ([]byte, error) {
+		if provider == "sim" || provider == "standard" {
+			return stdwebhook.ParseSecret(line)
+		}
+		return []byte(line), nil
+	}, s.log)
+	if err != nil {
+		return err
+	}
+
+	group, gctx := newGroup(ctx)
+	defer func() {
+		if werr := group.stop(); err == nil && werr != nil && !errors.Is(werr, context.Canceled) {
+			err = werr
+		}
+	}()
+	group.go_("secrets", func(ctx context.Context) error { return keys.Run(ctx, 2*time.Second) })
+
+	// Ingress listener first: the simulator needs its URL.
+	hln, err := listen("http-addr", s.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	simCfg := s.cfg.Sim
+	simCfg.Listener, err = listen("sim-addr", s.cfg.SimAddr)
+	if err != nil {
+		hln.Close()
+		return err
+	}
+	simCfg.WebhookURL = "http://" + hln.Addr().String() + "/webhooks/sim"
+	simCfg.WebhookSecrets = []stdwebhook.Secret{key}
+	simCfg.Logger = s.log
+	if s.Sim, err = sim.New(simCfg); err != nil {
+		hln.Close()
+		return err
+	}
+	group.go_("sim", s.Sim.Run)
+	if err := wait(gctx, s.Sim.Ready()); err != nil {
+		hln.Close()
+		return group.stop()
+	}
+	s.endpoints = append(s.endpoints, Endpoint{"simulator", s.Sim.URL()})
+	if s.SimClient, err = sim.NewClient(sim.ClientConfig{BaseURL: s.Sim.URL(), Logger: s.log}); err != nil {
+		hln.Close()
+		return err
+	}
+
+	s.Metrics = prometheus.NewRegistry()
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Sink.
+	s.Archive = sink.Dir{Root: filepath.Join(s.dataDir, "archive")}
+	sk, err := sink.New(sink.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Archive: s.Archive,
+		Downloaders: map[string]sink.Downloader{"sim": s.SimClient}, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
+	if err != nil {
+		hln.Close()
+		return err
+	}
+	group.go_("sink", sk.Run)
+
+	// Processor (restartable, for chaos).
+	group.go_("processor", func(ctx context.Context) error { return s.runProcessor(ctx, s.Metrics) })
+
+	// Reconciler.
+	rec, err := reconciler.New(reconciler.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
+		Pollers: map[string]reconciler.Poller{"sim": s.SimClient}, StaleAfter: s.cfg.StaleAfter, Interval: s.cfg.Interval,
+		MinPollInterval: s.cfg.MinPollInterval, Rate: s.cfg.PollRate, Burst: 500, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
+	if err != nil {
+		hln.Close()
+		return err
+	}
+	group.go_("reconciler", rec.Run)
+
+	// Ingress last: once it answers, everything behind it runs.
+	s.Ingress, err = ingress.New(ingress.Config{Listener: hln, Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec,
+		Redis: s.Redis, KeyPrefix: "esf:", Secrets: keys, Metrics: s.Metrics, Gatherer: s.Metrics, Logger: s.log,
+		Ready: func(context.Context) error {
+			select {
+			case <-s.up:
+				return nil
+			default:
+				return errors.New("esignflow dev is still starting")
+			}
+		}})
+	if err != nil {
+		hln.Close()
+		return err
+	}
+	group.go_("ingress", s.Ingress.Run)
+	if err := wait(gctx, s.Ingress.Ready()); err != nil {
+		return group.stop()
+	}
+	s.endpoints = append(s.endpoints, Endpoint{"ingress", s.IngressURL()})
+	close(s.up)
+	close(s.ready)
+	<-gctx.Done()
+	return group.stop()
+}
+
+func (s *Stack) prepareDir() error {
+	s.dataDir = s.cfg.DataDir
+	if s.dataDir == "" {
+		d, err := os.MkdirTemp("", "esignflow-stack-")
+		if err != nil {
+			return err
+		}
+		s.dataDir, s.tempDir = d, true
+	}
+	if err := os.MkdirAll(s.dataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir %s: %w", s.dataDir, err)
+	}
+	return nil
+}
+
+// DataDir is where the stack keeps its state.
+func (s *Stack) DataDir() string { return s.dataDir }
+
+type savedSchema struct {
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+	ID      int    `json:"id"`
+	Schema  string `json:"schema"`
+}
+
+func (s *Stack) startRegistry(ctx context.Context, stops *[]func()) error {
+	rln, err := listen("registry-addr", s.cfg.RegistryAddr)
+	if err != nil {
+		return err
+	}
+	s.Registry = srfake.NewRegistry()
+	path := filepath.Join(s.dataDir, "registry.json")
+	if raw, err := os.ReadFile(path); err == nil {
+		var saved []savedSchema
+		if err := json.Unmarshal(raw, &saved); err != nil {
+			rln.Close()
+			return fmt.Errorf("registry state %s: %w", path, err)
+		}
+		for _, sc := range saved {
+			s.Registry.SeedSchema(sc.Subject, sc.Version, sc.ID, sr.Schema{Schema: sc.Schema, Type: sr.TypeAvro})
+		}
+	}
+	srv := &http.Server{Handler: s.Registry.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(rln) }()
+	url := "http://" + rln.Addr().String()
+	client, err := sr.NewClient(sr.URLs(url))
+	if err != nil {
+		return err
+	}
+	save := func() {
+		all, err := client.AllSchemas(context.Background())
+		if err != nil {
+			s.log.Warn("saving registry state", "err", err)
+			return
+		}
+		out := make([]savedSchema, 0, len(all))
+		for _, ss := range all {
+			out = append(out, savedSchema{ss.Subject, ss.Version, ss.ID, ss.Schema.Schema})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		raw, _ := json.MarshalIndent(out, "", "  ")
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, raw, 0o640); err == nil {
+			_ = os.Rename(tmp, path)
+		}
+	}
+	*stops = append(*stops, func() {
+		save()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	if s.Codec, err = schemas.NewCodec(ctx, client); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	save()
+	s.endpoints = append(s.endpoints, Endpoint{"schema-registry", url})
+	return nil
+}
+
+func (s *Stack) startRedis(ctx context.Context, stops *[]func()) error {
+	if s.cfg.RedisURL != "" {
+		opt, err := redis.ParseURL(s.cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		s.Redis = redis.NewClient(opt)
+		s.endpoints = append(s.endpoints, Endpoint{"redis", s.cfg.RedisURL})
+	} else {
+		s.Mini = miniredis.NewMiniRedis()
+		if err := s.Mini.StartAddr(s.cfg.RedisAddr); err != nil {
+			return &AddrError{Flag: "redis-addr", Addr: s.cfg.RedisAddr, Err: err}
+		}
+		*stops = append(*stops, s.Mini.Close)
+		s.Redis = redis.NewClient(&redis.Options{Addr: s.Mini.Addr()})
+		s.endpoints = append(s.endpoints, Endpoint{"redis (embedded, in memory)", "redis://" + s.Mini.Addr()})
+	}
+	*stops = append(*stops, func() { s.Redis.Close() })
+	if err := s.Redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	var err error
+	s.Store, err = store.New(store.Config{Client: s.Redis})
+	return err
+}
+
+// runProcessor runs the processor, and again whenever RestartProcessor
+// stops it, until ctx ends.
+func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) error {
+	for {
+		p, err := processor.New(processor.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
+			Providers: map[string]processor.Creator{"sim": s.SimClient}, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
+			Topics: topics.Config{Partitions: s.cfg.Partitions}, Metrics: lifeRegisterer(reg, s.lives()), Logger: s.log,
+			Crash: s.cfg.ProcessorCrash})
+		if err != nil {
+			return err
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		s.procMu.Lock()
+		s.procCancel, s.procDone = cancel, done
+		s.procLives++
+		s.procMu.Unlock()
+		err = p.Run(pctx)
+		cancel()
+		done <- err
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, processor.ErrCrashed) {
+			return err
+		}
+		s.log.Info("processor restarting")
+	}
+}
+
+func (s *Stack) lives() int {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	return s.procLives
+}
+
+// lifeRegisterer registers the first life's metrics; later lives (after a
+// restart) get a private registry, as a restarted process would start from
+// zero.
+func lifeRegisterer(reg prometheus.Registerer, life int) prometheus.Registerer {
+	if life == 0 {
+		return reg
+	}
+	return prometheus.NewRegistry()
+}
+
+// RestartProcessor stops the processor as if its process died — its open
+// transaction is left for the next life to fence — and starts it again.
+func (s *Stack) RestartProcessor() {
+	s.procMu.Lock()
+	cancel, done := s.procCancel, s.procDone
+	s.procMu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// ensureSecret returns the simulator's webhook secret, generating it into
+// dir/sim (mode 0600) on first use.
+func ensureSecret(dir string) (stdwebhook.Secret, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "sim")
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		raw = []byte(stdwebhook.FormatSecret(key) + "\n")
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	line := string(raw)
+	for i, c := range line {
+		if c == '\n' {
+			line = line[:i]
+			break
+		}
+	}
+	return stdwebhook.ParseSecret(line)
+}
+
+func wait(ctx context.Context, ch <-chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
