@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -36,70 +36,30 @@ func (p *Processor) restore(ctx context.Context) error {
 		return nil // another session restored meanwhile
 	}
 	start := time.Now()
-	cl, err := kgo.NewClient(append(p.baseOpts(),
-		append([]kgo.Opt{
-			kgo.ConsumeTopics(schemas.TopicStatus),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			// The last offset below the stable end is often a transaction
-			// marker: keep them, to see the end.
-			kgo.KeepControlRecords(),
-		}, p.cfg.KafkaOpts...)...)...)
-	if err != nil {
-		return fmt.Errorf("restore: kafka client: %w", err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, schemas.TopicStatus)
-	if err != nil {
-		return fmt.Errorf("restore: list offsets of %s: %w", schemas.TopicStatus, err)
-	}
-	remaining := map[int32]int64{}
-	var total int64
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil && o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
-			total += o.Offset
-		}
-	})
-	p.log.Info("restoring envelope state from the status topic", "records", total)
+	p.log.Info("restoring envelope state from the status topic")
 	latest := map[string]schemas.EnvelopeState{}
 	var read int64
 	lastLog := time.Now()
-	for len(remaining) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fetches.Err0(); err != nil && !fetches.IsClientClosed() {
-			p.log.Warn("restore fetch error", "err", err)
-		}
-		var decodeErr error
-		fetches.EachRecord(func(r *kgo.Record) {
-			read++
-			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-			if r.Attrs.IsControl() {
-				return
-			}
-			var ch schemas.EnvelopeStatusChanged
-			if err := p.cfg.Codec.Decode(ctx, r.Value, &ch); err != nil {
-				if !schemas.IsPoison(err) {
-					decodeErr = err
-				}
-				return
-			}
-			if cur, ok := latest[ch.EnvelopeID]; !ok || ch.State.AuditSeq > cur.AuditSeq {
-				latest[ch.EnvelopeID] = ch.State
-			}
-		})
-		if decodeErr != nil {
-			return fmt.Errorf("restore: %w", decodeErr)
-		}
+	err := topicread.All(ctx, append(p.baseOpts(), p.cfg.KafkaOpts...), schemas.TopicStatus, func(r *kgo.Record) error {
+		read++
 		if time.Since(lastLog) > 2*time.Second {
 			lastLog = time.Now()
-			p.log.Info("restoring", "read", read, "of", total, "envelopes", len(latest))
+			p.log.Info("restoring", "read", read, "envelopes", len(latest))
 		}
+		var ch schemas.EnvelopeStatusChanged
+		if err := p.cfg.Codec.Decode(ctx, r.Value, &ch); err != nil {
+			if schemas.IsPoison(err) {
+				return nil
+			}
+			return err
+		}
+		if cur, ok := latest[ch.EnvelopeID]; !ok || ch.State.AuditSeq > cur.AuditSeq {
+			latest[ch.EnvelopeID] = ch.State
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
 	batch := make([]schemas.EnvelopeState, 0, 500)
 	for _, st := range latest {

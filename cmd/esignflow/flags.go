@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// flagErrHelp is flag.ErrHelp, named for commands that parse by hand.
+var flagErrHelp = flag.ErrHelp
+
 // newFlagSet returns a flag set that reports errors instead of exiting, with
 // a usage text that starts with what the command does.
 func newFlagSet(name string, e *env, doc string) *flag.FlagSet {

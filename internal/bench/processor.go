@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/processor"
 	"github.com/esignflow/esignflow/provider"
@@ -167,53 +168,9 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 // countCommitted counts the committed data records of a topic (transaction
 // markers take offsets too, so end offsets over-count).
 func countCommitted(ctx context.Context, brokers []string, topic string) (int, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return 0, err
-	}
-	remaining := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
-		}
-	})
 	n := 0
-	for len(remaining) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				n++
-			}
-			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-		})
-	}
-	return n, nil
-}
-
-// committed sums a group's committed offsets on topic.
-func committed(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
-	offs, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	offs.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == topic && o.Err == nil {
-			n += o.At
-		}
-	})
-	return n, nil
+	err := topicread.All(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, func(*kgo.Record) error { n++; return nil })
+	return n, err
 }
 
 func benchRedis(url string) (redis.Cmdable, func(), error) {
@@ -305,4 +262,19 @@ type noCreate struct{}
 
 func (noCreate) Create(context.Context, string, schemas.SigningRequest) (provider.Envelope, error) {
 	return provider.Envelope{}, errors.New("bench: no provider")
+}
+
+// committed sums a group's committed offsets on topic.
+func committed(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil {
+			n += o.At
+		}
+	})
+	return n, nil
 }

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/internal/topicread"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+func runDLQ(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
+		return fmt.Errorf("%w: use 'dlq list' or 'dlq replay'", errUsage)
+	}
+	sub := args[0]
+	doc := "List the dead letters of esignflow.dlq.v1: where each came from and why."
+	if sub == "replay" {
+		doc = "Publish dead letters back to the topic they came from (after a fix): the original key, value and headers.\nOnly letters of Kafka records replay; a webhook dead-lettered by the ingress holds its raw body for an operator."
+	}
+	fs := newFlagSet("dlq "+sub, e, doc)
+	c := connFlags(fs, false)
+	topic := fs.String("topic", "", "only letters from this `topic`")
+	component := fs.String("component", "", "only letters from this `component` (processor, sink, ingress/…)")
+	asJSON := fs.Bool("json", false, "print JSON lines (list)")
+	dryRun := fs.Bool("dry-run", false, "say what would be replayed, publish nothing (replay)")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	codec, err := c.codec(ctx)
+	if err != nil {
+		return err
+	}
+	base, err := c.kafkaOpts()
+	if err != nil {
+		return err
+	}
+	base = append([]kgo.Opt{kgo.SeedBrokers(c.brokerList()...)}, base...)
+	var letters []schemas.DeadLetter
+	err = topicread.All(ctx, base, schemas.TopicDLQ, func(r *kgo.Record) error {
+		var dl schemas.DeadLetter
+		if err := codec.Decode(ctx, r.Value, &dl); err != nil {
+			fmt.Fprintf(e.stderr, "skipping %s/%d@%d: %v\n", r.Topic, r.Partition, r.Offset, err)
+			return nil
+		}
+		if (*topic == "" || dl.Topic == *topic) && (*component == "" || dl.Component == *component) {
+			letters = append(letters, dl)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if sub == "list" {
+		enc := json.NewEncoder(e.stdout)
+		for _, dl := range letters {
+			if *asJSON {
+				if err := enc.Encode(dl); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(e.stdout, "%s %-10s %s/%d@%d key=%q %d bytes: %s\n", dl.FailedAt.Local().Format(time.DateTime), dl.Component,
+				dl.Topic, dl.Partition, dl.Offset, dl.Key, len(dl.Value), dl.Error)
+		}
+		fmt.Fprintf(e.stderr, "%d dead letters\n", len(letters))
+		return nil
+	}
+	var recs []*kgo.Record
+	for _, dl := range letters {
+		if dl.Offset < 0 || strings.HasPrefix(dl.Component, "ingress/") {
+			fmt.Fprintf(e.stderr, "not replayable (not a Kafka record): %s %s\n", dl.Component, dl.Error)
+			continue
+		}
+		r := &kgo.Record{Topic: dl.Topic, Key: dl.Key, Value: dl.Value}
+		for _, h := range dl.Headers {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "esignflow-replayed-from", Value: []byte(fmt.Sprintf("%s/%d@%d", dl.Topic, dl.Partition, dl.Offset))})
+		recs = append(recs, r)
+		fmt.Fprintf(e.stdout, "replay %s/%d@%d key=%q → %s\n", dl.Topic, dl.Partition, dl.Offset, dl.Key, dl.Topic)
+	}
+	if *dryRun || len(recs) == 0 {
+		return nil
+	}
+	cl, err := c.kafkaClient(kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	fmt.Fprintf(e.stderr, "%d replayed\n", len(recs))
+	return nil
+}
