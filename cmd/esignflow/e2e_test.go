@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/esignflow/esignflow/internal/stack"
+	"github.com/esignflow/esignflow/internal/topicread"
+	"github.com/esignflow/esignflow/provider/sim"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := stack.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stack: %v", err)
+		}
+	})
+	select {
+	case <-st.Ready():
+	case err := <-done:
+		t.Fatalf("stack did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("stack did not start in a minute")
+	}
+	return st
+}
+
+// lastStatus reads the status topic as a downstream consumer would and
+// returns each envelope's last change.
+func lastStatus(t *testing.T, st *stack.Stack) map[string]schemas.EnvelopeStatusChanged {
+	t.Helper()
+	out := map[string]schemas.EnvelopeStatusChanged{}
+	err := topicread.All(context.Background(), []kgo.Opt{kgo.SeedBrokers(st.Brokers...)}, schemas.TopicStatus, func(r *kgo.Record) error {
+		var ch schemas.EnvelopeStatusChanged
+		if err := st.Codec.Decode(context.Background(), r.Value, &ch); err != nil {
+			return err
+		}
+		if ch.Version > out[ch.EnvelopeID].Version {
+			out[ch.EnvelopeID] = ch
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEndToEnd sends requests through the CLI's code path to the whole
+// system and sees every envelope reach its simulator-true terminal status
+// on the status topic — with a fifth of the webhooks dropped, so the
+// reconciler has to find some of it.
+func TestEndToEnd(t *testing.T) {
+	st := startStack(t, stack.Config{
+		Sim:        sim.Config{Step: 20 * time.Millisecond, DeclineRate: 0.1, VoidRate: 0.05, Seed: 3, Faults: sim.Faults{Drop: 0.2}},
+		StaleAfter: 500 * time.Millisecond, Interval: 200 * time.Millisecond, MinPollInterval: 400 * time.Millisecond,
+	})
+	var out, errb bytes.Buffer
+	e := &env{stdout: &out, stderr: &errb, stdin: strings.NewReader(""), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const n = 25
+	if err := sendRequests(context.Background(), e, cl, st.Codec, demoRequests(n, "sim")); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out.String(), "\n"); got != n {
+		t.Fatalf("printed %d request ids, want %d", got, n)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		truth := st.Sim.Truth()
+		final := 0
+		for _, tr := range truth {
+			if tr.Final {
+				final++
+			}
+		}
+		if len(truth) == n && final == n {
+			last := lastStatus(t, st)
+			match := 0
+			for _, tr := range truth {
+				if last[tr.ID].Status == tr.Status {
+					match++
+				}
+			}
+			if match == n {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 90s: %d envelopes at the provider, %d final; status topic: %d", len(truth), final, len(lastStatus(t, st)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A third-party consumer — plain franz-go, the registry client and hamba
+// Avro, no esignflow code — reads the status records with the schema it
+// fetches from the registry by the id in each record.
+func TestThirdPartyConsumer(t *testing.T) {
+	st := startStack(t, stack.Config{Sim: sim.Config{Step: 5 * time.Millisecond}})
+	var out bytes.Buffer
+	e := &env{stdout: &out, stderr: io.Discard, stdin: strings.NewReader(""), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := sendRequests(context.Background(), e, prod, st.Codec, demoRequests(3, "sim")); err != nil {
+		t.Fatal(err)
+	}
+
+	reg, err := sr.NewClient(sr.URLs(st.RegistryURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...), kgo.ConsumeTopics("esignflow.status.v1"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type change struct {
+		EnvelopeID string `avro:"envelope_id"`
+		Version    int64  `avro:"version"`
+		Status     string `avro:"status"`
+	}
+	completed := map[string]bool{}
+	for len(completed) < 3 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("only %d envelopes completed", len(completed))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Value[0] != 0 {
+				t.Fatalf("magic byte %d", r.Value[0])
+			}
+			id := int(binary.BigEndian.Uint32(r.Value[1:5]))
+			text, err := reg.SchemaByID(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			schema, err := avro.ParseWithCache(text.Schema, "", &avro.SchemaCache{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c change
+			if err := avro.Unmarshal(schema, r.Value[5:], &c); err != nil {
+				t.Fatal(err)
+			}
+			if c.EnvelopeID != string(r.Key) || c.Version < 1 {
+				t.Fatalf("decoded %+v for key %s", c, r.Key)
+			}
+			if c.Status == "COMPLETED" {
+				completed[c.EnvelopeID] = true
+			}
+		})
+	}
+}
