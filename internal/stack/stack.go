@@ -416,7 +416,24 @@ func (s *Stack) startRedis(ctx context.Context, stops *[]func()) error {
 		if err := s.Mini.StartAddr(s.cfg.RedisAddr); err != nil {
 			return &AddrError{Flag: "redis-addr", Addr: s.cfg.RedisAddr, Err: err}
 		}
-		*stops = append(*stops, s.Mini.Close)
+		// miniredis keeps time only when told: advance it with the wall
+		// clock so that TTLs (poll leases, dedup records, idempotency
+		// keys) expire as on a real server.
+		tick := time.NewTicker(10 * time.Millisecond)
+		quit := make(chan struct{})
+		go func() {
+			last := time.Now()
+			for {
+				select {
+				case <-quit:
+					return
+				case now := <-tick.C:
+					s.Mini.FastForward(now.Sub(last))
+					last = now
+				}
+			}
+		}()
+		*stops = append(*stops, s.Mini.Close, func() { tick.Stop(); close(quit) })
 		s.Redis = redis.NewClient(&redis.Options{Addr: s.Mini.Addr()})
 		s.endpoints = append(s.endpoints, Endpoint{"redis (embedded, in memory)", "redis://" + s.Mini.Addr()})
 	}
