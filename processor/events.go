@@ -24,6 +24,7 @@ const applyChunk = 2000
 // the DLQ), one store.Apply per chunk, and a status record for every change,
 // new or replayed.
 func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
+	p.m.recordsIn.WithLabelValues(schemas.TopicEvents).Add(float64(len(recs)))
 	for len(recs) > 0 {
 		n := min(len(recs), applyChunk)
 		if err := p.applyEvents(ctx, recs[:n], emit); err != nil {

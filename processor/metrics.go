@@ -1,6 +1,10 @@
 package processor
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the processor's Prometheus metrics.
 type metrics struct {
@@ -37,10 +41,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		created:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_envelopes_created_total", Help: "Envelopes created at a provider."}),
 		failed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_requests_failed_total", Help: "Requests the provider refused (envelope FAILED)."}),
 	}
-	for _, c := range []prometheus.Collector{m.recordsIn, m.recordsOut, m.duplicates, m.replays, m.unchanged, m.deadLetters, m.commits, m.aborts, m.batchSeconds, m.roundTrips, m.conflicts, m.restores, m.created, m.failed} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
+	var err error
+	reuse := func(c prometheus.Collector, set func(prometheus.Collector)) {
+		if err != nil {
+			return
+		}
+		if rerr := reg.Register(c); rerr != nil {
+			// A processor restarted in the same process (esignflow dev,
+			// tests) carries on with the counters of its previous life.
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(rerr, &are) {
+				err = rerr
+				return
+			}
+			set(are.ExistingCollector)
 		}
 	}
-	return m, nil
+	reuse(m.recordsIn, func(c prometheus.Collector) { m.recordsIn = c.(*prometheus.CounterVec) })
+	reuse(m.recordsOut, func(c prometheus.Collector) { m.recordsOut = c.(*prometheus.CounterVec) })
+	reuse(m.duplicates, func(c prometheus.Collector) { m.duplicates = c.(prometheus.Counter) })
+	reuse(m.replays, func(c prometheus.Collector) { m.replays = c.(prometheus.Counter) })
+	reuse(m.unchanged, func(c prometheus.Collector) { m.unchanged = c.(prometheus.Counter) })
+	reuse(m.deadLetters, func(c prometheus.Collector) { m.deadLetters = c.(prometheus.Counter) })
+	reuse(m.commits, func(c prometheus.Collector) { m.commits = c.(prometheus.Counter) })
+	reuse(m.aborts, func(c prometheus.Collector) { m.aborts = c.(*prometheus.CounterVec) })
+	reuse(m.batchSeconds, func(c prometheus.Collector) { m.batchSeconds = c.(*prometheus.HistogramVec) })
+	reuse(m.roundTrips, func(c prometheus.Collector) { m.roundTrips = c.(prometheus.Counter) })
+	reuse(m.conflicts, func(c prometheus.Collector) { m.conflicts = c.(prometheus.Counter) })
+	reuse(m.restores, func(c prometheus.Collector) { m.restores = c.(prometheus.Counter) })
+	reuse(m.created, func(c prometheus.Collector) { m.created = c.(prometheus.Counter) })
+	reuse(m.failed, func(c prometheus.Collector) { m.failed = c.(prometheus.Counter) })
+	return m, err
 }

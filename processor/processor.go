@@ -73,10 +73,16 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	err = topics.Ensure(ctx, admin, p.cfg.Topics)
 	admin.Close()
+	if ctx.Err() != nil {
+		return nil // cancelled while starting: a clean exit
+	}
 	if err != nil {
 		return fmt.Errorf("processor: %w", err)
 	}
 	if err := p.ensureRestored(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)

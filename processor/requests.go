@@ -20,6 +20,7 @@ import (
 // A transient provider failure fails the batch (it is retried); a refusal
 // becomes a FAILED event.
 func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
+	p.m.recordsIn.WithLabelValues(schemas.TopicRequests).Add(float64(len(recs)))
 	out := make([][]*kgo.Record, len(recs))
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, p.cfg.CreateConcurrency)

@@ -162,9 +162,10 @@ func (s *Sink) markPublished(ctx context.Context) {
 	s.published = nil
 }
 
-// finalizes reports whether a change is the one that finalises its
-// envelope: it makes it terminal, or a poll settles it on another terminal.
-func finalizes(ch schemas.EnvelopeStatusChanged) bool {
+// Finalizes reports whether a change is one the sink finalises: it makes
+// its envelope terminal, or a poll settles it on another terminal. Later
+// changes of a terminal envelope (a late recipient update) are not.
+func Finalizes(ch schemas.EnvelopeStatusChanged) bool {
 	if !envelope.Terminal(ch.Status) {
 		return false
 	}
@@ -187,7 +188,7 @@ func (s *Sink) handle(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Re
 			}
 			continue // not ours to judge: the processor wrote it
 		}
-		if !finalizes(ch) {
+		if !Finalizes(ch) {
 			continue
 		}
 		marker := PublishedName(ch.EnvelopeID, ch.Version)

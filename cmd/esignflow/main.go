@@ -47,6 +47,7 @@ func commands() map[string]command {
 		"audit":      {"verify or export an envelope's audit trail", runAudit},
 		"bench":      {"drive the whole pipeline and report throughput, latency and correctness (bench processor, bench ingress)", runBench},
 		"version":    {"print the version", runVersion},
+		"probe":      {"GET a URL, exit 0 on 2xx (container healthchecks)", runProbe},
 	}
 }
 

@@ -23,8 +23,11 @@ type component struct {
 	done   chan struct{}
 }
 
+// newGroup returns a group and a context that ends when a component fails.
+// Components do not see the parent's cancellation: stop ends them, one at a
+// time, in reverse order.
 func newGroup(parent context.Context) (*group, context.Context) {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	return &group{ctx: ctx, cancel: cancel}, ctx
 }
 

@@ -261,7 +261,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		return err
 	}
 	group.go_("sim", s.Sim.Run)
-	if err := wait(gctx, s.Sim.Ready()); err != nil {
+	if err := waitBoth(ctx, gctx, s.Sim.Ready()); err != nil {
 		hln.Close()
 		return group.stop()
 	}
@@ -313,13 +313,16 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		return err
 	}
 	group.go_("ingress", s.Ingress.Run)
-	if err := wait(gctx, s.Ingress.Ready()); err != nil {
+	if err := waitBoth(ctx, gctx, s.Ingress.Ready()); err != nil {
 		return group.stop()
 	}
 	s.endpoints = append(s.endpoints, Endpoint{"ingress", s.IngressURL()})
 	close(s.up)
 	close(s.ready)
-	<-gctx.Done()
+	select {
+	case <-ctx.Done(): // shut down
+	case <-gctx.Done(): // a component failed
+	}
 	return group.stop()
 }
 
@@ -452,7 +455,7 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 	for {
 		p, err := processor.New(processor.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
 			Providers: map[string]processor.Creator{"sim": s.SimClient}, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
-			Topics: topics.Config{Partitions: s.cfg.Partitions}, Metrics: lifeRegisterer(reg, s.lives()), Logger: s.log,
+			Topics: topics.Config{Partitions: s.cfg.Partitions}, Metrics: reg, Logger: s.log,
 			Crash: s.cfg.ProcessorCrash})
 		if err != nil {
 			return err
@@ -464,32 +467,17 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 		s.procLives++
 		s.procMu.Unlock()
 		err = p.Run(pctx)
+		restarted := pctx.Err() != nil
 		cancel()
 		done <- err
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && !errors.Is(err, processor.ErrCrashed) {
+		if err != nil && !restarted && !errors.Is(err, processor.ErrCrashed) {
 			return err
 		}
 		s.log.Info("processor restarting")
 	}
-}
-
-func (s *Stack) lives() int {
-	s.procMu.Lock()
-	defer s.procMu.Unlock()
-	return s.procLives
-}
-
-// lifeRegisterer registers the first life's metrics; later lives (after a
-// restart) get a private registry, as a restarted process would start from
-// zero.
-func lifeRegisterer(reg prometheus.Registerer, life int) prometheus.Registerer {
-	if life == 0 {
-		return reg
-	}
-	return prometheus.NewRegistry()
 }
 
 // RestartProcessor stops the processor as if its process died — its open
@@ -535,11 +523,14 @@ func ensureSecret(dir string) (stdwebhook.Secret, error) {
 	return stdwebhook.ParseSecret(line)
 }
 
-func wait(ctx context.Context, ch <-chan struct{}) error {
+// waitBoth waits for ch, or for either context to end.
+func waitBoth(a, b context.Context, ch <-chan struct{}) error {
 	select {
 	case <-ch:
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-a.Done():
+		return a.Err()
+	case <-b.Done():
+		return b.Err()
 	}
 }
