@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/esignflow/esignflow/internal/bench"
+	"github.com/esignflow/esignflow/provider/sim"
 )
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -73,6 +77,91 @@ func runBenchIngress(ctx context.Context, e *env, args []string) error {
 }
 
 func runBenchPipeline(ctx context.Context, e *env, args []string) error {
-	_ = os.Stdout
-	return fmt.Errorf("the pipeline benchmark is not yet implemented; try 'esignflow bench processor' or 'esignflow bench ingress'")
+	fs := newFlagSet("bench", e, "Drive the whole system (in process, loopback only) with N envelopes through the simulator and report\nthroughput, latency, correctness (against the simulator's truth and a read_committed consumer) and work.\nExits non-zero when any correctness figure is not zero. Also: 'bench processor', 'bench ingress'.")
+	n := fs.Int("envelopes", 10000, "signing requests to send")
+	rate := fs.Float64("rate", 0, "requests per second (0: as fast as they go)")
+	chaos := fs.Bool("chaos", false, "the chaos scenario: dropped, duplicated, reordered webhooks, failing and timing-out API calls, 3 processor restarts, a Redis flush, broker produce faults")
+	seed := fs.Uint64("seed", 1, "seed of the simulator's choices and the chaos timing")
+	step := fs.Duration("step", 50*time.Millisecond, "simulated recipients' mean time per step")
+	drop := fs.Float64("drop", 0, "fraction of webhooks dropped (without --chaos)")
+	dup := fs.Float64("duplicate", 0, "fraction of webhooks duplicated (without --chaos)")
+	redisURL := fs.String("redis-url", "", "a real Redis `URL` (the chaos scenario flushes its database); embedded when empty")
+	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	tty := isTerminal(e.stderr)
+	cfg := bench.PipelineConfig{Envelopes: *n, Rate: *rate, Chaos: *chaos, Seed: *seed, Step: *step, RedisURL: *redisURL, Timeout: *timeout,
+		Faults: sim.Faults{Drop: *drop, Duplicate: *dup},
+		Progress: func(p bench.Progress) {
+			line := fmt.Sprintf("%6.1fs  requested %d/%d  final %d  agreeing %d  status changes %d  unfinalised %d",
+				p.Elapsed.Seconds(), p.Requested, *n, p.Final, p.Matching, p.StatusChanges, p.Unfinalized)
+			if tty {
+				width := 30
+				done := width * p.Matching / max(1, *n)
+				fmt.Fprintf(e.stderr, "\r[%s%s] %s", strings.Repeat("#", done), strings.Repeat(".", width-done), line)
+				return
+			}
+			if int(p.Elapsed.Seconds())%5 == 0 {
+				fmt.Fprintln(e.stderr, line)
+			}
+		}}
+	res, err := bench.Pipeline(ctx, cfg)
+	if tty {
+		fmt.Fprintln(e.stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := json.NewEncoder(e.stdout).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printPipeline(e, res)
+	}
+	if !res.OK() {
+		return fmt.Errorf("correctness figures are not all zero: %+v", res.Correctness)
+	}
+	return nil
+}
+
+func printPipeline(e *env, r *bench.PipelineResult) {
+	w := e.stdout
+	fmt.Fprintf(w, "%d envelopes in %s (chaos: %v)\n", r.Envelopes, r.Elapsed.Round(time.Millisecond), r.Chaos)
+	fmt.Fprintf(w, "throughput   requests %.0f/s  webhooks accepted %.0f/s  events processed %.0f/s  status changes %.0f/s\n",
+		r.Throughput.RequestsPerSec, r.Throughput.WebhooksPerSec, r.Throughput.EventsPerSec, r.Throughput.StatusChangesPerSec)
+	l := r.Latency.EventToStatus
+	fmt.Fprintf(w, "latency      provider event → status change (n=%d): p50 %s  p95 %s  p99 %s  max %s\n", l.N, l.P50.Round(time.Millisecond), l.P95.Round(time.Millisecond), l.P99.Round(time.Millisecond), l.Max.Round(time.Millisecond))
+	l = r.Latency.RequestToSent
+	fmt.Fprintf(w, "             request → SENT (n=%d): p50 %s  p95 %s  p99 %s  max %s\n", l.N, l.P50.Round(time.Millisecond), l.P95.Round(time.Millisecond), l.P99.Round(time.Millisecond), l.Max.Round(time.Millisecond))
+	c := r.Correctness
+	fmt.Fprintf(w, "correctness  lost %d  duplicated versions %d  version gaps %d  audit failures %d  finalized missing %d  finalized twice %d  dead letters %d\n",
+		c.Lost, c.Duplicated, c.Gaps, c.AuditFailures, c.FinalizedMissed, c.FinalizedTwice, c.DeadLetters)
+	k := r.Work
+	fmt.Fprintf(w, "work         webhooks %d  duplicates suppressed %.0f  replays %.0f  polls %.0f  repairs %.0f  restores %.0f  redis trips/event %.3f  processor restarts %d  peak RSS %d MiB\n",
+		k.Webhooks, k.DuplicatesDropped, k.Replays, k.Polls, k.Repairs, k.Restores, k.RedisTripsPerEvent, k.ProcessorRestarts, k.PeakRSSKiB/1024)
+	fmt.Fprintf(w, "final        %v\n", r.Truth)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
