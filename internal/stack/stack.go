@@ -112,9 +112,10 @@ type Stack struct {
 	endpoints []Endpoint
 
 	procMu     sync.Mutex
+	procLife   *sync.Cond // signalled when a life starts or the processor stops for good
 	procCancel context.CancelFunc
 	procDone   chan error
-	procLives  int
+	procOver   bool
 }
 
 // New returns a Stack for cfg; nothing starts until Run.
@@ -142,7 +143,9 @@ func New(cfg Config) (*Stack, error) {
 			*a = "127.0.0.1:0"
 		}
 	}
-	return &Stack{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), up: make(chan struct{})}, nil
+	s := &Stack{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), up: make(chan struct{})}
+	s.procLife = sync.NewCond(&s.procMu)
+	return s, nil
 }
 
 // Ready is closed once every component has started.
@@ -256,6 +259,9 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	simCfg.WebhookURL = "http://" + hln.Addr().String() + "/webhooks/sim"
 	simCfg.WebhookSecrets = []stdwebhook.Secret{key}
 	simCfg.Logger = s.log
+	if !s.tempDir {
+		simCfg.StateFile = filepath.Join(s.dataDir, "sim-state.json")
+	}
 	if s.Sim, err = sim.New(simCfg); err != nil {
 		hln.Close()
 		return err
@@ -452,6 +458,12 @@ func (s *Stack) startRedis(ctx context.Context, stops *[]func()) error {
 // runProcessor runs the processor, and again whenever RestartProcessor
 // stops it, until ctx ends.
 func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) error {
+	defer func() {
+		s.procMu.Lock()
+		s.procOver = true
+		s.procLife.Broadcast()
+		s.procMu.Unlock()
+	}()
 	for {
 		p, err := processor.New(processor.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
 			Providers: map[string]processor.Creator{"sim": s.SimClient}, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
@@ -464,7 +476,7 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 		done := make(chan error, 1)
 		s.procMu.Lock()
 		s.procCancel, s.procDone = cancel, done
-		s.procLives++
+		s.procLife.Broadcast()
 		s.procMu.Unlock()
 		err = p.Run(pctx)
 		restarted := pctx.Err() != nil
@@ -482,9 +494,16 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 
 // RestartProcessor stops the processor as if its process died — its open
 // transaction is left for the next life to fence — and starts it again.
+//
+// Each call stops one life: a call made while the previous restart is
+// still starting the next life waits for it.
 func (s *Stack) RestartProcessor() {
 	s.procMu.Lock()
+	for s.procCancel == nil && !s.procOver {
+		s.procLife.Wait()
+	}
 	cancel, done := s.procCancel, s.procDone
+	s.procCancel, s.procDone = nil, nil
 	s.procMu.Unlock()
 	if cancel == nil {
 		return

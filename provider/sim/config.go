@@ -50,6 +50,9 @@ type Config struct {
 	// RateLimit, when > 0, is the API calls per second allowed (with a
 	// burst of the same size) before 429 with Retry-After.
 	RateLimit float64
+	// StateFile, when set, keeps the simulator's envelopes across restarts:
+	// read when Run starts, written when it stops.
+	StateFile string
 	// CreateDelay is how long creating an envelope takes, overriding the
 	// default 0; a second request with the same key meanwhile gets 409.
 	CreateDelay time.Duration

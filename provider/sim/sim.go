@@ -153,6 +153,12 @@ func (s *Simulator) Run(ctx context.Context) error {
 			return fmt.Errorf("sim: listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
+	if s.cfg.StateFile != "" {
+		if err := s.load(s.cfg.StateFile); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	s.url = "http://" + ln.Addr().String()
 	s.mu.Lock()
 	s.started = time.Now()
@@ -194,6 +200,11 @@ func (s *Simulator) Run(ctx context.Context) error {
 	workers.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
+	}
+	if s.cfg.StateFile != "" {
+		if serr := s.save(s.cfg.StateFile); serr != nil {
+			err = errors.Join(err, serr)
+		}
 	}
 	return err
 }

@@ -513,3 +513,41 @@ func FuzzParseWebhook(f *testing.F) {
 		}
 	})
 }
+
+// A restarted simulator with a state file still knows its envelopes and
+// carries on signing the ones in progress.
+func TestStateSurvivesRestart(t *testing.T) {
+	path := t.TempDir() + "/state.json"
+	run := func(step time.Duration) (*sim.Simulator, func()) {
+		s, err := sim.New(sim.Config{Addr: "127.0.0.1:0", Step: step, StateFile: path, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		<-s.Ready()
+		return s, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a, stopA := run(time.Hour)
+	env, err := client(t, a, time.Second).Create(context.Background(), "k1", request("r1", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopA()
+	b, stopB := run(time.Millisecond)
+	defer stopB()
+	again, err := client(t, b, time.Second).Create(context.Background(), "k1", request("r1", 2))
+	if err != nil || again.ID != env.ID {
+		t.Fatalf("the idempotency key was forgotten: %v %v", again.ID, err)
+	}
+	waitFor(t, 10*time.Second, "the resumed envelope to complete", allFinal(b, 1))
+	if tr := b.Truth(); len(tr) != 1 || tr[0].ID != env.ID {
+		t.Fatalf("truth after restart: %+v", tr)
+	}
+}

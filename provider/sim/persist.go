@@ -1,0 +1,128 @@
+package sim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// snapshot is the simulator's state on disk (Config.StateFile), so that a
+// restarted esignflow dev still knows its envelopes. Webhooks waiting to be
+// delivered are not kept: like a provider that lost its queue, the
+// reconciler's polls make up for them.
+type snapshot struct {
+	Seq       uint64               `json:"seq"`
+	Envelopes []envelopeSnapshot   `json:"envelopes"`
+	Keys      map[string]keyRecord `json:"keys"`
+}
+
+type keyRecord struct {
+	BodyHash    []byte `json:"body_hash"`
+	Code        int    `json:"code"`
+	Body        []byte `json:"body"`
+	ContentType string `json:"content_type"`
+}
+
+type envelopeSnapshot struct {
+	ID         string              `json:"id"`
+	Key        string              `json:"key"`
+	Status     string              `json:"status"`
+	StatusAt   time.Time           `json:"status_at"`
+	CreatedAt  time.Time           `json:"created_at"`
+	Subject    string              `json:"subject"`
+	Metadata   map[string]string   `json:"metadata"`
+	Documents  []docSpec           `json:"documents"`
+	Recipients []recipientSnapshot `json:"recipients"`
+	Fate       string              `json:"fate"`
+	Events     uint64              `json:"events"`
+}
+
+type recipientSnapshot struct {
+	recipient
+	Status     string     `json:"status"`
+	StatusAt   time.Time  `json:"status_at"`
+	IP         string     `json:"ip"`
+	Agent      string     `json:"agent"`
+	VerifiedAt *time.Time `json:"verified_at"`
+}
+
+// save writes the state to path atomically.
+func (s *Simulator) save(path string) error {
+	s.mu.Lock()
+	snap := snapshot{Seq: s.seq, Keys: map[string]keyRecord{}}
+	for k, e := range s.keys {
+		if e.done {
+			snap.Keys[k] = keyRecord{BodyHash: e.bodyHash[:], Code: e.code, Body: e.body, ContentType: e.contentType}
+		}
+	}
+	for _, e := range s.envelopes {
+		es := envelopeSnapshot{ID: e.id, Key: e.key, Status: e.status, StatusAt: e.statusAt, CreatedAt: e.createdAt, Subject: e.subject,
+			Metadata: e.metadata, Documents: e.documents, Fate: e.fate, Events: e.events}
+		for _, r := range e.recipients {
+			es.Recipients = append(es.Recipients, recipientSnapshot{recipient: *r, Status: r.status, StatusAt: r.statusAt, IP: r.ip, Agent: r.agent, VerifiedAt: r.verifiedAt})
+		}
+		snap.Envelopes = append(snap.Envelopes, es)
+	}
+	s.mu.Unlock()
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return fmt.Errorf("sim: save state: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// load reads the state from path, if there is one, and resumes every
+// envelope still in progress.
+func (s *Simulator) load(path string) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sim: load state: %w", err)
+	}
+	var snap snapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		return fmt.Errorf("sim: state %s: %w", path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq = snap.Seq
+	for k, r := range snap.Keys {
+		e := &idemEntry{done: true, code: r.Code, body: r.Body, contentType: r.ContentType}
+		copy(e.bodyHash[:], r.BodyHash)
+		s.keys[k] = e
+	}
+	for _, es := range snap.Envelopes {
+		e := &envelope{id: es.ID, key: es.Key, status: es.Status, statusAt: es.StatusAt, createdAt: es.CreatedAt, subject: es.Subject,
+			metadata: es.Metadata, documents: es.Documents, fate: es.Fate, events: es.Events}
+		for _, rs := range es.Recipients {
+			r := rs.recipient
+			r.status, r.statusAt, r.ip, r.agent, r.verifiedAt = rs.Status, rs.StatusAt, rs.IP, rs.Agent, rs.VerifiedAt
+			e.recipients = append(e.recipients, &r)
+		}
+		s.envelopes[e.id] = e
+		if e.status == "created" || terminal(e.status) {
+			continue
+		}
+		for _, r := range e.recipients {
+			for i, name := range steps {
+				if r.status == name && i >= 1 && i < len(steps)-1 {
+					s.schedule(e.id, r.ID, i)
+				}
+			}
+		}
+		if e.fate == "voided" || e.fate == "expired" {
+			id := e.id
+			s.after(s.jitter("cut-again", id), func() { s.cut(id) })
+		}
+	}
+	return nil
+}
