@@ -86,4 +86,3 @@ func TestAuditVerifyCommand(t *testing.T) {
 		t.Fatalf("verify of a tampered chain: exit %d, want 1 naming %q\n%s", code, want, out)
 	}
 }
-
