@@ -179,7 +179,7 @@ func (r *recording) Get(ctx context.Context, id string) (provider.Envelope, erro
 // else touches, all stale at once.
 func lonely(t *testing.T, n int) (*stack.Stack, []string) {
 	t.Helper()
-	st := startStack(t, stack.Config{Sim: sim.Config{Step: time.Hour}, StaleAfter: time.Hour, Interval: time.Hour})
+	st := startStack(t, stack.Config{Sim: sim.Config{Step: time.Hour}, StaleAfter: time.Hour, Interval: time.Hour, RedisClock: 10 * time.Millisecond})
 	send(t, st, n)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

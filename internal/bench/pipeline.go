@@ -160,8 +160,8 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 	st, err := stack.New(stack.Config{
 		RedisURL: cfg.RedisURL, Partitions: 8, Logger: cfg.Logger,
 		Sim: sim.Config{Step: cfg.Step, DeclineRate: 0.05, VoidRate: 0.02, ExpireRate: 0.02, Seed: cfg.Seed, Faults: faults,
-			RetryBase: 100 * time.Millisecond, RetryMax: time.Second, DeliveryAttempts: 20},
-		StaleAfter: 2 * time.Second, Interval: 500 * time.Millisecond, MinPollInterval: time.Second, PollRate: 3_600_000,
+			RetryBase: 100 * time.Millisecond, RetryMax: time.Second, DeliveryAttempts: 20, DeliveryWorkers: 64},
+		StaleAfter: 5 * time.Second, Interval: time.Second, MinPollInterval: 2 * time.Second, PollRate: 3_600_000,
 		KafkaOpts: []kgo.Opt{kgo.TransactionTimeout(10 * time.Second)},
 	})
 	if err != nil {

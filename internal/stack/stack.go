@@ -52,6 +52,10 @@ type Config struct {
 	KafkaAddr, RegistryAddr, RedisAddr, SimAddr, HTTPAddr string
 	// RedisURL uses a real Redis instead of the embedded one.
 	RedisURL string
+	// RedisClock is how often the embedded Redis's clock is moved on so
+	// that TTLs expire, default 1s: each move sorts every key, so a short
+	// one costs CPU in proportion to the data.
+	RedisClock time.Duration
 	// Partitions per topic, default 4.
 	Partitions int32
 	// Sim configures the simulator (its Addr, WebhookURL and secrets are
@@ -428,7 +432,11 @@ func (s *Stack) startRedis(ctx context.Context, stops *[]func()) error {
 		// miniredis keeps time only when told: advance it with the wall
 		// clock so that TTLs (poll leases, dedup records, idempotency
 		// keys) expire as on a real server.
-		tick := time.NewTicker(10 * time.Millisecond)
+		every := s.cfg.RedisClock
+		if every <= 0 {
+			every = time.Second
+		}
+		tick := time.NewTicker(every)
 		quit := make(chan struct{})
 		go func() {
 			last := time.Now()
