@@ -24,11 +24,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/redistest"
-	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -56,26 +54,16 @@ type testIngress struct {
 
 func start(t *testing.T, mutate func(*Config)) *testIngress {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	c, err := fakes.Cluster(context.Background(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := srfake.New()
+	reg, codec, err := fakes.Registry(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(reg.Close)
-	src, _ := sr.NewClient(sr.URLs(reg.URL()))
-	codec, err := schemas.NewCodec(context.Background(), src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topics.Ensure(context.Background(), admin, topics.Config{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
 	r := redistest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

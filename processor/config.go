@@ -66,8 +66,13 @@ type Config struct {
 	// overriding the default 2000. Events are applied to Redis 500 at a
 	// time within it.
 	MaxBatch int
+	// RequestBatch is the most signing requests processed in one
+	// transaction, overriding the default 64: each costs provider calls
+	// (seconds when the provider is slow), and the whole batch must finish
+	// within the transaction timeout.
+	RequestBatch int
 	// CreateConcurrency bounds the provider calls in flight for one batch
-	// of requests, overriding the default 16.
+	// of requests, overriding the default 32.
 	CreateConcurrency int
 	// Topics says how missing topics are created at start.
 	Topics topics.Config
@@ -118,8 +123,11 @@ func (c *Config) defaults() {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 2000
 	}
+	if c.RequestBatch <= 0 {
+		c.RequestBatch = 64
+	}
 	if c.CreateConcurrency <= 0 {
-		c.CreateConcurrency = 16
+		c.CreateConcurrency = 32
 	}
 	if len(c.KnownProviders) == 0 {
 		c.KnownProviders = []string{"sim", "standard", "docusign", "dropboxsign"}

@@ -12,12 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/redistest"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
@@ -30,7 +28,6 @@ import (
 type harness struct {
 	t       *testing.T
 	brokers []string
-	cluster *kfake.Cluster
 	codec   *schemas.Codec
 	redis   *redistest.Redis
 	store   *store.Store
@@ -46,35 +43,27 @@ func quietLogger() *slog.Logger {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	c, err := fakes.Cluster(context.Background(), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := srfake.New()
+	reg, codec, err := fakes.Registry(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(reg.Close)
-	src, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := schemas.NewCodec(context.Background(), src)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := redistest.New(t)
 	st, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, brokers: c.ListenAddrs(), cluster: c, codec: codec, redis: r, store: st}
+	h := &harness{t: t, brokers: c.ListenAddrs(), codec: codec, redis: r, store: st}
 	h.prod, err = kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.prod.Close)
-	if err := topics.Ensure(context.Background(), h.prod, topics.Config{Partitions: 4}); err != nil {
-		t.Fatal(err)
-	}
 	return h
 }
 

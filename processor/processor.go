@@ -87,10 +87,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	loops := []txloop.Config{
-		p.loop("requests", schemas.TopicRequests, p.handleRequests),
-		p.loop("events", schemas.TopicEvents, p.handleEvents),
-	}
+	requests := p.loop("requests", schemas.TopicRequests, p.handleRequests)
+	requests.MaxBatch = p.cfg.RequestBatch
+	loops := []txloop.Config{requests, p.loop("events", schemas.TopicEvents, p.handleEvents)}
 	errs := make(chan error, len(loops))
 	for _, l := range loops {
 		go func() {

@@ -14,12 +14,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 	"github.com/esignflow/esignflow/sink"
@@ -73,26 +70,21 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	c, err := fakes.Cluster(context.Background(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	reg := srfake.New()
-	t.Cleanup(reg.Close)
-	src, _ := sr.NewClient(sr.URLs(reg.URL()))
-	codec, err := schemas.NewCodec(context.Background(), src)
+	reg, codec, err := fakes.Registry(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(reg.Close)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	if err := topics.Ensure(context.Background(), prod, topics.Config{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
 	s, err := sim.New(sim.Config{Addr: "127.0.0.1:0", Step: time.Millisecond, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)

@@ -216,3 +216,31 @@ func serveOps(ctx context.Context, addr, flagName string, reg *prometheus.Regist
 	}()
 	return stop, nil
 }
+
+// services is what a long-running service connects to.
+type services struct {
+	kafka []kgo.Opt
+	codec *schemas.Codec
+	redis *redis.Client // nil for a service without Redis
+}
+
+// connect checks the Kafka options, registers the schemas and, when the
+// service has a --redis-url, connects to Redis. close releases it.
+func (c *conn) connect(ctx context.Context) (*services, func(), error) {
+	kopts, err := c.kafkaOpts()
+	if err != nil {
+		return nil, nil, err
+	}
+	codec, err := c.codec(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &services{kafka: kopts, codec: codec}
+	if c.redisURL == "" {
+		return s, func() {}, nil
+	}
+	if s.redis, err = c.redisClient(ctx); err != nil {
+		return nil, nil, err
+	}
+	return s, func() { s.redis.Close() }, nil
+}

@@ -54,23 +54,16 @@ func runIngress(ctx context.Context, e *env, args []string) error {
 	if f.secretsDir == "" {
 		return fmt.Errorf("%w: --webhook-secrets-dir is required", errUsage)
 	}
-	kopts, err := c.kafkaOpts()
-	if err != nil {
-		return err
-	}
 	dir, err := secrets.Open(f.secretsDir, decodeSecret, e.log)
 	if err != nil {
 		return fmt.Errorf("--webhook-secrets-dir: %w", err)
 	}
-	codec, err := c.codec(ctx)
+	svc, closeSvc, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
-	rc, err := c.redisClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
+	defer closeSvc()
+	kopts, codec, rc := svc.kafka, svc.codec, svc.redis
 	reg := newRegistry()
 	in, err := ingress.New(ingress.Config{
 		Addr: f.httpAddr, Brokers: c.brokerList(), KafkaOpts: kopts, Codec: codec, Redis: rc, Secrets: dir,

@@ -19,19 +19,12 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	kopts, err := c.kafkaOpts()
+	svc, closeSvc, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
-	codec, err := c.codec(ctx)
-	if err != nil {
-		return err
-	}
-	rc, err := c.redisClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
+	defer closeSvc()
+	kopts, codec, rc := svc.kafka, svc.codec, svc.redis
 	st, err := store.New(store.Config{Client: rc})
 	if err != nil {
 		return err

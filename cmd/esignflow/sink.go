@@ -18,14 +18,12 @@ func runSink(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	kopts, err := c.kafkaOpts()
+	svc, closeSvc, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
-	codec, err := c.codec(ctx)
-	if err != nil {
-		return err
-	}
+	defer closeSvc()
+	kopts, codec := svc.kafka, svc.codec
 	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Logger: e.log})
 	if err != nil {
 		return err

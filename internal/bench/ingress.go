@@ -16,15 +16,10 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/ingress"
-	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/provider/stdwebhook"
-	"github.com/esignflow/esignflow/schemas"
 )
 
 // IngressConfig sizes the ingress benchmark. Traffic goes to 127.0.0.1
@@ -75,30 +70,16 @@ func Ingress(ctx context.Context, cfg IngressConfig) ([]IngressResult, error) {
 	}
 	key := stdwebhook.Secret("bench-signing-key-0123456789abcd")
 
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	cluster, err := fakes.Cluster(ctx, 4)
 	if err != nil {
 		return nil, err
 	}
 	defer cluster.Close()
-	reg := srfake.New()
+	reg, codec, err := fakes.Registry(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer reg.Close()
-	src, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		return nil, err
-	}
-	codec, err := schemas.NewCodec(ctx, src)
-	if err != nil {
-		return nil, err
-	}
-	admin, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
-	if err != nil {
-		return nil, err
-	}
-	err = topics.Ensure(ctx, admin, topics.Config{Partitions: 4})
-	admin.Close()
-	if err != nil {
-		return nil, err
-	}
 	mr, err := miniredis.Run()
 	if err != nil {
 		return nil, err

@@ -14,11 +14,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/internal/topics"
@@ -87,21 +85,16 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		mode = "at-least-once"
 	}
 	res := ProcessorResult{Mode: mode, Events: cfg.Envelopes * EventsPerEnvelope}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	cluster, err := fakes.Cluster(ctx, cfg.Partitions)
 	if err != nil {
 		return res, err
 	}
 	defer cluster.Close()
-	reg := srfake.New()
+	reg, codec, err := fakes.Registry(ctx)
+	if err != nil {
+		return res, err
+	}
 	defer reg.Close()
-	src, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		return res, err
-	}
-	codec, err := schemas.NewCodec(ctx, src)
-	if err != nil {
-		return res, err
-	}
 	rc, cleanup, err := benchRedis(cfg.RedisURL)
 	if err != nil {
 		return res, err
@@ -119,9 +112,6 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		return res, err
 	}
 	defer prod.Close()
-	if err := topics.Ensure(ctx, prod, topics.Config{Partitions: cfg.Partitions}); err != nil {
-		return res, err
-	}
 	if err := produceLifecycles(ctx, prod, codec, cfg.Envelopes); err != nil {
 		return res, err
 	}

@@ -276,7 +276,8 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		return group.stop()
 	}
 	s.endpoints = append(s.endpoints, Endpoint{"simulator", s.Sim.URL()})
-	if s.SimClient, err = sim.NewClient(sim.ClientConfig{BaseURL: s.Sim.URL(), Logger: s.log}); err != nil {
+	// The simulator is local: a call that takes a second has timed out.
+	if s.SimClient, err = sim.NewClient(sim.ClientConfig{BaseURL: s.Sim.URL(), CallTimeout: time.Second, Logger: s.log}); err != nil {
 		hln.Close()
 		return err
 	}
