@@ -54,16 +54,7 @@ type testIngress struct {
 
 func start(t *testing.T, mutate func(*Config)) *testIngress {
 	t.Helper()
-	c, err := fakes.Cluster(context.Background(), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	reg, codec, err := fakes.Registry(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
+	c, codec := fakes.T(t, 2)
 	r := redistest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

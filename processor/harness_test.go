@@ -43,16 +43,7 @@ func quietLogger() *slog.Logger {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	c, err := fakes.Cluster(context.Background(), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	reg, codec, err := fakes.Registry(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
+	c, codec := fakes.T(t, 4)
 	r := redistest.New(t)
 	st, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix})
 	if err != nil {

@@ -99,7 +99,6 @@ func TestDuplicateAndReorderedDeliveries(t *testing.T) {
 		for _, ev := range evs {
 			h.produce(h.eventRecord(ev))
 		}
-		var applied atomic.Int64
 		cfg := h.config("a")
 		h.start(cfg)
 		// Out of order, late events change nothing: wait for the terminal
@@ -111,7 +110,6 @@ func TestDuplicateAndReorderedDeliveries(t *testing.T) {
 					done[c.EnvelopeID] = true
 				}
 			}
-			applied.Store(int64(len(done)))
 			return len(done) == len(w.final)
 		})
 		changes := sr.snapshot()

@@ -25,7 +25,8 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, p.cfg.CreateConcurrency)
 	seen := make(map[string]bool, len(recs))
-	var wg sync.WaitGroup
+	reqs := make([]*schemas.SigningRequest, len(recs))
+	var ids []string
 	for i, r := range recs {
 		var req schemas.SigningRequest
 		err := p.cfg.Codec.Decode(ctx, r.Value, &req)
@@ -50,12 +51,30 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 			continue // the same request twice in one batch
 		}
 		seen[req.RequestID] = true
+		reqs[i] = &req
+		ids = append(ids, req.RequestID)
+	}
+	// Requests that already have an envelope are duplicates: one lookup
+	// for the batch.
+	known, err := p.cfg.Store.EnvelopesForRequests(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		if req == nil {
+			continue
+		}
+		if env, ok := known[req.RequestID]; ok {
+			p.log.Debug("request already has an envelope", "request_id", req.RequestID, "envelope_id", env)
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i], errs[i] = p.createOne(ctx, req)
+			out[i], errs[i] = p.createOne(ctx, *req)
 		}()
 	}
 	wg.Wait()
@@ -91,12 +110,6 @@ func validateRequest(req schemas.SigningRequest) error {
 
 // createOne creates one envelope and returns the event that reports it.
 func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest) ([]*kgo.Record, error) {
-	if id, ok, err := p.cfg.Store.EnvelopeForRequest(ctx, req.RequestID); err != nil {
-		return nil, err
-	} else if ok {
-		p.log.Debug("request already has an envelope", "request_id", req.RequestID, "envelope_id", id)
-		return nil, nil
-	}
 	now := time.Now()
 	rid, tenant := req.RequestID, req.Tenant
 	ev := schemas.EnvelopeEvent{

@@ -100,9 +100,8 @@ type PipelineResult struct {
 		StatusChangesPerSec float64 `json:"status_changes_per_sec"`
 	} `json:"throughput"`
 	Latency struct {
-		EventToStatus  Latency `json:"provider_event_to_status_change"`
-		RequestToSent  Latency `json:"request_to_sent"`
-		StatusToFinale Latency `json:"-"`
+		EventToStatus Latency `json:"provider_event_to_status_change"`
+		RequestToSent Latency `json:"request_to_sent"`
 	} `json:"latency"`
 	Correctness struct {
 		Lost            int `json:"lost"`

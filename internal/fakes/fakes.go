@@ -6,6 +6,7 @@ package fakes
 import (
 	"context"
 	"fmt"
+	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -51,4 +52,21 @@ func Registry(ctx context.Context) (*srfake.Registry, *schemas.Codec, error) {
 		return nil, nil, err
 	}
 	return reg, codec, nil
+}
+
+// T starts both for a test, closing them when it ends, and returns the
+// cluster and the codec.
+func T(t testing.TB, partitions int32) (*kfake.Cluster, *schemas.Codec) {
+	t.Helper()
+	c, err := Cluster(context.Background(), partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reg, codec, err := Registry(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	return c, codec
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -541,13 +542,7 @@ func ensureSecret(dir string) (stdwebhook.Secret, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	line := string(raw)
-	for i, c := range line {
-		if c == '\n' {
-			line = line[:i]
-			break
-		}
-	}
+	line, _, _ := strings.Cut(string(raw), "\n")
 	return stdwebhook.ParseSecret(line)
 }
 

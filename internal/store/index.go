@@ -103,16 +103,27 @@ func (s *Store) Envelope(ctx context.Context, id string) (envelope.Envelope, boo
 	return e, true, nil
 }
 
-// EnvelopeForRequest returns the envelope id created for a request id.
-func (s *Store) EnvelopeForRequest(ctx context.Context, requestID string) (string, bool, error) {
-	id, err := s.cfg.Client.Get(ctx, s.reqKey(requestID)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", false, nil
+// EnvelopesForRequests returns, in one round trip, the envelope id created
+// for each request id that has one.
+func (s *Store) EnvelopesForRequests(ctx context.Context, requestIDs []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(requestIDs) == 0 {
+		return out, nil
 	}
+	keys := make([]string, len(requestIDs))
+	for i, id := range requestIDs {
+		keys[i] = s.reqKey(id)
+	}
+	vals, err := s.cfg.Client.MGet(ctx, keys...).Result()
 	if err != nil {
-		return "", false, fmt.Errorf("store: request %s: %w", requestID, err)
+		return nil, fmt.Errorf("store: requests: %w", err)
 	}
-	return id, true, nil
+	for i, v := range vals {
+		if env, ok := v.(string); ok {
+			out[requestIDs[i]] = env
+		}
+	}
+	return out, nil
 }
 
 // Stale is one non-terminal envelope and when it was last updated.

@@ -109,8 +109,8 @@ func TestApplyReplayDuplicate(t *testing.T) {
 	if *e.State.Status != schemas.StatusDelivered || e.State.Version != 2 || e.State.AuditSeq != 3 || len(e.Pending) != 1 {
 		t.Fatalf("stored a = %+v pending %d", e.State, len(e.Pending))
 	}
-	if id, ok, err := s.EnvelopeForRequest(ctx, "req-a"); err != nil || !ok || id != "a" {
-		t.Fatalf("request index: %q %v %v", id, ok, err)
+	if got, err := s.EnvelopesForRequests(ctx, []string{"req-a", "req-b", "req-none"}); err != nil || len(got) != 2 || got["req-a"] != "a" || got["req-b"] != "b" {
+		t.Fatalf("request index: %v %v", got, err)
 	}
 }
 
