@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,53 +16,89 @@ import (
 )
 
 // BenchmarkApply measures batch apply: events/s and Redis round trips per
-// batch. Each batch carries four events (created, sent, a recipient viewing,
-// completed) for each of batch/4 new envelopes; building the batch is not
-// timed. Run it against a real server
-// with ESIGNFLOW_TEST_REDIS_URL set; miniredis is far slower.
+// batch, with one writer and with two applying batches of disjoint
+// envelopes at once (as the processor does for the partitions it owns).
+// Each batch carries four events (created, sent, a recipient viewing,
+// completed) for each of batch/4 new envelopes; building the batches is not
+// timed. Run it against a real server with ESIGNFLOW_TEST_REDIS_URL set;
+// miniredis is far slower.
 func BenchmarkApply(b *testing.B) {
-	for _, size := range []int{100, 500, 1000} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			r := redistest.New(b)
-			s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx := context.Background()
-			if err := s.SetMarker(ctx); err != nil {
-				b.Fatal(err)
-			}
-			steps := []schemas.Status{schemas.StatusCreated, schemas.StatusSent, "", schemas.StatusCompleted}
-			batch := make([]store.Input, size)
-			var trips, events int
-			var offset int64
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				for j := range batch {
-					env := fmt.Sprintf("env-%d-%d", i, j/4)
-					st := steps[j%4]
-					e := schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-%d", env, j%4), Provider: "sim", EnvelopeID: env, Source: schemas.SourceWebhook, OccurredAt: time.Now(), ReceivedAt: time.Now()}
-					if st != "" {
-						e.Status = &st
-					} else {
-						e.Recipients = []schemas.RecipientUpdate{{RecipientID: "r1", Email: "a@example.com", Status: schemas.RecipientViewed}}
-					}
-					batch[j] = store.Input{Event: e, From: store.Coord{Topic: "events", Offset: offset}}
-					offset++
-				}
-				b.StartTimer()
+	for _, writers := range []int{1, 2} {
+		for _, size := range []int{100, 500, 1000} {
+			b.Run(fmt.Sprintf("writers=%d/batch=%d", writers, size), func(b *testing.B) {
+				benchApply(b, writers, size)
+			})
+		}
+	}
+}
+
+func benchApply(b *testing.B, writers, size int) {
+	r := redistest.New(b)
+	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.SetMarker(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// Batches are built ahead, a few at a time, by each writer's own
+	// builder so the timed loop only applies.
+	batches := make(chan []store.Input, 2*writers)
+	var next atomic.Int64
+	go func() {
+		defer close(batches)
+		for i := 0; i < b.N; i++ {
+			batches <- benchBatch(int(next.Add(1)), size)
+		}
+	}()
+	var trips, events atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	b.ResetTimer()
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range batches {
 				_, stats, err := s.Apply(ctx, batch)
 				if err != nil {
-					b.Fatal(err)
+					errs <- err
+					return
 				}
-				trips += stats.RoundTrips
-				events += size
+				trips.Add(int64(stats.RoundTrips))
+				events.Add(int64(len(batch)))
 			}
-			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64(trips)/float64(b.N), "trips/batch")
-		})
+		}()
 	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(events.Load())/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(trips.Load())/float64(b.N), "trips/batch")
+}
+
+// benchBatch returns batch number i: size events, four for each of size/4
+// envelopes of their own.
+func benchBatch(i, size int) []store.Input {
+	steps := []schemas.Status{schemas.StatusCreated, schemas.StatusSent, "", schemas.StatusCompleted}
+	batch := make([]store.Input, size)
+	now := time.Now()
+	for j := range batch {
+		env := fmt.Sprintf("env-%d-%d", i, j/4)
+		st := steps[j%4]
+		e := schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-%d", env, j%4), Provider: "sim", EnvelopeID: env, Source: schemas.SourceWebhook, OccurredAt: now, ReceivedAt: now}
+		if st != "" {
+			e.Status = &st
+		} else {
+			e.Recipients = []schemas.RecipientUpdate{{RecipientID: "r1", Email: "a@example.com", Status: schemas.RecipientViewed}}
+		}
+		batch[j] = store.Input{Event: e, From: store.Coord{Topic: "events", Partition: int32(i % 16), Offset: int64(i*size + j)}}
+	}
+	return batch
 }
 
 // BenchmarkStaleScan measures the reconciler's scan: stale envelopes found

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -59,14 +60,6 @@ func newBlobCodec() (*blobCodec, error) {
 	return &blobCodec{env: env, dedup: dedup, change: change}, nil
 }
 
-func (c *blobCodec) encode(s avro.Schema, v any) ([]byte, error) {
-	b, err := avro.Marshal(s, v)
-	if err != nil {
-		return nil, fmt.Errorf("store: encode: %w", err)
-	}
-	return append([]byte{blobVersion}, b...), nil
-}
-
 func (c *blobCodec) decode(s avro.Schema, b []byte, v any) error {
 	if len(b) == 0 || b[0] != blobVersion {
 		return fmt.Errorf("%w: version byte", errBlob)
@@ -77,22 +70,10 @@ func (c *blobCodec) decode(s avro.Schema, b []byte, v any) error {
 	return nil
 }
 
-func (c *blobCodec) encodeEnvelope(e envelope.Envelope) ([]byte, error) { return c.encode(c.env, e) }
-
 func (c *blobCodec) decodeEnvelope(b []byte) (envelope.Envelope, error) {
 	var e envelope.Envelope
 	err := c.decode(c.env, b, &e)
 	return e, err
-}
-
-// encodeChange returns a change's Avro body with the status schema: the
-// bytes both the dedup record and the status topic carry.
-func (c *blobCodec) encodeChange(ch *schemas.EnvelopeStatusChanged) ([]byte, error) {
-	b, err := avro.Marshal(c.change, ch)
-	if err != nil {
-		return nil, fmt.Errorf("store: encode change: %w", err)
-	}
-	return b, nil
 }
 
 func (c *blobCodec) decodeChange(b []byte) (*schemas.EnvelopeStatusChanged, error) {
@@ -103,10 +84,67 @@ func (c *blobCodec) decodeChange(b []byte) (*schemas.EnvelopeStatusChanged, erro
 	return &ch, nil
 }
 
-func (c *blobCodec) encodeDedup(r dedupRecord) ([]byte, error) { return c.encode(c.dedup, r) }
-
 func (c *blobCodec) decodeDedup(b []byte) (dedupRecord, error) {
 	var r dedupRecord
 	err := c.decode(c.dedup, b, &r)
 	return r, err
+}
+
+// encoder encodes one batch's values through two reusable Avro writers, so
+// each value costs one allocation of its exact size. Not safe for
+// concurrent use: one per batch.
+type encoder struct {
+	c         *blobCodec
+	body, hdr *avro.Writer
+}
+
+func (c *blobCodec) encoder() *encoder {
+	return &encoder{c: c, body: avro.NewWriter(nil, 2048), hdr: avro.NewWriter(nil, 64)}
+}
+
+// envelope returns e's stored value.
+func (e *encoder) envelope(env *envelope.Envelope) ([]byte, error) {
+	e.body.Reset(nil)
+	e.body.Write([]byte{blobVersion})
+	e.body.WriteVal(e.c.env, env)
+	if e.body.Error != nil {
+		return nil, fmt.Errorf("store: encode envelope: %w", e.body.Error)
+	}
+	return bytes.Clone(e.body.Buffer()), nil
+}
+
+// dedup returns the stored value of a dedup record for the record at from
+// and its change (nil: no change), and the change's Avro body with the
+// status schema (no wire-format header), which is a slice of the value:
+// the bytes both the dedup record and the status topic carry.
+//
+// The value is the Avro encoding of dedupRecord written field by field, so
+// the change is encoded once and never copied into a record to be encoded
+// again.
+func (e *encoder) dedup(from Coord, ch *schemas.EnvelopeStatusChanged) (value, body []byte, err error) {
+	e.body.Reset(nil)
+	if ch != nil {
+		e.body.WriteVal(e.c.change, ch)
+		if e.body.Error != nil {
+			return nil, nil, fmt.Errorf("store: encode change: %w", e.body.Error)
+		}
+	}
+	h := e.hdr
+	h.Reset(nil)
+	h.Write([]byte{blobVersion})
+	h.WriteString(from.Topic)
+	h.WriteInt(from.Partition)
+	h.WriteLong(from.Offset)
+	if ch == nil {
+		h.WriteLong(0) // union branch "null"
+	} else {
+		h.WriteLong(1) // union branch "bytes", then its length
+		h.WriteLong(int64(e.body.Buffered()))
+	}
+	value = make([]byte, 0, h.Buffered()+e.body.Buffered())
+	value = append(append(value, h.Buffer()...), e.body.Buffer()...)
+	if ch != nil {
+		body = value[h.Buffered():]
+	}
+	return value, body, nil
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -33,74 +32,65 @@ func (s *Store) SetMarker(ctx context.Context) error {
 }
 
 // Restore writes envelope states recovered from the status topic, each only
-// when Redis has nothing newer for it, in one round trip per call. Pending
-// audit entries of ignored events are not on the topic and are not
-// restored.
+// when Redis has nothing newer for it, in two round trips per call when no
+// other writer interferes: a read and the same compare-and-set script as
+// Apply, without its marker check. Pending audit entries of ignored events
+// are not on the topic and are not restored.
 func (s *Store) Restore(ctx context.Context, states []schemas.EnvelopeState) error {
 	if len(states) == 0 {
 		return nil
 	}
-	keys := []string{s.activeKey()}
-	args := []any{}
+	latest := make(map[string]schemas.EnvelopeState, len(states))
+	var ids []string
 	for _, st := range states {
-		e := envelope.Envelope{State: st}
-		blob, err := s.codec.encodeEnvelope(e)
+		prev, ok := latest[st.EnvelopeID]
+		if !ok {
+			ids = append(ids, st.EnvelopeID)
+		}
+		if !ok || st.AuditSeq > prev.AuditSeq {
+			latest[st.EnvelopeID] = st
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		cur, raw, err := s.read(ctx, ids)
 		if err != nil {
-			return err
+			return fmt.Errorf("store: restore %d envelopes: %w", len(ids), err)
 		}
-		score := ""
-		if !e.Terminal() {
-			score = strconv.FormatInt(st.UpdatedAt.UnixMilli(), 10)
+		plan := &writePlan{restore: true, reqs: map[string]string{}}
+		for _, id := range ids {
+			st := latest[id]
+			if e, ok := cur[id]; ok && e.Rev() >= st.AuditSeq {
+				continue
+			}
+			plan.envs = append(plan.envs, &working{id: id, old: raw[id], env: envelope.Envelope{State: st}})
+			if st.RequestID != nil {
+				plan.reqs[*st.RequestID] = id
+			}
 		}
-		keys = append(keys, s.envKey(st.EnvelopeID))
-		args = append(args, e.Rev(), blob, score, st.EnvelopeID)
-		if st.RequestID != nil {
-			keys = append(keys, s.reqKey(*st.RequestID))
-		} else {
-			keys = append(keys, "")
+		if plan.empty() {
+			return nil
+		}
+		ok, err := s.write(ctx, plan)
+		if err != nil {
+			return fmt.Errorf("store: restore %d envelopes: %w", len(ids), err)
+		}
+		if ok {
+			return nil
+		}
+		if attempt >= s.cfg.MaxRetries {
+			return fmt.Errorf("store: restore %d envelopes: %w", len(ids), ErrContention)
 		}
 	}
-	if err := restoreScript.Run(ctx, s.cfg.Client, keys, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("store: restore %d envelopes: %w", len(states), err)
-	}
-	return nil
 }
-
-var restoreScript = redis.NewScript(`
-local n = (#KEYS - 1) / 2
-for i = 1, n do
-  local k = KEYS[2 * i]
-  local b = (i - 1) * 4
-  local cur = tonumber(redis.call('HGET', k, 'rev') or '0')
-  if cur < tonumber(ARGV[b + 1]) then
-    redis.call('HSET', k, 'rev', ARGV[b + 1], 's', ARGV[b + 2])
-    if ARGV[b + 3] == '' then
-      redis.call('ZREM', KEYS[1], ARGV[b + 4])
-    else
-      redis.call('ZADD', KEYS[1], ARGV[b + 3], ARGV[b + 4])
-    end
-    if KEYS[2 * i + 1] ~= '' then
-      redis.call('SET', KEYS[2 * i + 1], ARGV[b + 4])
-    end
-  end
-end
-return 0
-`)
 
 // Envelope returns an envelope's stored state; false when there is none.
 func (s *Store) Envelope(ctx context.Context, id string) (envelope.Envelope, bool, error) {
-	raw, err := s.cfg.Client.HGet(ctx, s.envKey(id), "s").Bytes()
-	if errors.Is(err, redis.Nil) {
-		return envelope.Envelope{}, false, nil
-	}
+	envs, err := s.Envelopes(ctx, []string{id})
 	if err != nil {
-		return envelope.Envelope{}, false, fmt.Errorf("store: envelope %s: %w", id, err)
+		return envelope.Envelope{}, false, err
 	}
-	e, err := s.codec.decodeEnvelope(raw)
-	if err != nil {
-		return envelope.Envelope{}, false, fmt.Errorf("store: envelope %s: %w", id, err)
-	}
-	return e, true, nil
+	e, ok := envs[id]
+	return e, ok, nil
 }
 
 // EnvelopesForRequests returns, in one round trip, the envelope id created
@@ -160,30 +150,44 @@ func (s *Store) Active(ctx context.Context) (int64, error) {
 // Envelopes returns the stored state of each id in one round trip; ids
 // without state are absent from the map.
 func (s *Store) Envelopes(ctx context.Context, ids []string) (map[string]envelope.Envelope, error) {
-	pipe := s.cfg.Client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(ids))
+	envs, _, err := s.read(ctx, ids)
+	return envs, err
+}
+
+// read returns the decoded state of each id that has one, and the raw
+// values as stored, with one MGET.
+func (s *Store) read(ctx context.Context, ids []string) (map[string]envelope.Envelope, map[string]string, error) {
+	envs := make(map[string]envelope.Envelope, len(ids))
+	raw := make(map[string]string, len(ids))
+	if len(ids) == 0 {
+		return envs, raw, nil
+	}
+	keys := make([]string, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGet(ctx, s.envKey(id), "s")
+		keys[i] = s.envKey(id)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("store: read envelopes: %w", err)
+	vals, err := s.cfg.Client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: read envelopes: %w", err)
 	}
-	out := make(map[string]envelope.Envelope, len(ids))
-	for i, c := range cmds {
-		raw, err := c.Bytes()
-		if errors.Is(err, redis.Nil) {
+	return envs, raw, s.decodeEnvelopes(ids, vals, envs, raw)
+}
+
+// decodeEnvelopes decodes an MGET's answer for ids into envs and keeps the
+// values as stored in raw.
+func (s *Store) decodeEnvelopes(ids []string, vals []any, envs map[string]envelope.Envelope, raw map[string]string) error {
+	for i, v := range vals {
+		b, ok := v.(string)
+		if !ok {
 			continue
 		}
+		e, err := s.codec.decodeEnvelope([]byte(b))
 		if err != nil {
-			return nil, fmt.Errorf("store: envelope %s: %w", ids[i], err)
+			return fmt.Errorf("store: envelope %s: %w", ids[i], err)
 		}
-		e, err := s.codec.decodeEnvelope(raw)
-		if err != nil {
-			return nil, fmt.Errorf("store: envelope %s: %w", ids[i], err)
-		}
-		out[ids[i]] = e
+		envs[ids[i]], raw[ids[i]] = e, b
 	}
-	return out, nil
+	return nil
 }
 
 // Client returns the store's Redis connection, for components that keep
