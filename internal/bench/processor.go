@@ -163,7 +163,7 @@ func countCommitted(ctx context.Context, brokers []string, topic string) (int, e
 	return n, err
 }
 
-func benchRedis(url string) (redis.Cmdable, func(), error) {
+func benchRedis(url string) (*redis.Client, func(), error) {
 	if url == "" {
 		m, err := miniredis.Run()
 		if err != nil {

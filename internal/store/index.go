@@ -33,9 +33,9 @@ func (s *Store) SetMarker(ctx context.Context) error {
 
 // Restore writes envelope states recovered from the status topic, each only
 // when Redis has nothing newer for it, in two round trips per call when no
-// other writer interferes: a read and the same compare-and-set script as
-// Apply, without its marker check. Pending audit entries of ignored events
-// are not on the topic and are not restored.
+// other writer interferes: a watched read and one MULTI/EXEC, as Apply
+// writes but without its marker check. Pending audit entries of ignored
+// events are not on the topic and are not restored.
 func (s *Store) Restore(ctx context.Context, states []schemas.EnvelopeState) error {
 	if len(states) == 0 {
 		return nil
@@ -51,36 +51,38 @@ func (s *Store) Restore(ctx context.Context, states []schemas.EnvelopeState) err
 			latest[st.EnvelopeID] = st
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		cur, raw, err := s.read(ctx, ids)
-		if err != nil {
-			return fmt.Errorf("store: restore %d envelopes: %w", len(ids), err)
+	var stats Stats
+	err := s.optimistic(ctx, &stats, func(tx *redis.Tx) (*writePlan, error) {
+		keys := make([]string, len(ids))
+		for i, id := range ids {
+			keys[i] = s.envKey(id)
 		}
-		plan := &writePlan{restore: true, reqs: map[string]string{}}
+		pipe := watched(ctx, tx, keys)
+		vals := pipe.MGet(ctx, keys...)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+		cur := make(map[string]envelope.Envelope, len(ids))
+		if err := s.decodeEnvelopes(ids, vals.Val(), cur); err != nil {
+			return nil, err
+		}
+		plan := &writePlan{reqs: map[string]string{}}
 		for _, id := range ids {
 			st := latest[id]
 			if e, ok := cur[id]; ok && e.Rev() >= st.AuditSeq {
 				continue
 			}
-			plan.envs = append(plan.envs, &working{id: id, old: raw[id], env: envelope.Envelope{State: st}})
+			plan.envs = append(plan.envs, &working{id: id, env: envelope.Envelope{State: st}})
 			if st.RequestID != nil {
 				plan.reqs[*st.RequestID] = id
 			}
 		}
-		if plan.empty() {
-			return nil
-		}
-		ok, err := s.write(ctx, plan)
-		if err != nil {
-			return fmt.Errorf("store: restore %d envelopes: %w", len(ids), err)
-		}
-		if ok {
-			return nil
-		}
-		if attempt >= s.cfg.MaxRetries {
-			return fmt.Errorf("store: restore %d envelopes: %w", len(ids), ErrContention)
-		}
+		return plan, nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: restore %d envelopes: %w", len(ids), err)
 	}
+	return nil
 }
 
 // Envelope returns an envelope's stored state; false when there is none.
@@ -150,17 +152,9 @@ func (s *Store) Active(ctx context.Context) (int64, error) {
 // Envelopes returns the stored state of each id in one round trip; ids
 // without state are absent from the map.
 func (s *Store) Envelopes(ctx context.Context, ids []string) (map[string]envelope.Envelope, error) {
-	envs, _, err := s.read(ctx, ids)
-	return envs, err
-}
-
-// read returns the decoded state of each id that has one, and the raw
-// values as stored, with one MGET.
-func (s *Store) read(ctx context.Context, ids []string) (map[string]envelope.Envelope, map[string]string, error) {
 	envs := make(map[string]envelope.Envelope, len(ids))
-	raw := make(map[string]string, len(ids))
 	if len(ids) == 0 {
-		return envs, raw, nil
+		return envs, nil
 	}
 	keys := make([]string, len(ids))
 	for i, id := range ids {
@@ -168,14 +162,13 @@ func (s *Store) read(ctx context.Context, ids []string) (map[string]envelope.Env
 	}
 	vals, err := s.cfg.Client.MGet(ctx, keys...).Result()
 	if err != nil {
-		return nil, nil, fmt.Errorf("store: read envelopes: %w", err)
+		return nil, fmt.Errorf("store: read envelopes: %w", err)
 	}
-	return envs, raw, s.decodeEnvelopes(ids, vals, envs, raw)
+	return envs, s.decodeEnvelopes(ids, vals, envs)
 }
 
-// decodeEnvelopes decodes an MGET's answer for ids into envs and keeps the
-// values as stored in raw.
-func (s *Store) decodeEnvelopes(ids []string, vals []any, envs map[string]envelope.Envelope, raw map[string]string) error {
+// decodeEnvelopes decodes an MGET's answer for ids into envs.
+func (s *Store) decodeEnvelopes(ids []string, vals []any, envs map[string]envelope.Envelope) error {
 	for i, v := range vals {
 		b, ok := v.(string)
 		if !ok {
@@ -185,7 +178,7 @@ func (s *Store) decodeEnvelopes(ids []string, vals []any, envs map[string]envelo
 		if err != nil {
 			return fmt.Errorf("store: envelope %s: %w", ids[i], err)
 		}
-		envs[ids[i]], raw[ids[i]] = e, b
+		envs[ids[i]] = e
 	}
 	return nil
 }

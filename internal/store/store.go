@@ -42,9 +42,10 @@ var (
 // Config configures a Store. Client is required; every other field has a
 // usable zero value.
 type Config struct {
-	// Client is the Redis connection. Multi-key scripts need every key on
-	// one node, so Redis Cluster is not supported.
-	Client redis.Cmdable
+	// Client is the Redis connection. Writes are WATCH/MULTI/EXEC
+	// transactions over many keys, which need every key on one node, so
+	// Redis Cluster is not supported.
+	Client redis.UniversalClient
 	// Prefix is prepended to every key, overriding the default "esf:".
 	Prefix string
 	// DedupTTL is how long a dedup record is kept, overriding the default
@@ -62,6 +63,9 @@ type Config struct {
 type Store struct {
 	cfg   Config
 	codec *blobCodec
+	// beforeWrite, when set (tests), runs between a batch's read and its
+	// write: where another writer or a flush can come in.
+	beforeWrite func()
 }
 
 // New returns a Store for cfg.
@@ -174,51 +178,92 @@ func DedupID(ev schemas.EnvelopeEvent) string {
 // error nothing of the batch is written; ErrDataLoss and ErrContention are
 // returned as such, Redis errors wrapped.
 func (s *Store) Apply(ctx context.Context, in []Input) ([]Result, Stats, error) {
-	var stats Stats
+	var (
+		stats Stats
+		res   []Result
+	)
 	if len(in) == 0 {
 		return nil, stats, nil
 	}
+	err := s.optimistic(ctx, &stats, func(tx *redis.Tx) (*writePlan, error) {
+		var (
+			plan *writePlan
+			err  error
+		)
+		res, plan, err = s.plan(ctx, tx, in)
+		return plan, err
+	})
+	if err != nil {
+		return nil, stats, err
+	}
+	return res, stats, nil
+}
+
+// optimistic runs one optimistic transaction on a connection of its own:
+// read returns what to write, having read with WATCH on the keys the write
+// depends on (one round trip); the write is one MULTI/EXEC that Redis
+// refuses when any of those keys changed since, in which case it starts
+// over, at most Config.MaxRetries times.
+func (s *Store) optimistic(ctx context.Context, stats *Stats, read func(*redis.Tx) (*writePlan, error)) error {
 	for attempt := 0; ; attempt++ {
-		res, plan, err := s.plan(ctx, in)
-		stats.RoundTrips++
-		if err != nil {
-			return nil, stats, err
-		}
-		if plan.empty() {
-			return res, stats, nil
-		}
-		ok, err := s.write(ctx, plan)
-		stats.RoundTrips++
-		if err != nil {
-			return nil, stats, err
-		}
-		if ok {
-			return res, stats, nil
+		var written bool
+		err := s.cfg.Client.Watch(ctx, func(tx *redis.Tx) error {
+			plan, err := read(tx)
+			stats.RoundTrips++
+			if err == nil && !plan.empty() {
+				if s.beforeWrite != nil {
+					s.beforeWrite()
+				}
+				written, err = s.write(ctx, tx, plan)
+				stats.RoundTrips++
+				return err
+			}
+			// Nothing to write (or a failed read): release the watch
+			// before the connection goes back to the pool.
+			written = true
+			stats.RoundTrips++
+			if uerr := tx.Unwatch(ctx).Err(); err == nil && uerr != nil {
+				err = fmt.Errorf("store: unwatch: %w", uerr)
+			}
+			return err
+		})
+		if err != nil || written {
+			return err
 		}
 		stats.Conflicts++
 		if attempt >= s.cfg.MaxRetries {
-			return nil, stats, ErrContention
+			return ErrContention
 		}
 	}
+}
+
+// watched returns a pipeline on tx that begins by watching keys, so the
+// MULTI/EXEC that follows on the same connection fails if any of them
+// changes after this read. The caller runs EXEC or UNWATCH afterwards;
+// optimistic does.
+func watched(ctx context.Context, tx *redis.Tx, keys []string) redis.Pipeliner {
+	pipe := tx.Pipeline()
+	args := make([]any, 1+len(keys))
+	args[0] = "watch"
+	for i, k := range keys {
+		args[1+i] = k
+	}
+	pipe.Process(ctx, redis.NewStatusCmd(ctx, args...))
+	return pipe
 }
 
 // writePlan is everything one batch writes.
 type writePlan struct {
-	// restore skips the marker check: Restore runs before the marker is
-	// set again.
-	restore bool
-	envs    []*working        // the envelopes that changed
-	reqs    map[string]string // request id → envelope id
+	envs []*working        // the envelopes that changed
+	reqs map[string]string // request id → envelope id
 }
 
 func (p *writePlan) empty() bool { return len(p.envs) == 0 && len(p.reqs) == 0 }
 
-// working is one envelope of a batch: the value it was read with (the
-// compare-and-set's expectation, "" when it had none), its state as the
-// batch's events move it, and the dedup records of those events.
+// working is one envelope of a batch: its state as the batch's events move
+// it, and the dedup records of those events.
 type working struct {
 	id     string
-	old    string
 	env    envelope.Envelope
 	events []int // indexes of the batch's inputs for this envelope
 	dirty  bool
@@ -244,7 +289,7 @@ type dedupWrite struct {
 // plan reads the batch's envelopes and dedup records (one round trip: an
 // MGET of the envelopes and an HMGET of each envelope's dedup hash) and
 // applies the events in memory.
-func (s *Store) plan(ctx context.Context, in []Input) ([]Result, *writePlan, error) {
+func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *writePlan, error) {
 	ids := make([]string, len(in))
 	envOf := make([]*working, len(in))
 	index := make(map[string]*working)
@@ -260,12 +305,18 @@ func (s *Store) plan(ctx context.Context, in []Input) ([]Result, *writePlan, err
 		w.events = append(w.events, i)
 		envOf[i] = w
 	}
-	envKeys := make([]string, len(envs))
+	// Watching the marker makes a flush between this read and the write
+	// fail the write; watching the envelopes is the compare-and-set.
+	// Their dedup hashes need no watch: an event belongs to one envelope
+	// and every applied event changes that envelope's value.
+	keys := make([]string, 1+len(envs))
+	keys[0] = s.markerKey()
 	for i, w := range envs {
-		envKeys[i] = s.envKey(w.id)
+		keys[1+i] = s.envKey(w.id)
 	}
-	pipe := s.cfg.Client.Pipeline()
-	envCmd := pipe.MGet(ctx, envKeys...)
+	pipe := watched(ctx, tx, keys)
+	marker := pipe.Exists(ctx, s.markerKey())
+	envCmd := pipe.MGet(ctx, keys[1:]...)
 	dedupCmds := make([]*redis.SliceCmd, len(envs))
 	for k, w := range envs {
 		fields := make([]string, len(w.events))
@@ -277,6 +328,9 @@ func (s *Store) plan(ctx context.Context, in []Input) ([]Result, *writePlan, err
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, nil, fmt.Errorf("store: read batch: %w", err)
 	}
+	if marker.Val() == 0 {
+		return nil, nil, ErrDataLoss
+	}
 	for k, v := range envCmd.Val() {
 		if raw, ok := v.(string); ok {
 			w := envs[k]
@@ -284,7 +338,7 @@ func (s *Store) plan(ctx context.Context, in []Input) ([]Result, *writePlan, err
 			if err != nil {
 				return nil, nil, fmt.Errorf("store: envelope %s: %w", w.id, err)
 			}
-			w.old, w.env = raw, e
+			w.env = e
 		}
 	}
 	stored := make([]string, len(in)) // each input's dedup record, "" when none
@@ -354,129 +408,64 @@ func (s *Store) stored(raw string, from Coord) (Result, error) {
 	return r, nil
 }
 
-// write runs the atomic check-and-write script; false means a
-// compare-and-set was lost and nothing was written.
-func (s *Store) write(ctx context.Context, p *writePlan) (bool, error) {
-	keys, args, err := s.writeArgs(p)
-	if err != nil {
-		return false, err
+// write runs the batch's writes in one MULTI/EXEC on tx; false means a
+// watched key changed since the read and nothing was written.
+//
+// The writes go out as few commands as possible (one MSET for the
+// envelopes, one ZADD and one ZREM for the index, one HSET and EXPIRE per
+// dedup hash): inside Redis the cost is per command and per byte copied,
+// and a transaction copies each argument once where a Lua script would
+// copy it three times.
+func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, error) {
+	enc := s.codec.encoder()
+	envs := make([]any, 0, 2*len(p.envs))
+	var active []redis.Z
+	var done []any
+	for _, w := range p.envs {
+		blob, err := enc.envelope(&w.env)
+		if err != nil {
+			return false, err
+		}
+		envs = append(envs, s.envKey(w.id), blob)
+		if w.env.Terminal() {
+			done = append(done, w.id)
+		} else {
+			active = append(active, redis.Z{Score: float64(w.env.State.UpdatedAt.UnixMilli()), Member: w.id})
+		}
 	}
-	code, err := applyScript.Run(ctx, s.cfg.Client, keys, args...).Int()
-	if err != nil {
+	_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.MSet(ctx, envs...)
+		for _, w := range p.envs {
+			if len(w.dedups) == 0 {
+				continue
+			}
+			fields := make([]any, 0, 2*len(w.dedups))
+			for _, d := range w.dedups {
+				fields = append(fields, d.id, d.value)
+			}
+			pipe.HSet(ctx, s.dedupKey(w.id), fields...)
+			pipe.Expire(ctx, s.dedupKey(w.id), s.cfg.DedupTTL)
+		}
+		if len(active) > 0 {
+			pipe.ZAdd(ctx, s.activeKey(), active...)
+		}
+		if len(done) > 0 {
+			pipe.ZRem(ctx, s.activeKey(), done...)
+		}
+		if len(p.reqs) > 0 {
+			reqs := make([]any, 0, 2*len(p.reqs))
+			for req, env := range p.reqs {
+				reqs = append(reqs, s.reqKey(req), env)
+			}
+			pipe.MSet(ctx, reqs...)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, redis.TxFailedErr):
+		return false, nil
+	case err != nil:
 		return false, fmt.Errorf("store: write batch: %w", err)
 	}
-	switch code {
-	case 0:
-		return true, nil
-	case 3:
-		return false, ErrDataLoss
-	default:
-		return false, nil
-	}
+	return true, nil
 }
-
-// writeArgs lays p out as applyScript's keys and arguments.
-func (s *Store) writeArgs(p *writePlan) ([]string, []any, error) {
-	n := len(p.envs)
-	keys := make([]string, 2+2*n, 2+2*n+len(p.reqs))
-	keys[0], keys[1] = s.markerKey(), s.activeKey()
-	check := "1"
-	if p.restore {
-		check = "0"
-	}
-	args := make([]any, 4+5*n, 4+7*n+len(p.reqs))
-	args[0], args[1], args[2], args[3] = check, n, len(p.reqs), int64(s.cfg.DedupTTL/time.Second)
-	var fields []any
-	enc := s.codec.encoder()
-	for i, e := range p.envs {
-		blob, err := enc.envelope(&e.env)
-		if err != nil {
-			return nil, nil, err
-		}
-		score := ""
-		if !e.env.Terminal() {
-			score = strconv.FormatInt(e.env.State.UpdatedAt.UnixMilli(), 10)
-		}
-		keys[2+i], keys[2+n+i] = s.envKey(e.id), s.dedupKey(e.id)
-		b := 4 + 5*i
-		args[b], args[b+1], args[b+2], args[b+3], args[b+4] = e.old, blob, score, e.id, len(e.dedups)
-		for _, d := range e.dedups {
-			fields = append(fields, d.id, d.value)
-		}
-	}
-	args = append(args, fields...)
-	for req, env := range p.reqs {
-		keys = append(keys, s.reqKey(req))
-		args = append(args, env)
-	}
-	return keys, args, nil
-}
-
-// applyScript checks the marker (unless told not to: a restore) and that
-// every envelope still holds the value the writer read, and only then
-// writes: all or nothing. It returns 0 when written, 1 when an envelope
-// changed since the read, 3 when the marker is missing. The dedup records
-// need no check of their own: an event belongs to one envelope, and every
-// applied event changes that envelope's value, so a dedup record written
-// since the read would have failed the envelope's check.
-//
-// KEYS: marker, active index, n envelope keys, n dedup hashes, r request
-// keys. ARGV: check marker ("1"/"0"), n, r, dedup TTL in seconds; per
-// envelope its old value, new value, index score ("" when terminal), id and
-// number of dedup records; then every envelope's dedup fields and values in
-// order; then the r request keys' envelope ids.
-//
-// Writes go out as few commands as possible (MSET, multi-member ZADD, one
-// HSET per dedup hash): inside Redis the cost is per command, not per byte.
-// Bulk arguments are unpacked in chunks that stay within Lua's stack.
-var applyScript = redis.NewScript(scriptSrc)
-
-const scriptSrc = `
-local chunk = 1000
-local function bulk(cmd, head, t)
-  for lo = 1, #t, chunk do
-    local hi = math.min(lo + chunk - 1, #t)
-    if head then redis.call(cmd, head, unpack(t, lo, hi)) else redis.call(cmd, unpack(t, lo, hi)) end
-  end
-end
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 3 end
-local n, nr, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-for lo = 1, n, chunk do
-  local hi = math.min(lo + chunk - 1, n)
-  local cur = redis.call('MGET', unpack(KEYS, 2 + lo, 2 + hi))
-  for i = lo, hi do
-    if (cur[i - lo + 1] or '') ~= ARGV[5 + (i - 1) * 5] then return 1 end
-  end
-end
-local set, zadd, zrem = {}, {}, {}
-local f = 5 + n * 5
-for i = 1, n do
-  local b = 5 + (i - 1) * 5
-  set[#set + 1] = KEYS[2 + i]
-  set[#set + 1] = ARGV[b + 1]
-  if ARGV[b + 2] == '' then
-    zrem[#zrem + 1] = ARGV[b + 3]
-  else
-    zadd[#zadd + 1] = ARGV[b + 2]
-    zadd[#zadd + 1] = ARGV[b + 3]
-  end
-  local nd = tonumber(ARGV[b + 4])
-  if nd > 0 then
-    for lo = f, f + 2 * nd - 1, chunk do
-      redis.call('HSET', KEYS[2 + n + i], unpack(ARGV, lo, math.min(lo + chunk - 1, f + 2 * nd - 1)))
-    end
-    redis.call('EXPIRE', KEYS[2 + n + i], ttl)
-    f = f + 2 * nd
-  end
-end
-bulk('MSET', nil, set)
-bulk('ZADD', KEYS[2], zadd)
-bulk('ZREM', KEYS[2], zrem)
-local req = {}
-for i = 1, nr do
-  req[#req + 1] = KEYS[2 + 2 * n + i]
-  req[#req + 1] = ARGV[f + i - 1]
-end
-bulk('MSET', nil, req)
-return 0
-`

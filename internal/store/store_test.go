@@ -78,13 +78,14 @@ func TestApplyReplayDuplicate(t *testing.T) {
 	}
 
 	// The same records again (a crash before the Kafka commit): replays
-	// with the very changes stored the first time, and one round trip.
+	// with the very changes stored the first time. Two round trips: the
+	// read, and releasing its watch as there is nothing to write.
 	again, stats, err := s.Apply(ctx, batch[:4])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.RoundTrips != 1 {
-		t.Fatalf("replay round trips = %d, want 1", stats.RoundTrips)
+	if stats.RoundTrips != 2 {
+		t.Fatalf("replay round trips = %d, want 2", stats.RoundTrips)
 	}
 	for i, r := range again {
 		if r.Kind != store.Replay || !reflect.DeepEqual(r.Change, res[i].Change) {
@@ -324,4 +325,55 @@ func TestConcurrentWritersApplyOnce(t *testing.T) {
 			t.Fatalf("%s ended %s", id, *st.State.Status)
 		}
 	}
+}
+
+// What happens between a batch's read and its write: a flush makes the
+// write fail and the batch report ErrDataLoss with nothing written; another
+// writer moving an envelope makes it read again and apply on top.
+func TestInterferenceBetweenReadAndWrite(t *testing.T) {
+	ctx := context.Background()
+	t.Run("flush", func(t *testing.T) {
+		s, r := newStore(t)
+		s.SetBeforeWrite(func() { r.Flush(t) })
+		_, stats, err := s.Apply(ctx, inputs("events", 0, ev("a", "a1", schemas.StatusSent)))
+		if !errors.Is(err, store.ErrDataLoss) {
+			t.Fatalf("got %v, want ErrDataLoss", err)
+		}
+		if stats.Conflicts != 1 {
+			t.Fatalf("stats = %+v, want the write refused once", stats)
+		}
+		if n, _ := r.Client.Exists(ctx, r.Prefix+"env:a", r.Prefix+"dd:a").Result(); n != 0 {
+			t.Fatalf("%d keys written after the flush", n)
+		}
+	})
+	t.Run("other writer", func(t *testing.T) {
+		s, r := newStore(t)
+		other, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, Now: func() time.Time { return t0 }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		once := false
+		s.SetBeforeWrite(func() {
+			if once {
+				return
+			}
+			once = true
+			if _, _, err := other.Apply(ctx, inputs("other", 0, ev("a", "a1", schemas.StatusSent))); err != nil {
+				t.Error(err)
+			}
+		})
+		res, stats, err := s.Apply(ctx, inputs("events", 0, ev("a", "a1", schemas.StatusSent), ev("a", "a2", schemas.StatusDelivered)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Conflicts != 1 || stats.RoundTrips != 4 {
+			t.Fatalf("stats = %+v, want one conflict and four round trips", stats)
+		}
+		if want := []store.Kind{store.Duplicate, store.Applied}; !reflect.DeepEqual(kinds(res), want) {
+			t.Fatalf("kinds = %v, want %v (a1 went in through the other writer)", kinds(res), want)
+		}
+		if res[1].Change == nil || res[1].Change.Version != 2 {
+			t.Fatalf("a2 change = %+v, want version 2 on top of the other writer's", res[1].Change)
+		}
+	})
 }
