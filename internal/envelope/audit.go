@@ -44,7 +44,7 @@ func appendCanonical(b []byte, e schemas.AuditEntry) []byte {
 	// A formatted time is always 24 bytes.
 	tm := func(t time.Time) {
 		b = append(b, 1, 24)
-		b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+		b = appendMillis(b, t)
 	}
 	optTime := func(t *time.Time) {
 		if t == nil {
@@ -78,6 +78,41 @@ func appendCanonical(b []byte, e schemas.AuditEntry) []byte {
 	optTime(e.IDVerifiedAt)
 	opt(e.DocumentSHA256)
 	return b
+}
+
+// appendMillis appends t as "2006-01-02T15:04:05.000Z" in UTC: what
+// t.UTC().AppendFormat gives for years 0 to 9999, without parsing the
+// layout each time (a third of the cost of hashing an entry).
+func appendMillis(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	}
+	digits := func(v, n int) {
+		for i := n - 1; i >= 0; i-- {
+			b = append(b, 0)
+		}
+		for i := len(b) - 1; n > 0; i, n = i-1, n-1 {
+			b[i] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	digits(year, 4)
+	b = append(b, '-')
+	digits(int(month), 2)
+	b = append(b, '-')
+	digits(day, 2)
+	b = append(b, 'T')
+	digits(hour, 2)
+	b = append(b, ':')
+	digits(minute, 2)
+	b = append(b, ':')
+	digits(sec, 2)
+	b = append(b, '.')
+	digits(t.Nanosecond()/1e6, 3)
+	return append(b, 'Z')
 }
 
 // Hash returns hex(SHA-256(prev || Canonical(e))) where prev is the raw
