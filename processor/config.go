@@ -63,9 +63,17 @@ type Config struct {
 	// the transactions its previous life left open.
 	InstanceID string
 	// MaxBatch is the most records processed in one transaction,
-	// overriding the default 2000. Events are applied to Redis 500 at a
-	// time within it.
+	// overriding the default 2000.
 	MaxBatch int
+	// ApplyChunk is the most events applied to Redis at once, overriding
+	// the default 500. A partition's events in a batch are applied chunk
+	// after chunk, each chunk's status records produced while the next is
+	// applied, so the transaction's end waits only for the last chunk.
+	ApplyChunk int
+	// ApplyConcurrency bounds the partitions of one batch whose events
+	// are applied at once, overriding the default 4: Redis works on one
+	// partition's chunk while the processor decodes and encodes another's.
+	ApplyConcurrency int
 	// RequestBatch is the most signing requests processed in one
 	// transaction, overriding the default 64: each costs provider calls
 	// (seconds when the provider is slow), and the whole batch must finish
@@ -107,6 +115,10 @@ func (c Config) Validate() error {
 		return errors.New("processor: at least one Provider is required")
 	case c.MaxBatch < 0:
 		return errors.New("processor: MaxBatch must not be negative")
+	case c.ApplyChunk < 0:
+		return errors.New("processor: ApplyChunk must not be negative")
+	case c.ApplyConcurrency < 0:
+		return errors.New("processor: ApplyConcurrency must not be negative")
 	}
 	return nil
 }
@@ -122,6 +134,12 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 2000
+	}
+	if c.ApplyChunk == 0 {
+		c.ApplyChunk = 500
+	}
+	if c.ApplyConcurrency == 0 {
+		c.ApplyConcurrency = 4
 	}
 	if c.RequestBatch <= 0 {
 		c.RequestBatch = 64
