@@ -23,16 +23,18 @@ import (
 // timed. Run it against a real server with ESIGNFLOW_TEST_REDIS_URL set;
 // miniredis is far slower.
 func BenchmarkApply(b *testing.B) {
-	for _, writers := range []int{1, 2} {
-		for _, size := range []int{100, 500, 1000} {
-			b.Run(fmt.Sprintf("writers=%d/batch=%d", writers, size), func(b *testing.B) {
-				benchApply(b, writers, size)
-			})
+	for _, perEnv := range []int{1, 4} {
+		for _, writers := range []int{1, 2} {
+			for _, size := range []int{100, 500, 1000} {
+				b.Run(fmt.Sprintf("perenv=%d/writers=%d/batch=%d", perEnv, writers, size), func(b *testing.B) {
+					benchApply(b, perEnv, writers, size)
+				})
+			}
 		}
 	}
 }
 
-func benchApply(b *testing.B, writers, size int) {
+func benchApply(b *testing.B, perEnv, writers, size int) {
 	r := redistest.New(b)
 	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix})
 	if err != nil {
@@ -42,21 +44,20 @@ func benchApply(b *testing.B, writers, size int) {
 	if err := s.SetMarker(ctx); err != nil {
 		b.Fatal(err)
 	}
-	// Batches are built ahead, a few at a time, by each writer's own
-	// builder so the timed loop only applies.
-	batches := make(chan []store.Input, 2*writers)
-	var next atomic.Int64
-	go func() {
-		defer close(batches)
-		for i := 0; i < b.N; i++ {
-			batches <- benchBatch(int(next.Add(1)), size)
-		}
-	}()
+	// Each writer has its own envelopes and its own builder, which builds
+	// batches ahead so the timed loop only applies.
 	var trips, events atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	b.ResetTimer()
-	for range writers {
+	for w := range writers {
+		batches := make(chan []store.Input, 2)
+		go func() {
+			defer close(batches)
+			for i := w; i < b.N; i += writers {
+				batches <- benchBatch(fmt.Sprintf("w%d", w), i/writers, perEnv, size)
+			}
+		}()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -64,6 +65,8 @@ func benchApply(b *testing.B, writers, size int) {
 				_, stats, err := s.Apply(ctx, batch)
 				if err != nil {
 					errs <- err
+					for range batches { // let the builder finish
+					}
 					return
 				}
 				trips.Add(int64(stats.RoundTrips))
@@ -81,16 +84,22 @@ func benchApply(b *testing.B, writers, size int) {
 	b.ReportMetric(float64(trips.Load())/float64(b.N), "trips/batch")
 }
 
-// benchBatch returns batch number i: size events, four for each of size/4
-// envelopes of their own.
-func benchBatch(i, size int) []store.Input {
+// benchBatch returns batch number i of a lane: size events, perEnv (1 or 4) for each
+// of size/perEnv envelopes. With 4 they are an envelope's whole life
+// (created, sent, a recipient viewing, completed); with 1, each envelope
+// has its next step, as when a processor's batch holds one event for each
+// of many envelopes: envelope k of batch i is at step i%4 of its life.
+func benchBatch(lane string, i, perEnv, size int) []store.Input {
 	steps := []schemas.Status{schemas.StatusCreated, schemas.StatusSent, "", schemas.StatusCompleted}
 	batch := make([]store.Input, size)
 	now := time.Now()
 	for j := range batch {
-		env := fmt.Sprintf("env-%d-%d", i, j/4)
-		st := steps[j%4]
-		e := schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-%d", env, j%4), Provider: "sim", EnvelopeID: env, Source: schemas.SourceWebhook, OccurredAt: now, ReceivedAt: now}
+		env, step := fmt.Sprintf("env-%s-%d-%d", lane, i, j/4), j%4
+		if perEnv == 1 {
+			env, step = fmt.Sprintf("env-%s-%d-%d", lane, i/4, j), i%4
+		}
+		st := steps[step]
+		e := schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-%d", env, step), Provider: "sim", EnvelopeID: env, Source: schemas.SourceWebhook, OccurredAt: now, ReceivedAt: now}
 		if st != "" {
 			e.Status = &st
 		} else {

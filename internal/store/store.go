@@ -4,10 +4,11 @@
 // by last update (for the reconciler), the request → envelope index and a
 // marker that tells whether Redis has lost its data.
 //
-// Dedup records live in one hash per envelope, field = dedup id, so a batch
-// reads and writes them with one command per envelope rather than one per
-// event. The hash expires DedupTTL after the envelope's latest event: a
-// record is kept at least that long.
+// Each dedup record is a key of its own with a TTL of its own: a batch reads
+// them all with one MGET and writes one SET per event, the least a
+// per-record expiry allows (a batch of a processor mostly holds one event
+// per envelope, so grouping records by envelope would cost more commands,
+// not fewer).
 //
 // A batch of events is applied in two round trips: one pipelined read, one
 // Lua script that checks that every envelope still holds the value read and
@@ -93,7 +94,7 @@ func New(cfg Config) (*Store, error) {
 }
 
 func (s *Store) envKey(id string) string   { return s.cfg.Prefix + "env:" + id }
-func (s *Store) dedupKey(id string) string { return s.cfg.Prefix + "dd:" + id }
+func (s *Store) dedupKey(id string) string { return s.cfg.Prefix + "dedup:" + id }
 func (s *Store) reqKey(id string) string   { return s.cfg.Prefix + "req:" + id }
 func (s *Store) activeKey() string         { return s.cfg.Prefix + "active" }
 func (s *Store) markerKey() string         { return s.cfg.Prefix + "marker" }
@@ -270,25 +271,13 @@ type working struct {
 	dedups []dedupWrite
 }
 
-// applied reports whether an event with dedup id was applied to w earlier
-// in this batch (the same event delivered twice within one batch).
-func (w *working) applied(id string) bool {
-	for _, d := range w.dedups {
-		if d.id == id {
-			return true
-		}
-	}
-	return false
-}
-
 type dedupWrite struct {
 	id    string
 	value []byte
 }
 
 // plan reads the batch's envelopes and dedup records (one round trip: an
-// MGET of the envelopes and an HMGET of each envelope's dedup hash) and
-// applies the events in memory.
+// MGET of each) and applies the events in memory.
 func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *writePlan, error) {
 	ids := make([]string, len(in))
 	envOf := make([]*working, len(in))
@@ -307,7 +296,7 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 	}
 	// Watching the marker makes a flush between this read and the write
 	// fail the write; watching the envelopes is the compare-and-set.
-	// Their dedup hashes need no watch: an event belongs to one envelope
+	// The dedup records need no watch: an event belongs to one envelope
 	// and every applied event changes that envelope's value.
 	keys := make([]string, 1+len(envs))
 	keys[0] = s.markerKey()
@@ -317,14 +306,11 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 	pipe := watched(ctx, tx, keys)
 	marker := pipe.Exists(ctx, s.markerKey())
 	envCmd := pipe.MGet(ctx, keys[1:]...)
-	dedupCmds := make([]*redis.SliceCmd, len(envs))
-	for k, w := range envs {
-		fields := make([]string, len(w.events))
-		for j, i := range w.events {
-			fields[j] = ids[i]
-		}
-		dedupCmds[k] = pipe.HMGet(ctx, s.dedupKey(w.id), fields...)
+	dedupKeys := make([]string, len(ids))
+	for i, id := range ids {
+		dedupKeys[i] = s.dedupKey(id)
 	}
+	dedupCmd := pipe.MGet(ctx, dedupKeys...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, nil, fmt.Errorf("store: read batch: %w", err)
 	}
@@ -341,32 +327,27 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 			w.env = e
 		}
 	}
-	stored := make([]string, len(in)) // each input's dedup record, "" when none
-	for k, w := range envs {
-		for j, v := range dedupCmds[k].Val() {
-			if raw, ok := v.(string); ok {
-				stored[w.events[j]] = raw
-			}
-		}
-	}
+	stored := dedupCmd.Val() // each input's dedup record, nil when none
+	inBatch := make(map[string]bool, len(in))
 
 	now := s.cfg.Now()
 	enc := s.codec.encoder()
 	res := make([]Result, len(in))
 	plan := &writePlan{reqs: make(map[string]string)}
 	for i, x := range in {
-		if stored[i] != "" {
+		if raw, ok := stored[i].(string); ok {
 			var err error
-			if res[i], err = s.stored(stored[i], x.From); err != nil {
+			if res[i], err = s.stored(raw, x.From); err != nil {
 				return nil, nil, fmt.Errorf("store: dedup %s: %w", ids[i], err)
 			}
 			continue
 		}
-		w := envOf[i]
-		if w.applied(ids[i]) {
-			res[i] = Result{Kind: Duplicate}
+		if inBatch[ids[i]] {
+			res[i] = Result{Kind: Duplicate} // twice in one batch
 			continue
 		}
+		inBatch[ids[i]] = true
+		w := envOf[i]
 		var change *schemas.EnvelopeStatusChanged
 		w.env, change = w.env.Apply(x.Event, now)
 		w.dirty = true
@@ -412,8 +393,8 @@ func (s *Store) stored(raw string, from Coord) (Result, error) {
 // watched key changed since the read and nothing was written.
 //
 // The writes go out as few commands as possible (one MSET for the
-// envelopes, one ZADD and one ZREM for the index, one HSET and EXPIRE per
-// dedup hash): inside Redis the cost is per command and per byte copied,
+// envelopes, one ZADD and one ZREM for the index, one SET per dedup
+// record): inside Redis the cost is per command and per byte copied,
 // and a transaction copies each argument once where a Lua script would
 // copy it three times.
 func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, error) {
@@ -436,15 +417,9 @@ func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, er
 	_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.MSet(ctx, envs...)
 		for _, w := range p.envs {
-			if len(w.dedups) == 0 {
-				continue
-			}
-			fields := make([]any, 0, 2*len(w.dedups))
 			for _, d := range w.dedups {
-				fields = append(fields, d.id, d.value)
+				pipe.SetEx(ctx, s.dedupKey(d.id), d.value, s.cfg.DedupTTL)
 			}
-			pipe.HSet(ctx, s.dedupKey(w.id), fields...)
-			pipe.Expire(ctx, s.dedupKey(w.id), s.cfg.DedupTTL)
 		}
 		if len(active) > 0 {
 			pipe.ZAdd(ctx, s.activeKey(), active...)

@@ -128,14 +128,14 @@ func TestDedupRecordsExpire(t *testing.T) {
 	if _, _, err := s.Apply(ctx, inputs("events", 0, ev("x", "x1", schemas.StatusSent))); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := r.Client.TTL(ctx, r.Prefix+"dd:x").Result()
+	ttl, err := r.Client.TTL(ctx, r.Prefix+"dedup:x1").Result()
 	if err != nil || ttl <= 89*time.Minute || ttl > 90*time.Minute {
 		t.Fatalf("dedup TTL = %v (%v), want 90m", ttl, err)
 	}
 	// Once the records are gone (deleted here as expiry would) the event
 	// is no longer known: applied again, and the state machine, not dedup,
 	// keeps it from changing the status twice.
-	if err := r.Client.Del(ctx, r.Prefix+"dd:x").Err(); err != nil {
+	if err := r.Client.Del(ctx, r.Prefix+"dedup:x1").Err(); err != nil {
 		t.Fatal(err)
 	}
 	res, _, err := s.Apply(ctx, inputs("events", 5, ev("x", "x1", schemas.StatusSent)))
@@ -158,7 +158,7 @@ func TestMissingMarkerWritesNothing(t *testing.T) {
 	if _, ok, _ := s.Envelope(ctx, "a"); ok {
 		t.Fatal("envelope written without marker")
 	}
-	if n, _ := r.Client.Exists(ctx, r.Prefix+"dd:a").Result(); n != 0 {
+	if n, _ := r.Client.Exists(ctx, r.Prefix+"dedup:a1").Result(); n != 0 {
 		t.Fatal("dedup record written without marker")
 	}
 }
@@ -342,7 +342,7 @@ func TestInterferenceBetweenReadAndWrite(t *testing.T) {
 		if stats.Conflicts != 1 {
 			t.Fatalf("stats = %+v, want the write refused once", stats)
 		}
-		if n, _ := r.Client.Exists(ctx, r.Prefix+"env:a", r.Prefix+"dd:a").Result(); n != 0 {
+		if n, _ := r.Client.Exists(ctx, r.Prefix+"env:a", r.Prefix+"dedup:a1").Result(); n != 0 {
 			t.Fatalf("%d keys written after the flush", n)
 		}
 	})
