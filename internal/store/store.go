@@ -4,11 +4,14 @@
 // by last update (for the reconciler), the request → envelope index and a
 // marker that tells whether Redis has lost its data.
 //
-// Each dedup record is a key of its own with a TTL of its own: a batch reads
-// them all with one MGET and writes one SET per event, the least a
-// per-record expiry allows (a batch of a processor mostly holds one event
-// per envelope, so grouping records by envelope would cost more commands,
-// not fewer).
+// Each dedup record is a key of its own, read with one MGET and written
+// with one MSET per batch. Records do not carry a Redis TTL, which would
+// cost a command per record (and a processor's batch mostly holds one
+// event per envelope, so grouping records by envelope would not save
+// commands either). Instead each write appends "<unix ms> <dedup id>" to a
+// log list, and every batch's read first deletes the records whose entries
+// at the head of the log are older than DedupTTL, up to twice the batch's
+// size: expiry keeps pace with writing, inside the same round trips.
 //
 // A batch of events is applied in two round trips: one pipelined read, one
 // Lua script that checks that every envelope still holds the value read and
@@ -50,7 +53,8 @@ type Config struct {
 	// Prefix is prepended to every key, overriding the default "esf:".
 	Prefix string
 	// DedupTTL is how long a dedup record is kept, overriding the default
-	// of 7 days: longer than any provider retries a webhook.
+	// of 7 days: longer than any provider retries a webhook. Records are
+	// deleted by later batches once they are older (see the package doc).
 	DedupTTL time.Duration
 	// MaxRetries bounds the re-reads after a lost compare-and-set in one
 	// Apply call, overriding the default 16.
@@ -97,6 +101,7 @@ func (s *Store) envKey(id string) string   { return s.cfg.Prefix + "env:" + id }
 func (s *Store) dedupKey(id string) string { return s.cfg.Prefix + "dedup:" + id }
 func (s *Store) reqKey(id string) string   { return s.cfg.Prefix + "req:" + id }
 func (s *Store) activeKey() string         { return s.cfg.Prefix + "active" }
+func (s *Store) dedupLogKey() string       { return s.cfg.Prefix + "dedup-log" }
 func (s *Store) markerKey() string         { return s.cfg.Prefix + "marker" }
 
 // Coord is a Kafka record's coordinates.
@@ -255,6 +260,7 @@ func watched(ctx context.Context, tx *redis.Tx, keys []string) redis.Pipeliner {
 
 // writePlan is everything one batch writes.
 type writePlan struct {
+	now  time.Time         // when the dedup records are written, for their expiry
 	envs []*working        // the envelopes that changed
 	reqs map[string]string // request id → envelope id
 }
@@ -304,6 +310,9 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 		keys[1+i] = s.envKey(w.id)
 	}
 	pipe := watched(ctx, tx, keys)
+	now := s.cfg.Now()
+	expired := expireScript.Eval(ctx, pipe, []string{s.dedupLogKey()},
+		now.Add(-s.cfg.DedupTTL).UnixMilli(), 2*len(in)+100, s.dedupKey(""))
 	marker := pipe.Exists(ctx, s.markerKey())
 	envCmd := pipe.MGet(ctx, keys[1:]...)
 	dedupKeys := make([]string, len(ids))
@@ -313,6 +322,9 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 	dedupCmd := pipe.MGet(ctx, dedupKeys...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, nil, fmt.Errorf("store: read batch: %w", err)
+	}
+	if err := expired.Err(); err != nil {
+		return nil, nil, fmt.Errorf("store: expire dedup records: %w", err)
 	}
 	if marker.Val() == 0 {
 		return nil, nil, ErrDataLoss
@@ -330,10 +342,9 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 	stored := dedupCmd.Val() // each input's dedup record, nil when none
 	inBatch := make(map[string]bool, len(in))
 
-	now := s.cfg.Now()
 	enc := s.codec.encoder()
 	res := make([]Result, len(in))
-	plan := &writePlan{reqs: make(map[string]string)}
+	plan := &writePlan{now: now, reqs: make(map[string]string)}
 	for i, x := range in {
 		if raw, ok := stored[i].(string); ok {
 			var err error
@@ -392,11 +403,11 @@ func (s *Store) stored(raw string, from Coord) (Result, error) {
 // write runs the batch's writes in one MULTI/EXEC on tx; false means a
 // watched key changed since the read and nothing was written.
 //
-// The writes go out as few commands as possible (one MSET for the
-// envelopes, one ZADD and one ZREM for the index, one SET per dedup
-// record): inside Redis the cost is per command and per byte copied,
-// and a transaction copies each argument once where a Lua script would
-// copy it three times.
+// The writes go out as a handful of commands whatever the batch's size
+// (one MSET for the envelopes, one for the dedup records, one RPUSH to the
+// dedup log, one ZADD and one ZREM for the index): inside Redis the cost is
+// per command and per byte copied, and a transaction copies each argument
+// once where a Lua script would copy it three times.
 func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, error) {
 	enc := s.codec.encoder()
 	envs := make([]any, 0, 2*len(p.envs))
@@ -414,12 +425,19 @@ func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, er
 			active = append(active, redis.Z{Score: float64(w.env.State.UpdatedAt.UnixMilli()), Member: w.id})
 		}
 	}
+	var dedups, log []any
+	stamp := strconv.FormatInt(p.now.UnixMilli(), 10) + " "
+	for _, w := range p.envs {
+		for _, d := range w.dedups {
+			dedups = append(dedups, s.dedupKey(d.id), d.value)
+			log = append(log, stamp+d.id)
+		}
+	}
 	_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.MSet(ctx, envs...)
-		for _, w := range p.envs {
-			for _, d := range w.dedups {
-				pipe.SetEx(ctx, s.dedupKey(d.id), d.value, s.cfg.DedupTTL)
-			}
+		if len(dedups) > 0 {
+			pipe.MSet(ctx, dedups...)
+			pipe.RPush(ctx, s.dedupLogKey(), log...)
 		}
 		if len(active) > 0 {
 			pipe.ZAdd(ctx, s.activeKey(), active...)
@@ -444,3 +462,32 @@ func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, er
 	}
 	return true, nil
 }
+
+// expireScript deletes the dedup records whose log entries, at the head of
+// the log, are before ARGV[1] (unix ms), at most ARGV[2] of them, and
+// drops those entries; ARGV[3] is the dedup key prefix. It returns how many
+// it deleted. It reads the log a page at a time and stops at the first
+// entry that is not due, so a run with nothing to do costs one LRANGE.
+// Writers append in time order up to their clocks' skew; an entry behind a
+// later one waits for it.
+var expireScript = redis.NewScript(`
+local cutoff, limit, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local n = 0
+while n < limit do
+  local page = redis.call('LRANGE', KEYS[1], 0, math.min(limit - n, 500) - 1)
+  local dead, trim = {}, 0
+  for _, e in ipairs(page) do
+    local sp = string.find(e, ' ', 1, true)
+    local at = sp and tonumber(string.sub(e, 1, sp - 1))
+    if at and at >= cutoff then break end
+    if at then dead[#dead + 1] = prefix .. string.sub(e, sp + 1) end
+    trim = trim + 1 -- a malformed entry is dropped
+  end
+  if trim == 0 then break end
+  if #dead > 0 then redis.call('UNLINK', unpack(dead)) end
+  redis.call('LTRIM', KEYS[1], trim, -1)
+  n = n + trim
+  if trim < #page then break end
+end
+return n
+`)

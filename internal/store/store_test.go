@@ -115,9 +115,13 @@ func TestApplyReplayDuplicate(t *testing.T) {
 	}
 }
 
+// Dedup records are deleted by later batches once older than DedupTTL, not
+// before, and an event whose record is gone is applied again without
+// changing the status a second time.
 func TestDedupRecordsExpire(t *testing.T) {
 	r := redistest.New(t)
-	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: 90 * time.Minute})
+	now := t0
+	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: 90 * time.Minute, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,22 +129,44 @@ func TestDedupRecordsExpire(t *testing.T) {
 	if err := s.SetMarker(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Apply(ctx, inputs("events", 0, ev("x", "x1", schemas.StatusSent))); err != nil {
-		t.Fatal(err)
+	apply := func(at time.Duration, offset int64, e schemas.EnvelopeEvent) store.Result {
+		t.Helper()
+		now = t0.Add(at)
+		res, _, err := s.Apply(ctx, inputs("events", offset, e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
 	}
-	ttl, err := r.Client.TTL(ctx, r.Prefix+"dedup:x1").Result()
-	if err != nil || ttl <= 89*time.Minute || ttl > 90*time.Minute {
-		t.Fatalf("dedup TTL = %v (%v), want 90m", ttl, err)
+	exists := func(id string) bool {
+		t.Helper()
+		n, err := r.Client.Exists(ctx, r.Prefix+"dedup:"+id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
 	}
-	// Once the records are gone (deleted here as expiry would) the event
-	// is no longer known: applied again, and the state machine, not dedup,
-	// keeps it from changing the status twice.
-	if err := r.Client.Del(ctx, r.Prefix+"dedup:x1").Err(); err != nil {
-		t.Fatal(err)
+	apply(0, 0, ev("x", "x1", schemas.StatusSent))
+	apply(time.Minute, 1, ev("y", "y1", schemas.StatusSent))
+	apply(90*time.Minute, 2, ev("z", "z1", schemas.StatusSent)) // x1 is exactly 90m old: kept
+	if !exists("x1") || !exists("y1") {
+		t.Fatal("a record younger than the TTL was deleted")
 	}
-	res, _, err := s.Apply(ctx, inputs("events", 5, ev("x", "x1", schemas.StatusSent)))
-	if err != nil || res[0].Kind != store.Applied || res[0].Change != nil {
-		t.Fatalf("after expiry: %+v %v", res, err)
+	if got := apply(90*time.Minute, 3, ev("x", "x1", schemas.StatusSent)); got.Kind != store.Duplicate {
+		t.Fatalf("redelivery within the TTL: %v, want duplicate", got.Kind)
+	}
+	apply(90*time.Minute+time.Millisecond, 4, ev("z", "z2", schemas.StatusDelivered))
+	if exists("x1") || !exists("y1") || !exists("z1") {
+		t.Fatalf("after the TTL: x1 %v y1 %v z1 %v, want only x1 gone", exists("x1"), exists("y1"), exists("z1"))
+	}
+	if got := apply(2*time.Hour, 5, ev("x", "x1", schemas.StatusSent)); got.Kind != store.Applied || got.Change != nil {
+		t.Fatalf("redelivery after expiry: %v %+v, want applied without a change", got.Kind, got.Change)
+	}
+	if exists("y1") {
+		t.Fatal("y1 outlived its TTL")
+	}
+	if n, err := r.Client.LLen(ctx, r.Prefix+"dedup-log").Result(); err != nil || n != 3 {
+		t.Fatalf("dedup log holds %d entries (%v), want 3: z1, z2 and x1 again", n, err)
 	}
 }
 
