@@ -194,7 +194,12 @@ func batch(ctx context.Context, cfg Config, tx txn, recs []*kgo.Record) (bool, e
 	}
 	pr := &producing{ctx: ctx, tx: tx, counts: map[string]int{}}
 	err := cfg.Handler(ctx, recs, pr.emit)
-	produceErr := pr.wait()
+	// Send what lingers now rather than after the producer's linger: the
+	// commit waits for every record, and nothing more is coming.
+	produceErr := tx.flush(ctx)
+	if werr := pr.wait(); werr != nil {
+		produceErr = werr
+	}
 	var stop *Stop
 	if errors.As(err, &stop) {
 		return false, err
@@ -240,6 +245,7 @@ type txn interface {
 	poll(ctx context.Context, max int) kgo.Fetches
 	begin() error
 	produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	flush(ctx context.Context) error
 	end(ctx context.Context, commit bool) (bool, error)
 	close()
 }
@@ -253,6 +259,7 @@ func (g *groupTxn) begin() error { return g.sess.Begin() }
 func (g *groupTxn) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 	g.sess.Produce(ctx, r, promise)
 }
+func (g *groupTxn) flush(ctx context.Context) error { return g.sess.Client().Flush(ctx) }
 func (g *groupTxn) end(ctx context.Context, commit bool) (bool, error) {
 	return g.sess.End(ctx, kgo.TransactionEndTry(commit))
 }
@@ -266,6 +273,7 @@ func (c *plainTxn) begin() error                                  { return nil }
 func (c *plainTxn) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 	c.cl.Produce(ctx, r, promise)
 }
+func (c *plainTxn) flush(ctx context.Context) error { return c.cl.Flush(ctx) }
 func (c *plainTxn) end(ctx context.Context, commit bool) (bool, error) {
 	if !commit {
 		// Without a transaction there is nothing to abort, and the
