@@ -31,12 +31,16 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 	envelopes := fs.Int("envelopes", 10000, "envelopes, 8 events each")
 	redisURL := fs.String("redis-url", "", "real Redis `URL` (keys under a fresh prefix, removed after); in-process miniredis when empty")
 	batch := fs.Int("max-batch", 2000, "processor batch size")
+	rounds := fs.Int("rounds", 2, "runs of each mode, alternating which goes first")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "bench processor: %d envelopes (%d events) per mode…\n", *envelopes, *envelopes*bench.EventsPerEnvelope)
-	res, err := bench.Processor(ctx, bench.ProcessorConfig{Envelopes: *envelopes, RedisURL: *redisURL, MaxBatch: *batch})
+	if *rounds < 1 {
+		return fmt.Errorf("--rounds must be at least 1, got %d", *rounds)
+	}
+	fmt.Fprintf(e.stderr, "bench processor: %d envelopes (%d events) per run, %d runs per mode…\n", *envelopes, *envelopes*bench.EventsPerEnvelope, *rounds)
+	res, err := bench.Processor(ctx, bench.ProcessorConfig{Envelopes: *envelopes, RedisURL: *redisURL, MaxBatch: *batch, Rounds: *rounds})
 	if err != nil {
 		return err
 	}
