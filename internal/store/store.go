@@ -466,15 +466,17 @@ func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, er
 // expireScript deletes the dedup records whose log entries, at the head of
 // the log, are before ARGV[1] (unix ms), at most ARGV[2] of them, and
 // drops those entries; ARGV[3] is the dedup key prefix. It returns how many
-// it deleted. It reads the log a page at a time and stops at the first
-// entry that is not due, so a run with nothing to do costs one LRANGE.
+// it deleted. It reads the log in growing pages, the first of four
+// entries, and stops at the first entry that is not due, so a run with
+// nothing to do costs one short LRANGE.
 // Writers append in time order up to their clocks' skew; an entry behind a
 // later one waits for it.
 var expireScript = redis.NewScript(`
 local cutoff, limit, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local n = 0
+local n, size = 0, 4
 while n < limit do
-  local page = redis.call('LRANGE', KEYS[1], 0, math.min(limit - n, 500) - 1)
+  local page = redis.call('LRANGE', KEYS[1], 0, math.min(limit - n, size) - 1)
+  size = math.min(size * 4, 1024)
   local dead, trim = {}, 0
   for _, e in ipairs(page) do
     local sp = string.find(e, ' ', 1, true)

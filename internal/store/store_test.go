@@ -403,3 +403,46 @@ func TestInterferenceBetweenReadAndWrite(t *testing.T) {
 		}
 	})
 }
+
+// A batch deletes at most twice its size plus 100 expired records, reading
+// the log page after page: a backlog is worked off over the next batches.
+func TestDedupExpiryKeepsPace(t *testing.T) {
+	r := redistest.New(t)
+	now := t0
+	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: time.Hour, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.SetMarker(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var old []schemas.EnvelopeEvent
+	for i := range 300 {
+		old = append(old, ev(fmt.Sprintf("e%d", i), fmt.Sprintf("old-%d", i), schemas.StatusSent))
+	}
+	if _, _, err := s.Apply(ctx, inputs("events", 0, old...)); err != nil {
+		t.Fatal(err)
+	}
+	logLen := func() int64 {
+		t.Helper()
+		n, err := r.Client.LLen(ctx, r.Prefix+"dedup-log").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	now = t0.Add(time.Hour + time.Millisecond)
+	for i, want := range []int64{300 - 102 + 1, 300 - 204 + 2, 3} {
+		if _, _, err := s.Apply(ctx, inputs("events", int64(1000+i), ev("new", fmt.Sprintf("new-%d", i), schemas.StatusSent))); err != nil {
+			t.Fatal(err)
+		}
+		if got := logLen(); got != want {
+			t.Fatalf("after batch %d the log holds %d entries, want %d", i, got, want)
+		}
+	}
+	n, err := r.Client.Exists(ctx, r.Prefix+"dedup:old-0", r.Prefix+"dedup:old-299", r.Prefix+"dedup:new-0").Result()
+	if err != nil || n != 1 {
+		t.Fatalf("%d of old-0, old-299, new-0 exist (%v), want only new-0", n, err)
+	}
+}
