@@ -35,3 +35,25 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("stderr: %s", errb)
 	}
 }
+
+// A bad flag value stops the command before it connects to anything, with
+// a message naming the flag.
+func TestBadFlagValues(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"processor", "--apply-chunk", "0"}, "--apply-chunk must be at least 1"},
+		{[]string{"processor", "--apply-concurrency", "-2"}, "--apply-concurrency must be at least 1"},
+		{[]string{"processor", "--max-batch", "0"}, "--max-batch must be at least 1"},
+		{[]string{"bench", "processor", "--rounds", "0"}, "--rounds must be at least 1"},
+	} {
+		e, _, errb := testEnv()
+		if code := run(context.Background(), e, tc.args); code == 0 {
+			t.Errorf("%v: exit 0", tc.args)
+		}
+		if !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: stderr %q, want %q", tc.args, errb.String(), tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -20,6 +21,8 @@ type processorFlags struct {
 	replication int
 	simURL      string
 	dedupTTL    time.Duration
+	applyChunk  int
+	applyConc   int
 }
 
 func registerProcessorFlags(fs flagRegistrar, withSimURL bool) *processorFlags {
@@ -28,6 +31,8 @@ func registerProcessorFlags(fs flagRegistrar, withSimURL bool) *processorFlags {
 	fs.StringVar(&f.group, "group", "esignflow-processor", "consumer group `prefix` (-requests and -events are appended)")
 	fs.StringVar(&f.instanceID, "instance-id", host, "this replica's stable `name` in its transactional ids; keep it across restarts")
 	fs.IntVar(&f.maxBatch, "max-batch", 2000, "most `records` per transaction")
+	fs.IntVar(&f.applyChunk, "apply-chunk", 500, "most `events` applied to Redis at once; a transaction's chunks produce while the next applies")
+	fs.IntVar(&f.applyConc, "apply-concurrency", 4, "most `partitions` of one transaction applied to Redis at once")
 	fs.IntVar(&f.partitions, "partitions", 12, "`partitions` per topic when creating missing topics")
 	fs.IntVar(&f.replication, "replication", -1, "replication `factor` when creating missing topics (-1: broker default)")
 	fs.DurationVar(&f.dedupTTL, "dedup-ttl", 7*24*time.Hour, "how long event dedup records are kept, a `duration` longer than any provider retries")
@@ -44,6 +49,14 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9101", "`address` serving /metrics and /healthz")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max-batch", pf.maxBatch}, {"apply-chunk", pf.applyChunk}, {"apply-concurrency", pf.applyConc}} {
+		if f.v < 1 {
+			return fmt.Errorf("--%s must be at least 1, got %d", f.name, f.v)
+		}
 	}
 	svc, closeSvc, err := c.connect(ctx)
 	if err != nil {
@@ -62,7 +75,7 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	reg := newRegistry()
 	p, err := processor.New(processor.Config{
 		Brokers: c.brokerList(), Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": simc},
-		Group: pf.group, InstanceID: pf.instanceID, MaxBatch: pf.maxBatch,
+		Group: pf.group, InstanceID: pf.instanceID, MaxBatch: pf.maxBatch, ApplyChunk: pf.applyChunk, ApplyConcurrency: pf.applyConc,
 		Topics:    topics.Config{Partitions: int32(pf.partitions), Replication: int16(pf.replication)},
 		KafkaOpts: kopts, Metrics: reg, Logger: e.log,
 	})
