@@ -32,6 +32,7 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 	redisURL := fs.String("redis-url", "", "real Redis `URL` (keys under a fresh prefix, removed after); in-process miniredis when empty")
 	batch := fs.Int("max-batch", 2000, "processor batch size")
 	rounds := fs.Int("rounds", 2, "runs of each mode, alternating which goes first")
+	partitions := fs.Int("partitions", 12, "`partitions` of the events topic")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -39,8 +40,11 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 	if *rounds < 1 {
 		return fmt.Errorf("--rounds must be at least 1, got %d", *rounds)
 	}
+	if *partitions < 1 {
+		return fmt.Errorf("--partitions must be at least 1, got %d", *partitions)
+	}
 	fmt.Fprintf(e.stderr, "bench processor: %d envelopes (%d events) per run, %d runs per mode…\n", *envelopes, *envelopes*bench.EventsPerEnvelope, *rounds)
-	res, err := bench.Processor(ctx, bench.ProcessorConfig{Envelopes: *envelopes, RedisURL: *redisURL, MaxBatch: *batch, Rounds: *rounds})
+	res, err := bench.Processor(ctx, bench.ProcessorConfig{Envelopes: *envelopes, RedisURL: *redisURL, MaxBatch: *batch, Rounds: *rounds, Partitions: int32(*partitions)})
 	if err != nil {
 		return err
 	}

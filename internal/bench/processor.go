@@ -34,7 +34,8 @@ type ProcessorConfig struct {
 	// RedisURL is a real Redis to use (keys under a fresh prefix);
 	// empty uses an in-process miniredis.
 	RedisURL string
-	// Partitions of the events topic, default 4.
+	// Partitions of the events topic, default 12: what `esignflow
+	// processor` creates topics with.
 	Partitions int32
 	// MaxBatch is the processor's batch size, default the processor's.
 	MaxBatch int
@@ -70,7 +71,7 @@ func Processor(ctx context.Context, cfg ProcessorConfig) ([]ProcessorResult, err
 		cfg.Envelopes = 10000
 	}
 	if cfg.Partitions <= 0 {
-		cfg.Partitions = 4
+		cfg.Partitions = 12
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
