@@ -287,13 +287,17 @@ type dedupWrite struct {
 func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *writePlan, error) {
 	ids := make([]string, len(in))
 	envOf := make([]*working, len(in))
-	index := make(map[string]*working)
+	index := make(map[string]*working, len(in))
+	// One allocation for every envelope of the batch: the capacity is
+	// never exceeded, so the pointers into it stay valid.
+	slab := make([]working, 0, len(in))
 	var envs []*working
 	for i, x := range in {
 		ids[i] = DedupID(x.Event)
 		w := index[x.Event.EnvelopeID]
 		if w == nil {
-			w = &working{id: x.Event.EnvelopeID}
+			slab = append(slab, working{id: x.Event.EnvelopeID})
+			w = &slab[len(slab)-1]
 			index[w.id] = w
 			envs = append(envs, w)
 		}
@@ -411,7 +415,7 @@ func (s *Store) stored(raw string, from Coord) (Result, error) {
 func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, error) {
 	enc := s.codec.encoder()
 	envs := make([]any, 0, 2*len(p.envs))
-	var active []redis.Z
+	active := make([]redis.Z, 0, len(p.envs))
 	var done []any
 	for _, w := range p.envs {
 		blob, err := enc.envelope(&w.env)
@@ -425,7 +429,11 @@ func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, er
 			active = append(active, redis.Z{Score: float64(w.env.State.UpdatedAt.UnixMilli()), Member: w.id})
 		}
 	}
-	var dedups, log []any
+	n := 0
+	for _, w := range p.envs {
+		n += len(w.dedups)
+	}
+	dedups, log := make([]any, 0, 2*n), make([]any, 0, n)
 	stamp := strconv.FormatInt(p.now.UnixMilli(), 10) + " "
 	for _, w := range p.envs {
 		for _, d := range w.dedups {
