@@ -272,7 +272,6 @@ func (p *writePlan) empty() bool { return len(p.envs) == 0 && len(p.reqs) == 0 }
 type working struct {
 	id     string
 	env    envelope.Envelope
-	events []int // indexes of the batch's inputs for this envelope
 	dirty  bool
 	dedups []dedupWrite
 }
@@ -301,7 +300,6 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 			index[w.id] = w
 			envs = append(envs, w)
 		}
-		w.events = append(w.events, i)
 		envOf[i] = w
 	}
 	// Watching the marker makes a flush between this read and the write
