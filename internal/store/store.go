@@ -13,9 +13,10 @@
 // at the head of the log are older than DedupTTL, up to twice the batch's
 // size: expiry keeps pace with writing, inside the same round trips.
 //
-// A batch of events is applied in two round trips: one pipelined read, one
-// Lua script that checks that every envelope still holds the value read and
-// writes all or nothing. A writer that loses the compare-and-set re-reads
+// A batch of events is applied in two round trips on a connection of its
+// own: one pipelined read that begins by WATCHing the batch's envelopes and
+// the marker, and one MULTI/EXEC that Redis refuses if any of them changed
+// since — all or nothing. A writer that loses this compare-and-set re-reads
 // and recomputes; so of two writers, exactly one applies each event.
 package store
 
