@@ -49,11 +49,11 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	base, err := c.kafkaOpts()
+	base, err := c.clientOpts()
 	if err != nil {
 		return err
 	}
-	chain, last, err := loadChain(ctx, append([]kgo.Opt{kgo.SeedBrokers(c.brokerList()...)}, base...), codec, id)
+	chain, last, err := loadChain(ctx, base, codec, id)
 	if err != nil {
 		return err
 	}

@@ -37,11 +37,8 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *rounds < 1 {
-		return fmt.Errorf("--rounds must be at least 1, got %d", *rounds)
-	}
-	if *partitions < 1 {
-		return fmt.Errorf("--partitions must be at least 1, got %d", *partitions)
+	if err := atLeastOne(intFlag{"rounds", *rounds}, intFlag{"partitions", *partitions}); err != nil {
+		return err
 	}
 	fmt.Fprintf(e.stderr, "bench processor: %d envelopes (%d events) per run, %d runs per mode…\n", *envelopes, *envelopes*bench.EventsPerEnvelope, *rounds)
 	res, err := bench.Processor(ctx, bench.ProcessorConfig{Envelopes: *envelopes, RedisURL: *redisURL, MaxBatch: *batch, Rounds: *rounds, Partitions: int32(*partitions)})

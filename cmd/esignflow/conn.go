@@ -77,6 +77,16 @@ func (c *conn) brokerList() []string {
 	return out
 }
 
+// clientOpts returns the options of a Kafka client of the command's own:
+// the seed brokers, then SASL and TLS.
+func (c *conn) clientOpts() ([]kgo.Opt, error) {
+	base, err := c.kafkaOpts()
+	if err != nil {
+		return nil, err
+	}
+	return append([]kgo.Opt{kgo.SeedBrokers(c.brokerList()...)}, base...), nil
+}
+
 // kafkaOpts returns the client options for SASL and TLS.
 func (c *conn) kafkaOpts() ([]kgo.Opt, error) {
 	if len(c.brokerList()) == 0 {

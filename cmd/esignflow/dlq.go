@@ -35,11 +35,10 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	base, err := c.kafkaOpts()
+	base, err := c.clientOpts()
 	if err != nil {
 		return err
 	}
-	base = append([]kgo.Opt{kgo.SeedBrokers(c.brokerList()...)}, base...)
 	var letters []schemas.DeadLetter
 	err = topicread.All(ctx, base, schemas.TopicDLQ, func(r *kgo.Record) error {
 		var dl schemas.DeadLetter

@@ -47,3 +47,20 @@ type flagRegistrar interface {
 	BoolVar(p *bool, name string, value bool, usage string)
 	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
 }
+
+// intFlag is a parsed integer flag, for atLeastOne.
+type intFlag struct {
+	name  string
+	value int
+}
+
+// atLeastOne returns a usage error naming the first of flags whose value
+// is below 1.
+func atLeastOne(flags ...intFlag) error {
+	for _, f := range flags {
+		if f.value < 1 {
+			return fmt.Errorf("%w: --%s must be at least 1, got %d", errUsage, f.name, f.value)
+		}
+	}
+	return nil
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -50,13 +49,8 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"max-batch", pf.maxBatch}, {"apply-chunk", pf.applyChunk}, {"apply-concurrency", pf.applyConc}} {
-		if f.v < 1 {
-			return fmt.Errorf("--%s must be at least 1, got %d", f.name, f.v)
-		}
+	if err := atLeastOne(intFlag{"max-batch", pf.maxBatch}, intFlag{"apply-chunk", pf.applyChunk}, intFlag{"apply-concurrency", pf.applyConc}); err != nil {
+		return err
 	}
 	svc, closeSvc, err := c.connect(ctx)
 	if err != nil {

