@@ -41,35 +41,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		created:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_envelopes_created_total", Help: "Envelopes created at a provider."}),
 		failed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_requests_failed_total", Help: "Requests the provider refused (envelope FAILED)."}),
 	}
-	var err error
-	reuse := func(c prometheus.Collector, set func(prometheus.Collector)) {
-		if err != nil {
-			return
-		}
-		if rerr := reg.Register(c); rerr != nil {
-			// A processor restarted in the same process (esignflow dev,
-			// tests) carries on with the counters of its previous life.
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(rerr, &are) {
-				err = rerr
-				return
-			}
-			set(are.ExistingCollector)
-		}
-	}
-	reuse(m.recordsIn, func(c prometheus.Collector) { m.recordsIn = c.(*prometheus.CounterVec) })
-	reuse(m.recordsOut, func(c prometheus.Collector) { m.recordsOut = c.(*prometheus.CounterVec) })
-	reuse(m.duplicates, func(c prometheus.Collector) { m.duplicates = c.(prometheus.Counter) })
-	reuse(m.replays, func(c prometheus.Collector) { m.replays = c.(prometheus.Counter) })
-	reuse(m.unchanged, func(c prometheus.Collector) { m.unchanged = c.(prometheus.Counter) })
-	reuse(m.deadLetters, func(c prometheus.Collector) { m.deadLetters = c.(prometheus.Counter) })
-	reuse(m.commits, func(c prometheus.Collector) { m.commits = c.(prometheus.Counter) })
-	reuse(m.aborts, func(c prometheus.Collector) { m.aborts = c.(*prometheus.CounterVec) })
-	reuse(m.batchSeconds, func(c prometheus.Collector) { m.batchSeconds = c.(*prometheus.HistogramVec) })
-	reuse(m.roundTrips, func(c prometheus.Collector) { m.roundTrips = c.(prometheus.Counter) })
-	reuse(m.conflicts, func(c prometheus.Collector) { m.conflicts = c.(prometheus.Counter) })
-	reuse(m.restores, func(c prometheus.Collector) { m.restores = c.(prometheus.Counter) })
-	reuse(m.created, func(c prometheus.Collector) { m.created = c.(prometheus.Counter) })
-	reuse(m.failed, func(c prometheus.Collector) { m.failed = c.(prometheus.Counter) })
+	err := errors.Join(
+		register(reg, &m.recordsIn), register(reg, &m.recordsOut), register(reg, &m.duplicates),
+		register(reg, &m.replays), register(reg, &m.unchanged), register(reg, &m.deadLetters),
+		register(reg, &m.commits), register(reg, &m.aborts), register(reg, &m.batchSeconds),
+		register(reg, &m.roundTrips), register(reg, &m.conflicts), register(reg, &m.restores),
+		register(reg, &m.created), register(reg, &m.failed),
+	)
 	return m, err
+}
+
+// register registers *c with reg or, when reg already holds a collector
+// of that name, points *c at it: a processor restarted in the same process
+// (esignflow dev, tests) carries on with the counters of its previous life.
+func register[T prometheus.Collector](reg prometheus.Registerer, c *T) error {
+	err := reg.Register(*c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		*c = are.ExistingCollector.(T)
+		return nil
+	}
+	return err
 }
