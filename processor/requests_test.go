@@ -1,7 +1,6 @@
 package processor_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/processor"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
@@ -16,18 +16,8 @@ import (
 
 func startSim(t *testing.T, cfg sim.Config) *sim.Simulator {
 	t.Helper()
-	cfg.Addr = "127.0.0.1:0"
 	cfg.Logger = quietLogger()
-	s, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
-	return s
+	return fakes.Sim(t, cfg)
 }
 
 func (h *harness) requestRecord(req schemas.SigningRequest) *kgo.Record {

@@ -76,15 +76,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	s, err := sim.New(sim.Config{Addr: "127.0.0.1:0", Step: time.Millisecond, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
+	s := fakes.Sim(t, sim.Config{Step: time.Millisecond, Logger: quiet()})
 	cl, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)

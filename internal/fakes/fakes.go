@@ -1,6 +1,6 @@
 // Package fakes starts the embedded infrastructure that tests and
-// benchmarks run esignflow on: a kfake broker with esignflow's topics, and
-// an srfake registry with esignflow's schemas.
+// benchmarks run esignflow on: a kfake broker with esignflow's topics, an
+// srfake registry with esignflow's schemas, and the provider simulator.
 package fakes
 
 import (
@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -69,4 +70,33 @@ func T(t testing.TB, partitions int32) (*kfake.Cluster, *schemas.Codec) {
 	}
 	t.Cleanup(reg.Close)
 	return c, codec
+}
+
+// Sim starts a simulator for a test (on 127.0.0.1 at a free port unless
+// cfg.Addr says otherwise) and stops it when the test ends; the test fails
+// if it does not start or Run ends with an error.
+func Sim(t testing.TB, cfg sim.Config) *sim.Simulator {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sim.Run: %v", err)
+		}
+	})
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("sim did not start: %v", err)
+	}
+	return s
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/provider/stdwebhook"
@@ -90,25 +91,7 @@ func start(t testing.TB, cfg sim.Config) (*sim.Simulator, *receiver) {
 		cfg.RetryBase = 5 * time.Millisecond
 		cfg.RetryMax = 50 * time.Millisecond
 	}
-	s, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("sim.Run: %v", err)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("sim did not start: %v", err)
-	}
-	return s, rc
+	return fakes.Sim(t, cfg), rc
 }
 
 func client(t testing.TB, s *sim.Simulator, timeout time.Duration) *sim.Client {
