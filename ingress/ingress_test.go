@@ -73,20 +73,7 @@ func start(t *testing.T, mutate func(*Config)) *testIngress {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-in.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	}
+	fakes.Start(t, in)
 	return &testIngress{Ingress: in, url: "http://" + in.Addr(), cluster: c, brokers: c.ListenAddrs(), codec: codec, redis: r}
 }
 

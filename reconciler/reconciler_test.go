@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/stack"
 	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/provider"
@@ -29,15 +30,7 @@ func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-st.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	}
+	fakes.Start(t, st)
 	return st
 }
 

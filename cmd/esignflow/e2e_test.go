@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/stack"
 	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/provider/sim"
@@ -27,22 +28,7 @@ func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stack: %v", err)
-		}
-	})
-	select {
-	case <-st.Ready():
-	case err := <-done:
-		t.Fatalf("stack did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("stack did not start in a minute")
-	}
+	fakes.Start(t, st)
 	return st
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -84,19 +85,35 @@ func Sim(t testing.TB, cfg sim.Config) *sim.Simulator {
 	if err != nil {
 		t.Fatal(err)
 	}
+	Start(t, s)
+	return s
+}
+
+// Runner is a long-running component that says when it is ready.
+type Runner interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+}
+
+// Start runs r for a test until the test ends, and returns once r is
+// ready. The test fails if r does not get ready within a minute, or if
+// Run ends with an error.
+func Start(t testing.TB, r Runner) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("sim.Run: %v", err)
+			t.Errorf("%T.Run: %v", r, err)
 		}
 	})
 	select {
-	case <-s.Ready():
+	case <-r.Ready():
 	case err := <-done:
-		t.Fatalf("sim did not start: %v", err)
+		t.Fatalf("%T did not start: %v", r, err)
+	case <-time.After(time.Minute):
+		t.Fatalf("%T did not start in a minute", r)
 	}
-	return s
 }
