@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/envelope"
@@ -285,6 +286,50 @@ func sortBySeq(es []schemas.AuditEntry) {
 			es[j], es[j-1] = es[j-1], es[j]
 		}
 	}
+}
+
+// waitConsumed waits until the processor's events group has committed n
+// offsets of the events topic: every record produced so far, when the
+// producer is not transactional.
+func (h *harness) waitConsumed(n int64, d time.Duration) {
+	h.t.Helper()
+	adm := kadm.NewClient(h.prod)
+	waitFor(h.t, d, fmt.Sprintf("%d events consumed", n), func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), "esignflow-processor-events")
+		if err != nil {
+			return false
+		}
+		var at int64
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == schemas.TopicEvents && o.Err == nil {
+				at += o.At
+			}
+		})
+		return at >= n
+	})
+}
+
+// waitStored waits until the status topic shows every envelope of w at the
+// version the store holds for it.
+func (h *harness) waitStored(sr *statusReader, w workload, d time.Duration) {
+	h.t.Helper()
+	ids := make([]string, 0, len(w.final))
+	for id := range w.final {
+		ids = append(ids, id)
+	}
+	waitFor(h.t, d, "the status topic at every envelope's stored version", func() bool {
+		stored, err := h.store.Envelopes(context.Background(), ids)
+		if err != nil {
+			return false
+		}
+		latest := sr.latest()
+		for _, id := range ids {
+			if latest[id] != stored[id].State.Version {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // waitFinal waits until the status topic shows every envelope at its

@@ -101,17 +101,14 @@ func TestDuplicateAndReorderedDeliveries(t *testing.T) {
 		}
 		cfg := h.config("a")
 		h.start(cfg)
-		// Out of order, late events change nothing: wait for the terminal
-		// status of every envelope instead of in-order version counts.
-		waitFor(t, 60*time.Second, "every envelope completed", func() bool {
-			done := map[string]bool{}
-			for _, c := range sr.snapshot() {
-				if c.Status == schemas.StatusCompleted {
-					done[c.EnvelopeID] = true
-				}
-			}
-			return len(done) == len(w.final)
-		})
+		// Out of order, late events change nothing, so the version
+		// counts are not known up front: wait until every record is
+		// consumed and the status topic has caught up with the store.
+		// (Waiting for every envelope's terminal status was not enough:
+		// a recipient's update shuffled behind it could still be on its
+		// way.)
+		h.waitConsumed(int64(len(evs)), 60*time.Second)
+		h.waitStored(sr, w, 60*time.Second)
 		changes := sr.snapshot()
 		last := map[string]schemas.EnvelopeStatusChanged{}
 		seen := map[string]bool{}
