@@ -67,12 +67,18 @@ func (s *Store) Restore(ctx context.Context, states []schemas.EnvelopeState) err
 			return nil, err
 		}
 		plan := &writePlan{reqs: map[string]string{}}
+		enc := s.codec.encoder()
 		for _, id := range ids {
 			st := latest[id]
 			if e, ok := cur[id]; ok && e.Rev() >= st.AuditSeq {
 				continue
 			}
-			plan.envs = append(plan.envs, &working{id: id, key: s.envKey(id), env: envelope.Envelope{State: st}})
+			w := &working{id: id, key: s.envKey(id), env: envelope.Envelope{State: st}}
+			var err error
+			if w.value, err = enc.envelope(&w.env); err != nil {
+				return nil, err
+			}
+			plan.envs = append(plan.envs, w)
 			if st.RequestID != nil {
 				plan.reqs[*st.RequestID] = id
 			}

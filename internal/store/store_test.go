@@ -1,9 +1,11 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sync"
 	"testing"
@@ -444,5 +446,71 @@ func TestDedupExpiryKeepsPace(t *testing.T) {
 	n, err := r.Client.Exists(ctx, r.Prefix+"dedup:old-0", r.Prefix+"dedup:old-299", r.Prefix+"dedup:new-0").Result()
 	if err != nil || n != 1 {
 		t.Fatalf("%d of old-0, old-299, new-0 exist (%v), want only new-0", n, err)
+	}
+}
+
+// A batch big enough to be applied on several goroutines gives, input by
+// input, the results and the stored state that applying its events one
+// batch at a time gives: replays and duplicates of records stored before,
+// an event id repeated within the batch (on another envelope, too), and
+// envelopes whose events are spread over the whole batch.
+func TestBigBatchMatchesOneAtATime(t *testing.T) {
+	ctx := context.Background()
+	statuses := []schemas.Status{schemas.StatusCreated, schemas.StatusSent, schemas.StatusDelivered, schemas.StatusViewed, schemas.StatusCompleted, schemas.StatusDeclined}
+	rng := rand.New(rand.NewPCG(7, 11))
+	var evs []schemas.EnvelopeEvent
+	for i := range 900 {
+		env := fmt.Sprintf("e%d", rng.IntN(150))
+		evs = append(evs, ev(env, fmt.Sprintf("%s-%d", env, i), statuses[rng.IntN(len(statuses))]))
+	}
+	// Earlier records: the first 100 events, from offsets 0..99.
+	earlier := inputs("events", 0, evs[:100]...)
+	batch := inputs("events", 0, evs...) // offsets 0..99 again: replays
+	for _, i := range []int{120, 130, 140} {
+		batch[i].From.Offset = 5000 + int64(i) // an earlier event from another record
+		batch[i].Event = evs[i-100]
+	}
+	batch[700].Event.EventID = batch[300].Event.EventID // the same id on another envelope
+	batch[701].Event = batch[400].Event                 // the same event twice
+
+	for _, workers := range []int{1, 2, 3, 7} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			whole, _ := newStore(t)
+			whole.SetWorkers(workers)
+			single, _ := newStore(t)
+			for _, s := range []*store.Store{whole, single} {
+				if _, _, err := s.Apply(ctx, earlier); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, _, err := whole.Apply(ctx, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range batch {
+				want, _, err := single.Apply(ctx, batch[i:i+1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got[i].Kind != want[0].Kind || !reflect.DeepEqual(got[i].Change, want[0].Change) || !bytes.Equal(got[i].Body, want[0].Body) {
+					t.Fatalf("input %d: %v %+v, one at a time %v %+v", i, got[i].Kind, got[i].Change, want[0].Kind, want[0].Change)
+				}
+			}
+			count := map[store.Kind]int{}
+			for _, r := range got {
+				count[r.Kind]++
+			}
+			if count[store.Replay] != 100 || count[store.Duplicate] != 5 {
+				t.Fatalf("kinds %v, want 100 replays and 5 duplicates", count)
+			}
+			for e := range 150 {
+				id := fmt.Sprintf("e%d", e)
+				a, okA, errA := whole.Envelope(ctx, id)
+				b, okB, errB := single.Envelope(ctx, id)
+				if errA != nil || errB != nil || okA != okB || !reflect.DeepEqual(a, b) {
+					t.Fatalf("%s: %+v (%v %v), one at a time %+v (%v %v)", id, a.State, okA, errA, b.State, okB, errB)
+				}
+			}
+		})
 	}
 }
