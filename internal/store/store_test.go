@@ -406,9 +406,78 @@ func TestInterferenceBetweenReadAndWrite(t *testing.T) {
 	})
 }
 
-// A batch deletes at most twice its size plus 100 expired records, reading
-// the log page after page: a backlog is worked off over the next batches.
+// A batch deletes about twice its size plus 100 expired records, reading
+// the log page after page, and whole entries (each of up to 256 records of
+// one batch): a backlog is worked off over the next batches.
 func TestDedupExpiryKeepsPace(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		batches int     // the backlog: this many batches
+		size    int     // of this many records
+		want    []int64 // log entries after each of three one-event batches
+		kept    string  // a backlog record left after the first of them
+	}{
+		// 102 records a batch, one per entry.
+		{"one-record batches", 300, 1, []int64{300 - 102 + 1, 300 - 204 + 2, 3}, "old-102"},
+		// Entries of 256, 256 and 88 records: one a batch.
+		{"one big batch", 1, 600, []int64{2 + 1, 1 + 2, 3}, "old-256"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := redistest.New(t)
+			now := t0
+			s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: time.Hour, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := s.SetMarker(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for b := range tc.batches {
+				var old []schemas.EnvelopeEvent
+				for i := b * tc.size; i < (b+1)*tc.size; i++ {
+					old = append(old, ev(fmt.Sprintf("e%d", i), fmt.Sprintf("old-%d", i), schemas.StatusSent))
+				}
+				if _, _, err := s.Apply(ctx, inputs("events", int64(b*tc.size), old...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			exists := func(ids ...string) int64 {
+				t.Helper()
+				keys := make([]string, len(ids))
+				for i, id := range ids {
+					keys[i] = r.Prefix + "dedup:" + id
+				}
+				n, err := r.Client.Exists(ctx, keys...).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			now = t0.Add(time.Hour + time.Millisecond)
+			last := fmt.Sprintf("old-%d", tc.batches*tc.size-1)
+			for i, want := range tc.want {
+				if _, _, err := s.Apply(ctx, inputs("events", int64(1000+i), ev("new", fmt.Sprintf("new-%d", i), schemas.StatusSent))); err != nil {
+					t.Fatal(err)
+				}
+				n, err := r.Client.LLen(ctx, r.Prefix+"dedup-log").Result()
+				if err != nil || n != want {
+					t.Fatalf("after batch %d the log holds %d entries (%v), want %d", i, n, err, want)
+				}
+				if i == 0 && (exists("old-0") != 0 || exists(tc.kept) != 1) {
+					t.Fatalf("after batch 0: old-0 should be gone and %s kept", tc.kept)
+				}
+			}
+			if n := exists("old-0", last, "new-0"); n != 1 {
+				t.Fatalf("%d of old-0, %s, new-0 exist, want only new-0", n, last)
+			}
+		})
+	}
+}
+
+// Log entries of the older layout, one "<unix ms> <id>" per record, still
+// expire, as do ids holding the new layout's separators.
+func TestDedupExpiryReadsOlderEntries(t *testing.T) {
 	r := redistest.New(t)
 	now := t0
 	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: time.Hour, Now: func() time.Time { return now }})
@@ -419,33 +488,26 @@ func TestDedupExpiryKeepsPace(t *testing.T) {
 	if err := s.SetMarker(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var old []schemas.EnvelopeEvent
-	for i := range 300 {
-		old = append(old, ev(fmt.Sprintf("e%d", i), fmt.Sprintf("old-%d", i), schemas.StatusSent))
-	}
-	if _, _, err := s.Apply(ctx, inputs("events", 0, old...)); err != nil {
+	id := "an id: with spaces"
+	if err := r.Client.Set(ctx, r.Prefix+"dedup:"+id, "x", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	logLen := func() int64 {
-		t.Helper()
-		n, err := r.Client.LLen(ctx, r.Prefix+"dedup-log").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
+	if err := r.Client.RPush(ctx, r.Prefix+"dedup-log", fmt.Sprintf("%d %s", t0.UnixMilli(), id)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	odd := "b:1\t2 3:"
+	if _, _, err := s.Apply(ctx, inputs("events", 0, ev("b", odd, schemas.StatusSent), ev("b", "b2", schemas.StatusDelivered))); err != nil {
+		t.Fatal(err)
 	}
 	now = t0.Add(time.Hour + time.Millisecond)
-	for i, want := range []int64{300 - 102 + 1, 300 - 204 + 2, 3} {
-		if _, _, err := s.Apply(ctx, inputs("events", int64(1000+i), ev("new", fmt.Sprintf("new-%d", i), schemas.StatusSent))); err != nil {
-			t.Fatal(err)
-		}
-		if got := logLen(); got != want {
-			t.Fatalf("after batch %d the log holds %d entries, want %d", i, got, want)
-		}
+	if _, _, err := s.Apply(ctx, inputs("events", 2, ev("a", "a1", schemas.StatusSent))); err != nil {
+		t.Fatal(err)
 	}
-	n, err := r.Client.Exists(ctx, r.Prefix+"dedup:old-0", r.Prefix+"dedup:old-299", r.Prefix+"dedup:new-0").Result()
-	if err != nil || n != 1 {
-		t.Fatalf("%d of old-0, old-299, new-0 exist (%v), want only new-0", n, err)
+	if n, err := r.Client.Exists(ctx, r.Prefix+"dedup:"+id, r.Prefix+"dedup:"+odd, r.Prefix+"dedup:b2", r.Prefix+"dedup:a1").Result(); err != nil || n != 1 {
+		t.Fatalf("%d of the expired records and a1 exist (%v), want only a1", n, err)
+	}
+	if n, err := r.Client.LLen(ctx, r.Prefix+"dedup-log").Result(); err != nil || n != 1 {
+		t.Fatalf("the log holds %d entries (%v), want a1's only", n, err)
 	}
 }
 
