@@ -284,8 +284,8 @@ type working struct {
 	// first is the batch index of its first event to apply (-1: none);
 	// plan.next links the rest in batch order; n counts them.
 	first, last, n int
-	dedups      []dedupWrite // one per event applied to it in this batch
-	value       []byte       // the encoded env, when it changed
+	dedups         []dedupWrite // one per event applied to it in this batch
+	value          []byte       // the encoded env, when it changed
 }
 
 type dedupWrite struct {
