@@ -140,7 +140,7 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 		case store.Replay:
 			p.m.replays.Inc()
 		}
-		if res.Change == nil {
+		if !res.Changed() {
 			if res.Kind == store.Applied {
 				p.m.unchanged.Inc()
 			}
@@ -150,7 +150,7 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 		if err != nil {
 			return fmt.Errorf("encode status of %s: %w", inputs[i].Event.EnvelopeID, err)
 		}
-		emit(&kgo.Record{Topic: schemas.TopicStatus, Key: []byte(res.Change.EnvelopeID), Value: val})
+		emit(&kgo.Record{Topic: schemas.TopicStatus, Key: []byte(inputs[i].Event.EnvelopeID), Value: val})
 	}
 	return nil
 }

@@ -127,7 +127,9 @@ func Hash(e schemas.AuditEntry) string {
 		b = append(b[:0], e.PrevHash...)
 	}
 	sum := sha256.Sum256(appendCanonical(b, e))
-	return hex.EncodeToString(sum[:])
+	var text [2 * sha256.Size]byte
+	hex.Encode(text[:], sum[:])
+	return string(text[:])
 }
 
 // ChainError names the first audit entry that does not verify.

@@ -70,6 +70,20 @@ func (e Envelope) Terminal() bool { return e.State.Status != nil && Terminal(*e.
 // and the status change to publish, or nil when the event changed nothing.
 // It never modifies e: the returned Envelope shares no slices with it.
 func (e Envelope) Apply(ev schemas.EnvelopeEvent, now time.Time) (Envelope, *schemas.EnvelopeStatusChanged) {
+	ch := new(schemas.EnvelopeStatusChanged)
+	next, changed := e.ApplyTo(ev, now, ch)
+	if !changed {
+		return next, nil
+	}
+	return next, ch
+}
+
+// ApplyTo is Apply writing the status change into ch, which it overwrites
+// whole, reusing the capacity of ch.Audit; it reports whether there is a
+// change (when false, ch holds nothing of use). It is for callers that
+// encode each change at once and can reuse one: ch shares the recipients of
+// the returned Envelope, which must not be modified while ch is in use.
+func (e Envelope) ApplyTo(ev schemas.EnvelopeEvent, now time.Time, ch *schemas.EnvelopeStatusChanged) (Envelope, bool) {
 	st := e.State
 	// Never nil, so a state reads the same before and after an Avro round
 	// trip.
@@ -132,29 +146,29 @@ func (e Envelope) Apply(ev schemas.EnvelopeEvent, now time.Time) (Envelope, *sch
 	next := Envelope{State: st}
 	if outcome == schemas.OutcomeIgnored {
 		next.Pending = append(slices.Clone(e.Pending), entry)
-		return next, nil
+		return next, false
 	}
 	st.Version++
 	next.State = st
-	change := &schemas.EnvelopeStatusChanged{
+	*ch = schemas.EnvelopeStatusChanged{
 		EnvelopeID:     st.EnvelopeID,
 		Version:        st.Version,
 		PreviousStatus: prev,
 		EventID:        ev.EventID,
 		ChangedAt:      now,
 		State:          st,
-		Audit:          append(slices.Clone(e.Pending), entry),
+		Audit:          append(append(ch.Audit[:0], e.Pending...), entry),
 	}
 	if st.Status != nil {
-		change.Status = *st.Status
+		ch.Status = *st.Status
 	} else {
 		// A recipient-only event before any envelope event: the envelope
 		// exists at the provider, so it is at least CREATED.
 		created := schemas.StatusCreated
-		next.State.Status, change.State.Status, change.Status = &created, &created, created
-		next.State.StatusAt, change.State.StatusAt = ms(ev.OccurredAt), ms(ev.OccurredAt)
+		next.State.Status, ch.State.Status, ch.Status = &created, &created, created
+		next.State.StatusAt, ch.State.StatusAt = ms(ev.OccurredAt), ms(ev.OccurredAt)
 	}
-	return next, change
+	return next, true
 }
 
 // applyStatus moves st's status for ev and says what it did.

@@ -281,6 +281,30 @@ func TestPermutationsConverge(t *testing.T) {
 	}
 }
 
+// ApplyTo with one change reused for every event (its audit slice longer
+// or shorter than the next one's) gives, event by event, what Apply gives.
+func TestApplyToReusedChangeMatchesApply(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 100 {
+		evs := lifecycle(rng, fmt.Sprintf("env-%d", round))
+		rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		var a, b envelope.Envelope
+		var reused schemas.EnvelopeStatusChanged
+		for i, ev := range evs {
+			var want *schemas.EnvelopeStatusChanged
+			a, want = a.Apply(ev, t0)
+			var changed bool
+			b, changed = b.ApplyTo(ev, t0, &reused)
+			if changed != (want != nil) || !reflect.DeepEqual(a, b) {
+				t.Fatalf("round %d event %d: changed %v, Apply's change %v; envelopes equal %v", round, i, changed, want != nil, reflect.DeepEqual(a, b))
+			}
+			if changed && !reflect.DeepEqual(reused, *want) {
+				t.Fatalf("round %d event %d: change\n%+v\nApply's\n%+v", round, i, reused, *want)
+			}
+		}
+	}
+}
+
 func TestVerifyNamesTamperedEntry(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var e envelope.Envelope

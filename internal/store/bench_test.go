@@ -3,8 +3,11 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +56,7 @@ func benchApply(b *testing.B, perEnv, writers, size int) {
 	var trips, events atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
+	cpu0, self0 := redisCPU(b, r), selfCPU(b)
 	b.ResetTimer()
 	for w := range writers {
 		batches := make(chan []store.Input, 2)
@@ -86,6 +90,47 @@ func benchApply(b *testing.B, perEnv, writers, size int) {
 	}
 	b.ReportMetric(float64(events.Load())/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(trips.Load())/float64(b.N), "trips/batch")
+	b.ReportMetric(float64(selfCPU(b)-self0)/float64(time.Millisecond)/float64(b.N), "go-cpu-ms/batch")
+	if redistest.Real() {
+		// The server's own CPU time: a single-threaded Redis can do no
+		// more than one second of it per second, whatever the writers do.
+		b.ReportMetric(float64(redisCPU(b, r)-cpu0)/float64(time.Millisecond)/float64(b.N), "redis-cpu-ms/batch")
+	}
+}
+
+// selfCPU returns the CPU time this process has used, user and system:
+// the store's, the batch builders' and the runtime's (garbage collection).
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the CPU time the Redis server has used (INFO cpu, user
+// and system), zero on miniredis. The server is the whole machine's, so
+// the figure is only meaningful on a server the benchmark has to itself.
+func redisCPU(b *testing.B, r *redistest.Redis) time.Duration {
+	if !redistest.Real() {
+		return 0
+	}
+	info, err := r.Client.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for _, line := range strings.Split(info, "\n") {
+		name, val, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if name == "used_cpu_user" || name == "used_cpu_sys" {
+			secs, err := strconv.ParseFloat(val, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu: %s: %v", line, err)
+			}
+			total += time.Duration(secs * float64(time.Second))
+		}
+	}
+	return total
 }
 
 // benchBatch returns batch number i of a lane: size events, perEnv (1 or 4) for each
