@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -75,10 +74,7 @@ type Store struct {
 	// beforeWrite, when set (tests), runs between a batch's read and its
 	// write: where another writer or a flush can come in.
 	beforeWrite func()
-	// workers, when set (tests), overrides GOMAXPROCS as the most
-	// goroutines a batch's events are applied on.
-	workers int
-	scratch sync.Pool // of *scratch
+	scratch     sync.Pool // of *scratch
 }
 
 // New returns a Store for cfg.
@@ -315,11 +311,6 @@ type dedupWrite struct {
 	value   []byte
 }
 
-// eventsPerWorker is the least work worth a goroutine of its own when a
-// batch's events are applied: about 0.3 ms, a hundred times what starting
-// and joining one costs.
-const eventsPerWorker = 64
-
 // scratch is a batch's working memory, kept for the next batch (through
 // Store.scratch, a sync.Pool) rather than allocated each time: for a batch
 // of 500 it is about 250 kB, most of it slices big enough to be allocated
@@ -351,10 +342,9 @@ func resize[T any](s []T, n int) []T {
 // plan reads the batch's envelopes and dedup records (one round trip: an
 // MGET of each) and applies the events in memory.
 //
-// Applying is CPU work (decoding, the state machine, hashing, encoding)
-// while Redis waits, so it is spread over up to GOMAXPROCS goroutines, each
-// taking whole envelopes: an envelope's events stay in order on one
-// goroutine, and no two goroutines share an envelope.
+// (Applying them on several goroutines, each taking whole envelopes, was
+// measured and dropped: it cost more CPU time per batch than it saved
+// waiting, one writer or two.)
 func (s *Store) plan(ctx context.Context, tx *redis.Tx, sc *scratch, in []Input) ([]Result, *writePlan, error) {
 	ids := resize(sc.ids, len(in))
 	envOf := resize(sc.envOf, len(in))
@@ -453,37 +443,7 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, sc *scratch, in []Input)
 		w.dedups, dedups = dedups[:0:w.n], dedups[w.n:]
 	}
 
-	// Split the envelopes into contiguous runs of about equal work and
-	// apply each run on a goroutine of its own.
-	workers := s.workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, 1+(apply+len(storedAt))/eventsPerWorker)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	lo, done := 0, 0
-	for k := range workers {
-		hi := lo
-		for goal := (apply * (k + 1)) / workers; hi < len(envs) && (done < goal || k == workers-1); hi++ {
-			for i := envs[hi].first; i >= 0; i = next[i] {
-				done++
-			}
-		}
-		run, reruns := envs[lo:hi], storedAt[len(storedAt)*k/workers:len(storedAt)*(k+1)/workers]
-		lo = hi
-		work := func() {
-			errs[k] = s.applyRun(run, reruns, in, ids, dedupKeys, stored, next, res, now)
-		}
-		if k == workers-1 {
-			work()
-			continue
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); work() }()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := s.applyAll(envs, storedAt, in, ids, dedupKeys, stored, next, res, now); err != nil {
 		return nil, nil, err
 	}
 
@@ -501,11 +461,10 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, sc *scratch, in []Input)
 	return res, plan, nil
 }
 
-// applyRun applies the events of one run of a batch's envelopes and
-// encodes each changed envelope's value, and reads the dedup records of
-// the inputs at storedAt. It writes only res entries and envelopes that no
-// other run touches.
-func (s *Store) applyRun(run []*working, storedAt []int, in []Input, ids, dedupKeys []string, stored []any, next []int, res []Result, now time.Time) error {
+// applyAll applies the events of a batch's envelopes, in order for each,
+// and encodes each changed envelope's value, and reads the dedup records of
+// the inputs at storedAt.
+func (s *Store) applyAll(envs []*working, storedAt []int, in []Input, ids, dedupKeys []string, stored []any, next []int, res []Result, now time.Time) error {
 	for _, i := range storedAt {
 		var err error
 		if res[i], err = s.stored(stored[i].(string), in[i].From); err != nil {
@@ -513,8 +472,8 @@ func (s *Store) applyRun(run []*working, storedAt []int, in []Input, ids, dedupK
 		}
 	}
 	enc := s.codec.encoder()
-	var ch schemas.EnvelopeStatusChanged // encoded at once, so one serves the run
-	for _, w := range run {
+	var ch schemas.EnvelopeStatusChanged // encoded at once, so one serves them all
+	for _, w := range envs {
 		if w.first < 0 {
 			continue
 		}

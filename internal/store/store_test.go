@@ -530,11 +530,11 @@ func TestDedupExpiryReadsOlderEntries(t *testing.T) {
 	}
 }
 
-// A batch big enough to be applied on several goroutines gives, input by
-// input, the results and the stored state that applying its events one
-// batch at a time gives: replays and duplicates of records stored before,
-// an event id repeated within the batch (on another envelope, too), and
-// envelopes whose events are spread over the whole batch.
+// A big batch gives, input by input, the results and the stored state that
+// applying its events one batch at a time gives (on a store whose working
+// memory is reused from batch to batch): replays and duplicates of records
+// stored before, an event id repeated within the batch (on another
+// envelope, too), and envelopes whose events are spread over the batch.
 func TestBigBatchMatchesOneAtATime(t *testing.T) {
 	ctx := context.Background()
 	statuses := []schemas.Status{schemas.StatusCreated, schemas.StatusSent, schemas.StatusDelivered, schemas.StatusViewed, schemas.StatusCompleted, schemas.StatusDeclined}
@@ -554,44 +554,39 @@ func TestBigBatchMatchesOneAtATime(t *testing.T) {
 	batch[700].Event.EventID = batch[300].Event.EventID // the same id on another envelope
 	batch[701].Event = batch[400].Event                 // the same event twice
 
-	for _, workers := range []int{1, 2, 3, 7} {
-		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
-			whole, _ := newStore(t)
-			whole.SetWorkers(workers)
-			single, _ := newStore(t)
-			for _, s := range []*store.Store{whole, single} {
-				if _, _, err := s.Apply(ctx, earlier); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, _, err := whole.Apply(ctx, batch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range batch {
-				want, _, err := single.Apply(ctx, batch[i:i+1])
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got[i].Kind != want[0].Kind || !bytes.Equal(got[i].Body, want[0].Body) {
-					t.Fatalf("input %d: %v %+v, one at a time %v %+v", i, got[i].Kind, change(t, whole, got[i]), want[0].Kind, change(t, single, want[0]))
-				}
-			}
-			count := map[store.Kind]int{}
-			for _, r := range got {
-				count[r.Kind]++
-			}
-			if count[store.Replay] != 100 || count[store.Duplicate] != 5 {
-				t.Fatalf("kinds %v, want 100 replays and 5 duplicates", count)
-			}
-			for e := range 150 {
-				id := fmt.Sprintf("e%d", e)
-				a, okA, errA := whole.Envelope(ctx, id)
-				b, okB, errB := single.Envelope(ctx, id)
-				if errA != nil || errB != nil || okA != okB || !reflect.DeepEqual(a, b) {
-					t.Fatalf("%s: %+v (%v %v), one at a time %+v (%v %v)", id, a.State, okA, errA, b.State, okB, errB)
-				}
-			}
-		})
+	whole, _ := newStore(t)
+	single, _ := newStore(t)
+	for _, s := range []*store.Store{whole, single} {
+		if _, _, err := s.Apply(ctx, earlier); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := whole.Apply(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range batch {
+		want, _, err := single.Apply(ctx, batch[i:i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i].Kind != want[0].Kind || !bytes.Equal(got[i].Body, want[0].Body) {
+			t.Fatalf("input %d: %v %+v, one at a time %v %+v", i, got[i].Kind, change(t, whole, got[i]), want[0].Kind, change(t, single, want[0]))
+		}
+	}
+	count := map[store.Kind]int{}
+	for _, r := range got {
+		count[r.Kind]++
+	}
+	if count[store.Replay] != 100 || count[store.Duplicate] != 5 {
+		t.Fatalf("kinds %v, want 100 replays and 5 duplicates", count)
+	}
+	for e := range 150 {
+		id := fmt.Sprintf("e%d", e)
+		a, okA, errA := whole.Envelope(ctx, id)
+		b, okB, errB := single.Envelope(ctx, id)
+		if errA != nil || errB != nil || okA != okB || !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s: %+v (%v %v), one at a time %+v (%v %v)", id, a.State, okA, errA, b.State, okB, errB)
+		}
 	}
 }
