@@ -20,15 +20,24 @@ var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 
 func newStore(t testing.TB) (*store.Store, *redistest.Redis) {
 	t.Helper()
+	s, r, _ := clockedStore(t, 0)
+	return s, r
+}
+
+// clockedStore returns a store whose dedup records live for ttl (0: the
+// default) and whose clock reads *now, t0 to begin with.
+func clockedStore(t testing.TB, ttl time.Duration) (*store.Store, *redistest.Redis, *time.Time) {
+	t.Helper()
 	r := redistest.New(t)
-	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, Now: func() time.Time { return t0 }})
+	now := t0
+	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: ttl, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetMarker(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return s, r
+	return s, r, &now
 }
 
 func ev(env, id string, st schemas.Status) schemas.EnvelopeEvent {
@@ -132,19 +141,11 @@ func TestApplyReplayDuplicate(t *testing.T) {
 // before, and an event whose record is gone is applied again without
 // changing the status a second time.
 func TestDedupRecordsExpire(t *testing.T) {
-	r := redistest.New(t)
-	now := t0
-	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: 90 * time.Minute, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, r, now := clockedStore(t, 90 * time.Minute)
 	ctx := context.Background()
-	if err := s.SetMarker(ctx); err != nil {
-		t.Fatal(err)
-	}
 	apply := func(at time.Duration, offset int64, e schemas.EnvelopeEvent) store.Result {
 		t.Helper()
-		now = t0.Add(at)
+		*now = t0.Add(at)
 		res, _, err := s.Apply(ctx, inputs("events", offset, e))
 		if err != nil {
 			t.Fatal(err)
@@ -442,16 +443,8 @@ func TestDedupExpiryKeepsPace(t *testing.T) {
 		{"one big batch", 1, 600, []int64{2 + 1, 1 + 2, 3}, "old-256"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := redistest.New(t)
-			now := t0
-			s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: time.Hour, Now: func() time.Time { return now }})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, r, now := clockedStore(t, time.Hour)
 			ctx := context.Background()
-			if err := s.SetMarker(ctx); err != nil {
-				t.Fatal(err)
-			}
 			for b := range tc.batches {
 				var old []schemas.EnvelopeEvent
 				for i := b * tc.size; i < (b+1)*tc.size; i++ {
@@ -473,7 +466,7 @@ func TestDedupExpiryKeepsPace(t *testing.T) {
 				}
 				return n
 			}
-			now = t0.Add(time.Hour + time.Millisecond)
+			*now = t0.Add(time.Hour + time.Millisecond)
 			last := fmt.Sprintf("old-%d", tc.batches*tc.size-1)
 			for i, want := range tc.want {
 				if _, _, err := s.Apply(ctx, inputs("events", int64(1000+i), ev("new", fmt.Sprintf("new-%d", i), schemas.StatusSent))); err != nil {
@@ -497,16 +490,8 @@ func TestDedupExpiryKeepsPace(t *testing.T) {
 // Log entries of the older layout, one "<unix ms> <id>" per record, still
 // expire, as do ids holding the new layout's separators.
 func TestDedupExpiryReadsOlderEntries(t *testing.T) {
-	r := redistest.New(t)
-	now := t0
-	s, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix, DedupTTL: time.Hour, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, r, now := clockedStore(t, time.Hour)
 	ctx := context.Background()
-	if err := s.SetMarker(ctx); err != nil {
-		t.Fatal(err)
-	}
 	id := "an id: with spaces"
 	if err := r.Client.Set(ctx, r.Prefix+"dedup:"+id, "x", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -518,7 +503,7 @@ func TestDedupExpiryReadsOlderEntries(t *testing.T) {
 	if _, _, err := s.Apply(ctx, inputs("events", 0, ev("b", odd, schemas.StatusSent), ev("b", "b2", schemas.StatusDelivered))); err != nil {
 		t.Fatal(err)
 	}
-	now = t0.Add(time.Hour + time.Millisecond)
+	*now = t0.Add(time.Hour + time.Millisecond)
 	if _, _, err := s.Apply(ctx, inputs("events", 2, ev("a", "a1", schemas.StatusSent))); err != nil {
 		t.Fatal(err)
 	}
