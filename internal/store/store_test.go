@@ -141,7 +141,7 @@ func TestApplyReplayDuplicate(t *testing.T) {
 // before, and an event whose record is gone is applied again without
 // changing the status a second time.
 func TestDedupRecordsExpire(t *testing.T) {
-	s, r, now := clockedStore(t, 90 * time.Minute)
+	s, r, now := clockedStore(t, 90*time.Minute)
 	ctx := context.Background()
 	apply := func(at time.Duration, offset int64, e schemas.EnvelopeEvent) store.Result {
 		t.Helper()
