@@ -70,10 +70,9 @@ func (c *blobCodec) decode(s avro.Schema, b []byte, v any) error {
 	return nil
 }
 
-func (c *blobCodec) decodeEnvelope(b []byte) (envelope.Envelope, error) {
-	var e envelope.Envelope
-	err := c.decode(c.env, b, &e)
-	return e, err
+// decodeEnvelope decodes a stored envelope into *e, which it expects zero.
+func (c *blobCodec) decodeEnvelope(b []byte, e *envelope.Envelope) error {
+	return c.decode(c.env, b, e)
 }
 
 func (c *blobCodec) decodeChange(b []byte) (*schemas.EnvelopeStatusChanged, error) {

@@ -53,10 +53,7 @@ func (s *Store) Restore(ctx context.Context, states []schemas.EnvelopeState) err
 	}
 	var stats Stats
 	err := s.optimistic(ctx, &stats, func(tx *redis.Tx) (*writePlan, error) {
-		keys := make([]string, len(ids))
-		for i, id := range ids {
-			keys[i] = s.envKey(id)
-		}
+		keys := keysOf(ids, s.envKey)
 		pipe := watched(ctx, tx, keys)
 		vals := pipe.MGet(ctx, keys...)
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -68,12 +65,12 @@ func (s *Store) Restore(ctx context.Context, states []schemas.EnvelopeState) err
 		}
 		plan := &writePlan{reqs: map[string]string{}}
 		enc := s.codec.encoder()
-		for _, id := range ids {
+		for i, id := range ids {
 			st := latest[id]
 			if e, ok := cur[id]; ok && e.Rev() >= st.AuditSeq {
 				continue
 			}
-			w := &working{id: id, key: s.envKey(id), env: envelope.Envelope{State: st}}
+			w := &working{id: id, key: keys[i], env: envelope.Envelope{State: st}}
 			var err error
 			if w.value, err = enc.envelope(&w.env); err != nil {
 				return nil, err
@@ -108,11 +105,7 @@ func (s *Store) EnvelopesForRequests(ctx context.Context, requestIDs []string) (
 	if len(requestIDs) == 0 {
 		return out, nil
 	}
-	keys := make([]string, len(requestIDs))
-	for i, id := range requestIDs {
-		keys[i] = s.reqKey(id)
-	}
-	vals, err := s.cfg.Client.MGet(ctx, keys...).Result()
+	vals, err := s.cfg.Client.MGet(ctx, keysOf(requestIDs, s.reqKey)...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("store: requests: %w", err)
 	}
@@ -162,11 +155,7 @@ func (s *Store) Envelopes(ctx context.Context, ids []string) (map[string]envelop
 	if len(ids) == 0 {
 		return envs, nil
 	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = s.envKey(id)
-	}
-	vals, err := s.cfg.Client.MGet(ctx, keys...).Result()
+	vals, err := s.cfg.Client.MGet(ctx, keysOf(ids, s.envKey)...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("store: read envelopes: %w", err)
 	}
@@ -180,8 +169,8 @@ func (s *Store) decodeEnvelopes(ids []string, vals []any, envs map[string]envelo
 		if !ok {
 			continue
 		}
-		e, err := s.codec.decodeEnvelope([]byte(b))
-		if err != nil {
+		var e envelope.Envelope
+		if err := s.codec.decodeEnvelope([]byte(b), &e); err != nil {
 			return fmt.Errorf("store: envelope %s: %w", ids[i], err)
 		}
 		envs[ids[i]] = e

@@ -103,10 +103,19 @@ func New(cfg Config) (*Store, error) {
 
 func (s *Store) envKey(id string) string   { return s.cfg.Prefix + "env:" + id }
 func (s *Store) dedupKey(id string) string { return s.cfg.Prefix + "dedup:" + id }
-func (s *Store) reqKey(id string) string   { return s.cfg.Prefix + "req:" + id }
-func (s *Store) activeKey() string         { return s.cfg.Prefix + "active" }
-func (s *Store) dedupLogKey() string       { return s.cfg.Prefix + "dedup-log" }
-func (s *Store) markerKey() string         { return s.cfg.Prefix + "marker" }
+
+// keysOf returns key(id) for each of ids.
+func keysOf(ids []string, key func(string) string) []string {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = key(id)
+	}
+	return keys
+}
+func (s *Store) reqKey(id string) string { return s.cfg.Prefix + "req:" + id }
+func (s *Store) activeKey() string       { return s.cfg.Prefix + "active" }
+func (s *Store) dedupLogKey() string     { return s.cfg.Prefix + "dedup-log" }
+func (s *Store) markerKey() string       { return s.cfg.Prefix + "marker" }
 
 // Coord is a Kafka record's coordinates.
 type Coord struct {
@@ -478,7 +487,7 @@ func (s *Store) applyAll(envs []*working, storedAt []int, in []Input, ids, dedup
 			continue
 		}
 		if raw, ok := w.raw.(string); ok {
-			if err := s.codec.decode(s.codec.env, []byte(raw), &w.env); err != nil {
+			if err := s.codec.decodeEnvelope([]byte(raw), &w.env); err != nil {
 				return fmt.Errorf("store: envelope %s: %w", w.id, err)
 			}
 		}
@@ -593,16 +602,19 @@ type logEntries struct {
 	entries []any
 	cur     []byte
 	n       int // ids in cur
+	left    int // ids still to come
 }
 
 func newLogEntries(now time.Time, ids int) *logEntries {
-	return &logEntries{stamp: strconv.FormatInt(now.UnixMilli(), 10) + "\t", entries: make([]any, 0, (ids+logEntryIDs-1)/logEntryIDs)}
+	return &logEntries{stamp: strconv.FormatInt(now.UnixMilli(), 10) + "\t", entries: make([]any, 0, (ids+logEntryIDs-1)/logEntryIDs), left: ids}
 }
 
 func (l *logEntries) add(id string) {
 	if l.cur == nil {
-		l.cur = append(make([]byte, 0, len(l.stamp)+logEntryIDs*40), l.stamp...)
+		// Room for the entry's ids at 40 bytes each, a guess.
+		l.cur = append(make([]byte, 0, len(l.stamp)+min(l.left, logEntryIDs)*40), l.stamp...)
 	}
+	l.left--
 	l.cur = strconv.AppendInt(l.cur, int64(len(id)), 10)
 	l.cur = append(append(l.cur, ':'), id...)
 	if l.n++; l.n == logEntryIDs {
