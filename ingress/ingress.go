@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/compression"
 	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -72,6 +73,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(time.Minute),
 		kgo.WithLogger(kafkalog.New(in.log)),
+		compression.DefaultOpt(),
 	}, in.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("ingress: kafka producer: %w", err)

@@ -21,11 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/kafkatest"
 	"github.com/esignflow/esignflow/internal/redistest"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -46,7 +46,7 @@ var (
 type testIngress struct {
 	*Ingress
 	url     string
-	cluster *kfake.Cluster
+	kafka   *fakes.Kafka
 	brokers []string
 	codec   *schemas.Codec
 	redis   *redistest.Redis
@@ -54,14 +54,14 @@ type testIngress struct {
 
 func start(t *testing.T, mutate func(*Config)) *testIngress {
 	t.Helper()
-	c, codec := fakes.T(t, 2)
+	k, codec := fakes.T(t, 2)
 	r := redistest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		Listener: ln, Brokers: c.ListenAddrs(), Codec: codec, Redis: r.Client, KeyPrefix: r.Prefix,
+		Listener: ln, Brokers: k.Brokers, Codec: codec, Redis: r.Client, KeyPrefix: r.Prefix,
 		Secrets: staticKeys{"sim": {simKeyOld, simKey}, "standard": {simKey}, "docusign": {[]byte(dsKey)}, "dropboxsign": {[]byte(dbxKey)}},
 		Now:     func() time.Time { return now }, PublishTimeout: 500 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -74,7 +74,7 @@ func start(t *testing.T, mutate func(*Config)) *testIngress {
 		t.Fatal(err)
 	}
 	fakes.Start(t, in)
-	return &testIngress{Ingress: in, url: "http://" + in.Addr(), cluster: c, brokers: c.ListenAddrs(), codec: codec, redis: r}
+	return &testIngress{Ingress: in, url: "http://" + in.Addr(), kafka: k, brokers: k.Brokers, codec: codec, redis: r}
 }
 
 // sign computes a Standard Webhooks signature with the test's own HMAC.
@@ -176,7 +176,7 @@ func TestStandardWebhookAnswers(t *testing.T) {
 			accepted++
 		}
 	}
-	recs := ti.records(t, schemas.TopicEvents)
+	recs := ti.records(t, ti.codec.Topics().Events)
 	if len(recs) != accepted {
 		t.Fatalf("%d events published for %d accepted webhooks", len(recs), accepted)
 	}
@@ -206,7 +206,7 @@ func TestDocuSignConnectCompleted(t *testing.T) {
 	if resp, _ := post(t, ti.url+"/webhooks/docusign", http.Header{"X-Docusign-Signature-1": {"AAAA" + sig[4:]}}, body); resp.StatusCode != 401 {
 		t.Fatalf("bad signature: %d", resp.StatusCode)
 	}
-	recs := ti.records(t, schemas.TopicEvents)
+	recs := ti.records(t, ti.codec.Topics().Events)
 	if len(recs) != 1 {
 		t.Fatalf("%d events", len(recs))
 	}
@@ -239,7 +239,7 @@ func TestDropboxSignAllSigned(t *testing.T) {
 	if resp, _ := post(t, ti.url+"/webhooks/dropboxsign", http.Header{"Content-Type": {"application/json"}}, []byte(`{"event":`)); resp.StatusCode != 400 {
 		t.Fatalf("malformed: %d", resp.StatusCode)
 	}
-	recs := ti.records(t, schemas.TopicEvents)
+	recs := ti.records(t, ti.codec.Topics().Events)
 	if len(recs) != 1 {
 		t.Fatalf("%d events, want 1 (callback_test publishes nothing)", len(recs))
 	}
@@ -259,7 +259,7 @@ func TestAuthenticButUnparseableIsDeadLettered(t *testing.T) {
 	if resp, text := post(t, ti.url+"/webhooks/sim", h, body); resp.StatusCode != 202 {
 		t.Fatalf("%d %s", resp.StatusCode, text)
 	}
-	dls := ti.records(t, schemas.TopicDLQ)
+	dls := ti.records(t, ti.codec.Topics().DLQ)
 	if len(dls) != 1 {
 		t.Fatalf("%d dead letters", len(dls))
 	}
@@ -273,18 +273,47 @@ func TestAuthenticButUnparseableIsDeadLettered(t *testing.T) {
 }
 
 // With the broker refusing produce, a webhook is answered 503 with
-// Retry-After; once the broker is back the provider's retry lands.
+// Retry-After; once the broker is back the provider's retry lands. On kfake
+// the broker refuses every produce; with a real broker the test runs its
+// own Apache Kafka process (not the shared one, which other tests use) and
+// freezes it with SIGSTOP: a broker that hangs, the harder case, since
+// nothing answers at all.
 func TestBrokerDownThenBack(t *testing.T) {
-	ti := start(t, nil)
-	var down atomic.Bool
-	down.Store(true)
-	ti.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		ti.cluster.KeepControl()
-		if down.Load() {
-			return nil, errors.New("broker down"), true
+	var ti *testIngress
+	var back func()
+	if fakes.Real() {
+		b := kafkatest.Start(t)
+		ti = start(t, func(c *Config) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := fakes.EnsureTopics(ctx, b.Brokers(), c.Codec.Topics(), 2); err != nil {
+				t.Fatal(err)
+			}
+			c.Brokers = b.Brokers()
+		})
+		ti.brokers = b.Brokers()
+		if err := b.Pause(); err != nil {
+			t.Fatal(err)
 		}
-		return nil, nil, false
-	})
+		t.Cleanup(func() { _ = b.Resume() })
+		back = func() {
+			if err := b.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else {
+		ti = start(t, nil)
+		var down atomic.Bool
+		down.Store(true)
+		ti.kafka.Fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+			ti.kafka.Fake.KeepControl()
+			if down.Load() {
+				return nil, errors.New("broker down"), true
+			}
+			return nil, nil, false
+		})
+		back = func() { down.Store(false) }
+	}
 	ts := now.Unix()
 	body := simBody("evt_2", "env-2", "completed")
 	h := http.Header{"Webhook-Id": {"evt_2"}, "Webhook-Timestamp": {strconv.FormatInt(ts, 10)}, "Webhook-Signature": {sign(simKey, "evt_2", ts, body)}}
@@ -292,7 +321,7 @@ func TestBrokerDownThenBack(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("broker down: %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	down.Store(false)
+	back()
 	// The provider retries, honouring Retry-After (shortened here), until
 	// it gets a 2xx.
 	for attempt := 1; ; attempt++ {
@@ -306,7 +335,7 @@ func TestBrokerDownThenBack(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	found := 0
-	for _, r := range ti.records(t, schemas.TopicEvents) {
+	for _, r := range ti.records(t, ti.codec.Topics().Events) {
 		var ev schemas.EnvelopeEvent
 		if err := ti.codec.Decode(context.Background(), r.Value, &ev); err == nil && ev.EventID == "evt_2" {
 			found++
@@ -424,7 +453,7 @@ func TestSigningRequestIdempotency(t *testing.T) {
 	if resp, _ := send("k3", valid); resp.StatusCode != 202 {
 		t.Fatalf("a corrected body may reuse the key of a refused one: %d", resp.StatusCode)
 	}
-	recs := ti.records(t, schemas.TopicRequests)
+	recs := ti.records(t, ti.codec.Topics().Requests)
 	if len(recs) != 2 {
 		t.Fatalf("%d requests published, want 2 (k1 once, k3)", len(recs))
 	}

@@ -79,7 +79,7 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request) {
 		in.problem(w, r, ep, http.StatusInternalServerError, "encode request", nil)
 		return
 	}
-	if err := in.publish(ctx, &kgo.Record{Topic: schemas.TopicRequests, Key: []byte(req.RequestID), Value: val}); err != nil {
+	if err := in.publish(ctx, &kgo.Record{Topic: in.cfg.Codec.Topics().Requests, Key: []byte(req.RequestID), Value: val}); err != nil {
 		release()
 		in.unavailable(w, r, ep, err)
 		return

@@ -144,7 +144,7 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 			in.problem(w, r, name, http.StatusInternalServerError, "encode event", nil)
 			return
 		}
-		recs = append(recs, &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.EnvelopeID), Value: val})
+		recs = append(recs, &kgo.Record{Topic: in.cfg.Codec.Topics().Events, Key: []byte(ev.EnvelopeID), Value: val})
 	}
 	if err := in.publish(r.Context(), recs...); err != nil {
 		in.unavailable(w, r, name, err)
@@ -174,7 +174,7 @@ func (in *Ingress) unavailable(w http.ResponseWriter, r *http.Request, endpoint 
 // body and headers, to the DLQ. Its coordinates are -1: it never was a
 // Kafka record.
 func (in *Ingress) deadLetterWebhook(r *http.Request, name string, body []byte, cause error) error {
-	dl := schemas.DeadLetter{Topic: schemas.TopicEvents, Partition: -1, Offset: -1, Value: body,
+	dl := schemas.DeadLetter{Topic: in.cfg.Codec.Topics().Events, Partition: -1, Offset: -1, Value: body,
 		Error: cause.Error(), Component: "ingress/" + name, FailedAt: in.cfg.Now(), Headers: []schemas.Header{}}
 	for k, vs := range r.Header {
 		for _, v := range vs {
@@ -185,7 +185,7 @@ func (in *Ingress) deadLetterWebhook(r *http.Request, name string, body []byte, 
 	if err != nil {
 		return err
 	}
-	return in.publish(r.Context(), &kgo.Record{Topic: schemas.TopicDLQ, Value: val})
+	return in.publish(r.Context(), &kgo.Record{Topic: in.cfg.Codec.Topics().DLQ, Value: val})
 }
 
 // reason is a short label for a verification failure.

@@ -21,7 +21,7 @@ import (
 // each partition's chunks in order: an envelope's events all come from one
 // partition, so they are applied and emitted in the order consumed.
 func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
-	p.m.recordsIn.WithLabelValues(schemas.TopicEvents).Add(float64(len(recs)))
+	p.m.recordsIn.WithLabelValues(p.cfg.Codec.Topics().Events).Add(float64(len(recs)))
 	parts := byPartition(recs)
 	work, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -146,11 +146,11 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 			}
 			continue
 		}
-		val, err := p.cfg.Codec.Wrap(schemas.TopicStatus, res.Body)
+		val, err := p.cfg.Codec.Wrap(p.cfg.Codec.Topics().Status, res.Body)
 		if err != nil {
 			return fmt.Errorf("encode status of %s: %w", inputs[i].Event.EnvelopeID, err)
 		}
-		emit(&kgo.Record{Topic: schemas.TopicStatus, Key: []byte(inputs[i].Event.EnvelopeID), Value: val})
+		emit(&kgo.Record{Topic: p.cfg.Codec.Topics().Status, Key: []byte(inputs[i].Event.EnvelopeID), Value: val})
 	}
 	return nil
 }
@@ -194,5 +194,5 @@ func (p *Processor) deadLetter(r *kgo.Record, cause error) (*kgo.Record, error) 
 	if err != nil {
 		return nil, fmt.Errorf("encode dead letter: %w", err)
 	}
-	return &kgo.Record{Topic: schemas.TopicDLQ, Key: r.Key, Value: val}, nil
+	return &kgo.Record{Topic: p.cfg.Codec.Topics().DLQ, Key: r.Key, Value: val}, nil
 }

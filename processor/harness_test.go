@@ -25,9 +25,11 @@ import (
 	"github.com/esignflow/esignflow/schemas"
 )
 
-// harness is one test's system: kfake, srfake, a Redis and the codec.
+// harness is one test's system: its Kafka (kfake, or its own topics and
+// groups on the real broker), srfake, a Redis and the codec.
 type harness struct {
 	t       *testing.T
+	kafka   *fakes.Kafka
 	brokers []string
 	codec   *schemas.Codec
 	redis   *redistest.Redis
@@ -44,13 +46,13 @@ func quietLogger() *slog.Logger {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	c, codec := fakes.T(t, 4)
+	k, codec := fakes.T(t, 4)
 	r := redistest.New(t)
 	st, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, brokers: c.ListenAddrs(), codec: codec, redis: r, store: st}
+	h := &harness{t: t, kafka: k, brokers: k.Brokers, codec: codec, redis: r, store: st}
 	h.prod, err = kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +63,7 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) config(instance string) processor.Config {
 	return processor.Config{
-		Brokers: h.brokers, Codec: h.codec, Store: h.store, InstanceID: instance,
+		Brokers: h.brokers, Codec: h.codec, Store: h.store, InstanceID: instance, Group: h.kafka.Group("esignflow-processor"),
 		Providers: map[string]processor.Creator{"sim": refuseAll{}},
 		MaxBatch:  25, Topics: topics.Config{Partitions: 4}, Logger: quietLogger(),
 		RetryMax:  200 * time.Millisecond,
@@ -115,7 +117,7 @@ func (h *harness) eventRecord(ev schemas.EnvelopeEvent) *kgo.Record {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.EnvelopeID), Value: b}
+	return &kgo.Record{Topic: h.codec.Topics().Events, Key: []byte(ev.EnvelopeID), Value: b}
 }
 
 // statusReader follows the status topic read_committed, as a downstream
@@ -128,7 +130,7 @@ type statusReader struct {
 
 func (h *harness) readStatus() *statusReader {
 	h.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(schemas.TopicStatus),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(h.codec.Topics().Status),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
 		h.t.Fatal(err)
@@ -295,13 +297,13 @@ func (h *harness) waitConsumed(n int64, d time.Duration) {
 	h.t.Helper()
 	adm := kadm.NewClient(h.prod)
 	waitFor(h.t, d, fmt.Sprintf("%d events consumed", n), func() bool {
-		offs, err := adm.FetchOffsets(context.Background(), "esignflow-processor-events")
+		offs, err := adm.FetchOffsets(context.Background(), h.kafka.Group("esignflow-processor-events"))
 		if err != nil {
 			return false
 		}
 		var at int64
 		offs.Each(func(o kadm.OffsetResponse) {
-			if o.Topic == schemas.TopicEvents && o.Err == nil {
+			if o.Topic == h.codec.Topics().Events && o.Err == nil {
 				at += o.At
 			}
 		})

@@ -31,7 +31,6 @@ import (
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/internal/txloop"
-	"github.com/esignflow/esignflow/schemas"
 )
 
 // Processor runs the requests and events sessions. Create it with New and
@@ -71,7 +70,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("processor: kafka client: %w", err)
 	}
-	err = topics.Ensure(ctx, admin, p.cfg.Topics)
+	tc := p.cfg.Topics
+	tc.Names = p.cfg.Codec.Topics()
+	err = topics.Ensure(ctx, admin, tc)
 	admin.Close()
 	if ctx.Err() != nil {
 		return nil // cancelled while starting: a clean exit
@@ -87,9 +88,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	requests := p.loop("requests", schemas.TopicRequests, p.handleRequests)
+	requests := p.loop("requests", p.cfg.Codec.Topics().Requests, p.handleRequests)
 	requests.MaxBatch = p.cfg.RequestBatch
-	loops := []txloop.Config{requests, p.loop("events", schemas.TopicEvents, p.handleEvents)}
+	loops := []txloop.Config{requests, p.loop("events", p.cfg.Codec.Topics().Events, p.handleEvents)}
 	errs := make(chan error, len(loops))
 	for _, l := range loops {
 		go func() {

@@ -231,8 +231,8 @@ func TestPoisonRecordGoesToDLQ(t *testing.T) {
 	wrongKey := h.eventRecord(good.events[1])
 	wrongKey.Key = []byte("someone-else")
 	poison := []*kgo.Record{
-		{Topic: schemas.TopicEvents, Key: []byte("env-000"), Value: []byte("not avro at all")},
-		{Topic: schemas.TopicEvents, Key: []byte("env-000"), Value: []byte{0, 0, 0, 0x7f, 0x7f, 1, 2}, Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}},
+		{Topic: h.codec.Topics().Events, Key: []byte("env-000"), Value: []byte("not avro at all")},
+		{Topic: h.codec.Topics().Events, Key: []byte("env-000"), Value: []byte{0, 0, 0, 0x7f, 0x7f, 1, 2}, Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}},
 		h.eventRecord(badProvider),
 		wrongKey,
 	}
@@ -242,7 +242,7 @@ func TestPoisonRecordGoesToDLQ(t *testing.T) {
 	}
 	waitFinal(t, sr, good, 60*time.Second)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(schemas.TopicDLQ),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(h.codec.Topics().DLQ),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +267,7 @@ func TestPoisonRecordGoesToDLQ(t *testing.T) {
 	wantErr := []string{"magic byte", "unknown schema id", "unknown provider", "is not the envelope id"}
 	for i, dl := range dls {
 		p := poison[i]
-		if string(dl.Value) != string(p.Value) || dl.Topic != schemas.TopicEvents || dl.Offset < 0 || !strings.Contains(dl.Error, wantErr[i]) {
+		if string(dl.Value) != string(p.Value) || dl.Topic != h.codec.Topics().Events || dl.Offset < 0 || !strings.Contains(dl.Error, wantErr[i]) {
 			t.Errorf("dead letter %d: %+v, want the original bytes and an error about %q", i, dl, wantErr[i])
 		}
 	}

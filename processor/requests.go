@@ -20,7 +20,7 @@ import (
 // A transient provider failure fails the batch (it is retried); a refusal
 // becomes a FAILED event.
 func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
-	p.m.recordsIn.WithLabelValues(schemas.TopicRequests).Add(float64(len(recs)))
+	p.m.recordsIn.WithLabelValues(p.cfg.Codec.Topics().Requests).Add(float64(len(recs)))
 	out := make([][]*kgo.Record, len(recs))
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, p.cfg.CreateConcurrency)
@@ -142,5 +142,5 @@ func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest) (
 	if err != nil {
 		return nil, fmt.Errorf("encode event for request %s: %w", req.RequestID, err)
 	}
-	return []*kgo.Record{{Topic: schemas.TopicEvents, Key: []byte(ev.EnvelopeID), Value: val}}, nil
+	return []*kgo.Record{{Topic: p.cfg.Codec.Topics().Events, Key: []byte(ev.EnvelopeID), Value: val}}, nil
 }

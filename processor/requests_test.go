@@ -26,7 +26,7 @@ func (h *harness) requestRecord(req schemas.SigningRequest) *kgo.Record {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return &kgo.Record{Topic: schemas.TopicRequests, Key: []byte(req.RequestID), Value: b}
+	return &kgo.Record{Topic: h.codec.Topics().Requests, Key: []byte(req.RequestID), Value: b}
 }
 
 func signingRequest(id string) schemas.SigningRequest {

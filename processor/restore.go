@@ -40,7 +40,7 @@ func (p *Processor) restore(ctx context.Context) error {
 	latest := map[string]schemas.EnvelopeState{}
 	var read int64
 	lastLog := time.Now()
-	err := topicread.All(ctx, append(p.baseOpts(), p.cfg.KafkaOpts...), schemas.TopicStatus, func(r *kgo.Record) error {
+	err := topicread.All(ctx, append(p.baseOpts(), p.cfg.KafkaOpts...), p.cfg.Codec.Topics().Status, func(r *kgo.Record) error {
 		read++
 		if time.Since(lastLog) > 2*time.Second {
 			lastLog = time.Now()

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/compression"
 	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -166,6 +167,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	prod, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.WithLogger(kafkalog.New(r.log)),
+		compression.DefaultOpt(),
 	}, r.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("reconciler: kafka producer: %w", err)
@@ -323,7 +325,7 @@ func (r *Reconciler) record(ctx context.Context, ev schemas.EnvelopeEvent) *kgo.
 		r.log.Error("encode poll event", "err", err)
 		return nil
 	}
-	return &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(ev.EnvelopeID), Value: val}
+	return &kgo.Record{Topic: r.cfg.Codec.Topics().Events, Key: []byte(ev.EnvelopeID), Value: val}
 }
 
 func (r *Reconciler) publish(ctx context.Context, recs []*kgo.Record) error {

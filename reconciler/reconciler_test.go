@@ -26,6 +26,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
 	t.Helper()
 	cfg.Logger = quiet()
+	cfg.Brokers, cfg.Namespace = fakes.StackKafka(t)
 	st, err := stack.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func send(t *testing.T, st *stack.Stack, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicRequests, Key: []byte(req.RequestID), Value: b}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: st.Codec.Topics().Requests, Key: []byte(req.RequestID), Value: b}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +65,7 @@ func send(t *testing.T, st *stack.Stack, n int) {
 func statusStream(t *testing.T, st *stack.Stack) []schemas.EnvelopeStatusChanged {
 	t.Helper()
 	var out []schemas.EnvelopeStatusChanged
-	err := topicread.All(context.Background(), []kgo.Opt{kgo.SeedBrokers(st.Brokers...)}, schemas.TopicStatus, func(r *kgo.Record) error {
+	err := topicread.All(context.Background(), []kgo.Opt{kgo.SeedBrokers(st.Brokers...)}, st.Codec.Topics().Status, func(r *kgo.Record) error {
 		var ch schemas.EnvelopeStatusChanged
 		if err := st.Codec.Decode(context.Background(), r.Value, &ch); err != nil {
 			return err

@@ -50,28 +50,45 @@ type resolveKey struct {
 // for concurrent use.
 type Codec struct {
 	client *sr.Client
+	names  Names
 	byType map[reflect.Type]reader
 
 	mu       sync.RWMutex
 	resolved map[resolveKey]avro.Schema // writer id + reader type → schema to decode with
 }
 
+// Option configures a Codec.
+type Option func(*Codec)
+
+// WithNames binds the codec to an installation's topic names (default:
+// DefaultNames); its subjects follow them.
+func WithNames(n Names) Option { return func(c *Codec) { c.names = n.OrDefault() } }
+
 // NewCodec registers every esignflow schema under "<topic>-value" with
 // BACKWARD compatibility and returns a Codec that encodes with the
 // registered ids. Registering a schema the registry already has is a
 // lookup, so every process may call it at start.
-func NewCodec(ctx context.Context, client *sr.Client) (*Codec, error) {
+//
+// The codec carries the installation's topic names (Topics): under the
+// topic-name strategy a topic's name decides its subject, so the names
+// and the schemas travel together to every component.
+func NewCodec(ctx context.Context, client *sr.Client, opts ...Option) (*Codec, error) {
 	c := &Codec{
 		client:   client,
+		names:    DefaultNames(),
 		byType:   make(map[reflect.Type]reader),
 		resolved: make(map[resolveKey]avro.Schema),
+	}
+	for _, o := range opts {
+		o(c)
 	}
 	for _, b := range bindings() {
 		schema, err := Parse(b.topic)
 		if err != nil {
 			return nil, err
 		}
-		subject := Subject(b.topic)
+		topic := c.names.Of(b.topic)
+		subject := Subject(topic)
 		for _, r := range client.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subject) {
 			if r.Err != nil {
 				return nil, fmt.Errorf("set BACKWARD compatibility on %s: %w: %w", subject, ErrRegistry, r.Err)
@@ -81,13 +98,17 @@ func NewCodec(ctx context.Context, client *sr.Client) (*Codec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("register %s: %w: %w", subject, ErrRegistry, err)
 		}
-		c.byType[b.typ] = reader{topic: b.topic, schema: schema, id: ss.ID}
+		c.byType[b.typ] = reader{topic: topic, schema: schema, id: ss.ID}
 		c.resolved[resolveKey{ss.ID, b.typ}] = schema
 	}
 	return c, nil
 }
 
-// ID returns the registered schema id of topic's current schema.
+// Topics are the topic names the codec is bound to.
+func (c *Codec) Topics() Names { return c.names }
+
+// ID returns the registered schema id of topic's current schema (topic as
+// named in Topics).
 func (c *Codec) ID(topic string) (int, error) {
 	for _, r := range c.byType {
 		if r.topic == topic {

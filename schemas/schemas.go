@@ -30,6 +30,55 @@ func Topics() []string {
 	return []string{TopicRequests, TopicEvents, TopicStatus, TopicFinalized, TopicDLQ}
 }
 
+// Names are the topic names one installation of esignflow uses: the
+// Topic constants, or each behind a prefix. A prefix lets several
+// installations share a cluster, and lets tests that share one real broker
+// keep out of each other's way. The topic-name strategy follows the names,
+// so a prefixed installation's subjects are prefixed too.
+type Names struct {
+	Requests, Events, Status, Finalized, DLQ string
+}
+
+// DefaultNames are the Topic constants.
+func DefaultNames() Names { return Prefixed("") }
+
+// Prefixed puts prefix before every default name.
+func Prefixed(prefix string) Names {
+	return Names{
+		Requests: prefix + TopicRequests, Events: prefix + TopicEvents, Status: prefix + TopicStatus,
+		Finalized: prefix + TopicFinalized, DLQ: prefix + TopicDLQ,
+	}
+}
+
+// All lists the names in data-flow order.
+func (n Names) All() []string { return []string{n.Requests, n.Events, n.Status, n.Finalized, n.DLQ} }
+
+// Of returns the name of the topic whose default name is topic (one of the
+// Topic constants), or topic itself when it is not one.
+func (n Names) Of(topic string) string {
+	switch topic {
+	case TopicRequests:
+		return n.Requests
+	case TopicEvents:
+		return n.Events
+	case TopicStatus:
+		return n.Status
+	case TopicFinalized:
+		return n.Finalized
+	case TopicDLQ:
+		return n.DLQ
+	}
+	return topic
+}
+
+// OrDefault is n, or DefaultNames when n is the zero value.
+func (n Names) OrDefault() Names {
+	if n == (Names{}) {
+		return DefaultNames()
+	}
+	return n
+}
+
 // Subject returns the Schema Registry subject of a topic's values.
 func Subject(topic string) string { return topic + "-value" }
 

@@ -132,7 +132,7 @@ func New(cfg Config) (*Sink, error) {
 // Run consumes esignflow.status.v1 until ctx ends.
 func (s *Sink) Run(ctx context.Context) error {
 	return txloop.Run(ctx, txloop.Config{
-		Name: "sink", Brokers: s.cfg.Brokers, Topic: schemas.TopicStatus, Group: s.cfg.Group,
+		Name: "sink", Brokers: s.cfg.Brokers, Topic: s.cfg.Codec.Topics().Status, Group: s.cfg.Group,
 		TransactionalID: s.cfg.Group + "-" + s.cfg.InstanceID, MaxBatch: 500, KafkaOpts: s.cfg.KafkaOpts,
 		Handler: s.handle, Logger: s.log,
 		Hooks: txloop.Hooks{
@@ -224,7 +224,7 @@ func (s *Sink) handle(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Re
 		if r == nil {
 			continue
 		}
-		if r.Topic == schemas.TopicFinalized {
+		if r.Topic == s.cfg.Codec.Topics().Finalized {
 			s.published = append(s.published, markers[i]) // not for dead letters
 		}
 		emit(r)
@@ -304,7 +304,7 @@ func (s *Sink) finalize(ctx context.Context, r *kgo.Record, ch schemas.EnvelopeS
 		return nil, err
 	}
 	s.m.finalized.WithLabelValues(string(m.Status)).Inc()
-	return &kgo.Record{Topic: schemas.TopicFinalized, Key: []byte(m.EnvelopeID), Value: val}, nil
+	return &kgo.Record{Topic: s.cfg.Codec.Topics().Finalized, Key: []byte(m.EnvelopeID), Value: val}, nil
 }
 
 var errGaveUp = errors.New("sink: every download attempt failed")
@@ -381,5 +381,5 @@ func (s *Sink) deadLetter(r *kgo.Record, cause error) (*kgo.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kgo.Record{Topic: schemas.TopicDLQ, Key: r.Key, Value: val}, nil
+	return &kgo.Record{Topic: s.cfg.Codec.Topics().DLQ, Key: r.Key, Value: val}, nil
 }

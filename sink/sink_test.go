@@ -60,6 +60,7 @@ func TestArchiveConformance(t *testing.T) {
 
 type harness struct {
 	t       *testing.T
+	kafka   *fakes.Kafka
 	brokers []string
 	codec   *schemas.Codec
 	sim     *sim.Simulator
@@ -70,8 +71,8 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	c, codec := fakes.T(t, 2)
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	k, codec := fakes.T(t, 2)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, brokers: c.ListenAddrs(), codec: codec, sim: s, client: cl, prod: prod, archive: sink.Dir{Root: t.TempDir()}}
+	return &harness{t: t, kafka: k, brokers: k.Brokers, codec: codec, sim: s, client: cl, prod: prod, archive: sink.Dir{Root: t.TempDir()}}
 }
 
 // finished creates an envelope at the simulator and waits until it is
@@ -121,7 +122,7 @@ func (h *harness) publish(ch schemas.EnvelopeStatusChanged) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if err := h.prod.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicStatus, Key: []byte(ch.EnvelopeID), Value: b}).FirstErr(); err != nil {
+	if err := h.prod.ProduceSync(context.Background(), &kgo.Record{Topic: h.codec.Topics().Status, Key: []byte(ch.EnvelopeID), Value: b}).FirstErr(); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -129,6 +130,7 @@ func (h *harness) publish(ch schemas.EnvelopeStatusChanged) {
 func (h *harness) start(cfg sink.Config) chan error {
 	h.t.Helper()
 	cfg.Brokers, cfg.Codec, cfg.Logger = h.brokers, h.codec, quiet()
+	cfg.Group = h.kafka.Group("esignflow-sink")
 	if cfg.Archive == nil {
 		cfg.Archive = h.archive
 	}
@@ -176,7 +178,7 @@ func (h *harness) read(topic string, n int) []*kgo.Record {
 func (h *harness) finalized(n int) []schemas.EnvelopeFinalized {
 	h.t.Helper()
 	var out []schemas.EnvelopeFinalized
-	for _, r := range h.read(schemas.TopicFinalized, n) {
+	for _, r := range h.read(h.codec.Topics().Finalized, n) {
 		var f schemas.EnvelopeFinalized
 		if err := h.codec.Decode(context.Background(), r.Value, &f); err != nil {
 			h.t.Fatal(err)
@@ -286,7 +288,7 @@ func TestDownloadsKeepFailingGoToDLQ(t *testing.T) {
 	ch := h.finished("req-d")
 	h.start(sink.Config{RetryBase: time.Millisecond, Attempts: 2})
 	var dl schemas.DeadLetter
-	if err := h.codec.Decode(context.Background(), h.read(schemas.TopicDLQ, 1)[0].Value, &dl); err != nil {
+	if err := h.codec.Decode(context.Background(), h.read(h.codec.Topics().DLQ, 1)[0].Value, &dl); err != nil {
 		t.Fatal(err)
 	}
 	if string(dl.Key) != ch.EnvelopeID || !strings.Contains(dl.Error, "SHA-256") || dl.Component != "sink" {

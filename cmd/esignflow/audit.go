@@ -58,7 +58,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(chain) == 0 {
-		return fmt.Errorf("no status change of envelope %s on %s", id, schemas.TopicStatus)
+		return fmt.Errorf("no status change of envelope %s on %s", id, codec.Topics().Status)
 	}
 	if sub == "export" {
 		enc := json.NewEncoder(e.stdout)
@@ -77,7 +77,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 func loadChain(ctx context.Context, opts []kgo.Opt, codec *schemas.Codec, id string) ([]schemas.AuditEntry, schemas.EnvelopeStatusChanged, error) {
 	var chain []schemas.AuditEntry
 	var last schemas.EnvelopeStatusChanged
-	err := topicread.All(ctx, opts, schemas.TopicStatus, func(r *kgo.Record) error {
+	err := topicread.All(ctx, opts, codec.Topics().Status, func(r *kgo.Record) error {
 		if string(r.Key) != id {
 			return nil
 		}

@@ -52,7 +52,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	conn := []string{"--brokers", st.Brokers[0], "--registry", st.RegistryURL()}
+	conn := []string{"--brokers", st.Brokers[0], "--registry", st.RegistryURL(), "--topic-prefix", st.Namespace()}
 	code, out := runCLI(append([]string{"audit", "verify", last.EnvelopeID, "--archive-dir", st.Archive.Root}, conn...)...)
 	if code != 0 || !strings.Contains(out, "OK: ") {
 		t.Fatalf("verify of an honest chain: exit %d\n%s", code, out)
@@ -77,7 +77,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: schemas.TopicStatus, Key: []byte(forged.EnvelopeID), Value: val}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: st.Codec.Topics().Status, Key: []byte(forged.EnvelopeID), Value: val}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	code, out = runCLI(append([]string{"audit", "verify", last.EnvelopeID}, conn...)...)

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/esignflow/esignflow/internal/bench"
+	"github.com/esignflow/esignflow/internal/compression"
 	"github.com/esignflow/esignflow/provider/sim"
 )
 
@@ -26,8 +29,33 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	return runBenchPipeline(ctx, e, args)
 }
 
+// benchKafka is the Kafka flags every benchmark shares: the same command
+// measures the in-process kfake broker or a real cluster.
+type benchKafka struct {
+	brokers     string
+	compression string
+}
+
+func registerBenchKafka(fs flagRegistrar) *benchKafka {
+	b := &benchKafka{}
+	fs.StringVar(&b.brokers, "brokers", "", "a real Kafka cluster's comma-separated `host:port` list (each run under a fresh topic and group prefix); in-process kfake when empty")
+	fs.StringVar(&b.compression, "kafka-compression", compression.Default, "record batch `compression`: "+compression.Names)
+	return b
+}
+
+// parse returns the seed brokers (nil for kfake) and the client options.
+func (b *benchKafka) parse() ([]string, []kgo.Opt, error) {
+	opt, err := compression.Opt(b.compression)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: --kafka-compression: %w", errUsage, err)
+	}
+	c := conn{brokers: b.brokers}
+	return c.brokerList(), []kgo.Opt{opt}, nil
+}
+
 func runBenchProcessor(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("bench processor", e, "Measure events/s through the processor, at least once and exactly once, on an in-process broker.")
+	fs := newFlagSet("bench processor", e, "Measure events/s through the processor, at least once and exactly once, on an in-process broker or --brokers.")
+	bk := registerBenchKafka(fs)
 	envelopes := fs.Int("envelopes", 10000, "envelopes, 8 events each")
 	redisURL := fs.String("redis-url", "", "real Redis `URL` (keys under a fresh prefix, removed after); in-process miniredis when empty")
 	batch := fs.Int("max-batch", 2000, "processor batch size")
@@ -40,8 +68,13 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 	if err := atLeastOne(intFlag{"rounds", *rounds}, intFlag{"partitions", *partitions}); err != nil {
 		return err
 	}
+	brokers, kopts, err := bk.parse()
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(e.stderr, "bench processor: %d envelopes (%d events) per run, %d runs per mode…\n", *envelopes, *envelopes*bench.EventsPerEnvelope, *rounds)
-	res, err := bench.Processor(ctx, bench.ProcessorConfig{Envelopes: *envelopes, RedisURL: *redisURL, MaxBatch: *batch, Rounds: *rounds, Partitions: int32(*partitions)})
+	res, err := bench.Processor(ctx, bench.ProcessorConfig{Envelopes: *envelopes, RedisURL: *redisURL, MaxBatch: *batch, Rounds: *rounds, Partitions: int32(*partitions),
+		Brokers: brokers, KafkaOpts: kopts})
 	if err != nil {
 		return err
 	}
@@ -57,6 +90,8 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 
 func runBenchIngress(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("bench ingress", e, "Drive signed webhooks over loopback at the real ingress and at a bare verify-only handler, and compare.")
+	bk := registerBenchKafka(fs)
+	redisURL := fs.String("redis-url", "", "real Redis `URL` for idempotency keys (under a fresh prefix, removed after); in-process miniredis when empty")
 	requests := fs.Int("requests", 20000, "requests per target")
 	conc := fs.Int("concurrency", 64, "connections in flight")
 	dur := fs.Duration("duration", 30*time.Second, "longest run per target")
@@ -64,7 +99,11 @@ func runBenchIngress(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	res, err := bench.Ingress(ctx, bench.IngressConfig{Requests: *requests, Concurrency: *conc, Duration: *dur})
+	brokers, kopts, err := bk.parse()
+	if err != nil {
+		return err
+	}
+	res, err := bench.Ingress(ctx, bench.IngressConfig{Requests: *requests, Concurrency: *conc, Duration: *dur, Brokers: brokers, RedisURL: *redisURL, KafkaOpts: kopts})
 	if err != nil {
 		return err
 	}
@@ -84,8 +123,9 @@ func runBenchIngress(ctx context.Context, e *env, args []string) error {
 func runBenchPipeline(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("bench", e, "Drive the whole system (in process, loopback only) with N envelopes through the simulator and report\nthroughput, latency, correctness (against the simulator's truth and a read_committed consumer) and work.\nExits non-zero when any correctness figure is not zero. Also: 'bench processor', 'bench ingress'.")
 	n := fs.Int("envelopes", 10000, "signing requests to send")
+	bk := registerBenchKafka(fs)
 	rate := fs.Float64("rate", 0, "requests per second (0: as fast as they go)")
-	chaos := fs.Bool("chaos", false, "the chaos scenario: dropped, duplicated, reordered webhooks, failing and timing-out API calls, 3 processor restarts, a Redis flush, broker produce faults")
+	chaos := fs.Bool("chaos", false, "the chaos scenario: dropped, duplicated, reordered webhooks, failing and timing-out API calls, 3 processor restarts, a Redis flush, broker produce faults (kfake only: a real broker is left alone)")
 	seed := fs.Uint64("seed", 1, "seed of the simulator's choices and the chaos timing")
 	step := fs.Duration("step", 50*time.Millisecond, "simulated recipients' mean time per step")
 	drop := fs.Float64("drop", 0, "fraction of webhooks dropped (without --chaos)")
@@ -108,8 +148,13 @@ func runBenchPipeline(ctx context.Context, e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	brokers, kopts, err := bk.parse()
+	if err != nil {
+		return err
+	}
 	tty := isTerminal(e.stderr)
 	cfg := bench.PipelineConfig{Envelopes: *n, Rate: *rate, Chaos: *chaos, Seed: *seed, Step: *step, RedisURL: *redisURL, Timeout: *timeout,
+		Brokers: brokers, KafkaOpts: kopts,
 		Faults: sim.Faults{Drop: *drop, Duplicate: *dup},
 		Progress: func(p bench.Progress) {
 			line := fmt.Sprintf("%6.1fs  requested %d/%d  final %d  agreeing %d  status changes %d  unfinalised %d",

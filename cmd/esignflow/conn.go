@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/esignflow/esignflow/internal/compression"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -39,6 +40,15 @@ type conn struct {
 	registryPassFile string
 	redisURL         string
 	redisPassFile    string
+	compression      string // producing commands only; empty: the components' default
+	topicPrefix      string
+}
+
+// producing registers --kafka-compression, for the commands that produce.
+func (c *conn) producing(fs flagRegistrar) *conn {
+	fs.StringVar(&c.compression, "kafka-compression", compression.Default,
+		"record batch `compression`: "+compression.Names+" (none and gzip are read by every client without a plugin; KafkaJS needs a codec package for snappy, lz4 and zstd)")
+	return c
 }
 
 func connFlags(fs *flag.FlagSet, withRedis bool) *conn {
@@ -49,6 +59,7 @@ func connFlags(fs *flag.FlagSet, withRedis bool) *conn {
 	fs.StringVar(&c.saslPasswordFile, "kafka-sasl-password-file", "", "`file` holding the Kafka SASL password")
 	fs.BoolVar(&c.kafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
 	fs.StringVar(&c.kafkaCAFile, "kafka-ca-file", "", "PEM `file` of CAs for Kafka TLS (system roots when empty)")
+	fs.StringVar(&c.topicPrefix, "topic-prefix", "", "`prefix` before every esignflow topic name, and so before its registry subject (several installations on one cluster); consumer groups are set apart by --group")
 	fs.StringVar(&c.registry, "registry", "http://127.0.0.1:8081", "Schema Registry `URL`")
 	fs.StringVar(&c.registryUser, "registry-user", "", "Schema Registry basic-auth `user`")
 	fs.StringVar(&c.registryPassFile, "registry-password-file", "", "`file` holding the Schema Registry basic-auth password")
@@ -93,6 +104,13 @@ func (c *conn) kafkaOpts() ([]kgo.Opt, error) {
 		return nil, fmt.Errorf("%w: --brokers is empty", errUsage)
 	}
 	var opts []kgo.Opt
+	if c.compression != "" {
+		opt, err := compression.Opt(c.compression)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --kafka-compression: %w", errUsage, err)
+		}
+		opts = append(opts, opt)
+	}
 	if c.kafkaTLS {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.kafkaCAFile != "" {
@@ -158,7 +176,7 @@ func (c *conn) codec(ctx context.Context) (*schemas.Codec, error) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		codec, err := schemas.NewCodec(ctx, cl)
+		codec, err := schemas.NewCodec(ctx, cl, schemas.WithNames(schemas.Prefixed(c.topicPrefix)))
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			if err != nil {
 				return nil, fmt.Errorf("schema registry %s: %w", c.registry, err)

@@ -29,7 +29,9 @@ func registerReconcilerFlags(fs flagRegistrar, staleAfter, interval, minPoll tim
 func runDev(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("dev", e, "Run the whole system in one process: embedded Kafka (kfake), Schema Registry (srfake), Redis (miniredis)\nand the provider simulator, with ingress, processor, reconciler and sink, each on a real port.")
 	dataDir := fs.String("data-dir", "./.esignflow", "`directory` for the broker's log, schemas, the webhook secret and the archive")
-	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "embedded Kafka listen `address`")
+	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "embedded Kafka listen `address` (unless --brokers)")
+	bk := registerBenchKafka(fs)
+	fs.Lookup("brokers").Usage = "use this real Kafka cluster (comma-separated `host:port` list) instead of the embedded broker; its topics are created if missing"
 	registryAddr := fs.String("registry-addr", "127.0.0.1:8081", "embedded Schema Registry listen `address`")
 	redisAddr := fs.String("redis-addr", "127.0.0.1:6380", "embedded Redis listen `address` (unless --redis-url)")
 	redisURL := fs.String("redis-url", "", "use this real Redis `URL` instead of the embedded one")
@@ -46,8 +48,12 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	brokers, kopts, err := bk.parse()
+	if err != nil {
+		return err
+	}
 	st, err := stack.New(stack.Config{
-		DataDir: *dataDir, KafkaAddr: *kafkaAddr, RegistryAddr: *registryAddr, RedisAddr: *redisAddr, RedisURL: *redisURL,
+		DataDir: *dataDir, KafkaAddr: *kafkaAddr, Brokers: brokers, KafkaOpts: kopts, RegistryAddr: *registryAddr, RedisAddr: *redisAddr, RedisURL: *redisURL,
 		SimAddr: simCfg.Addr, HTTPAddr: *ing, Partitions: int32(*partitions), Sim: simCfg, ProcessorBatch: *maxBatch,
 		StaleAfter: rf.staleAfter, Interval: rf.interval, MinPollInterval: rf.minPoll, PollRate: rf.rate, Logger: e.log,
 	})

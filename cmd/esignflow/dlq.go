@@ -23,7 +23,7 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 		doc = "Publish dead letters back to the topic they came from (after a fix): the original key, value and headers.\nOnly letters of Kafka records replay; a webhook dead-lettered by the ingress holds its raw body for an operator."
 	}
 	fs := newFlagSet("dlq "+sub, e, doc)
-	c := connFlags(fs, false)
+	c := connFlags(fs, false).producing(fs)
 	topic := fs.String("topic", "", "only letters from this `topic`")
 	component := fs.String("component", "", "only letters from this `component` (processor, sink, ingress/…)")
 	asJSON := fs.Bool("json", false, "print JSON lines (list)")
@@ -40,7 +40,7 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var letters []schemas.DeadLetter
-	err = topicread.All(ctx, base, schemas.TopicDLQ, func(r *kgo.Record) error {
+	err = topicread.All(ctx, base, codec.Topics().DLQ, func(r *kgo.Record) error {
 		var dl schemas.DeadLetter
 		if err := codec.Decode(ctx, r.Value, &dl); err != nil {
 			fmt.Fprintf(e.stderr, "skipping %s/%d@%d: %v\n", r.Topic, r.Partition, r.Offset, err)

@@ -24,6 +24,7 @@ import (
 func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
 	t.Helper()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Brokers, cfg.Namespace = fakes.StackKafka(t)
 	st, err := stack.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +38,7 @@ func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
 func lastStatus(t *testing.T, st *stack.Stack) map[string]schemas.EnvelopeStatusChanged {
 	t.Helper()
 	out := map[string]schemas.EnvelopeStatusChanged{}
-	err := topicread.All(context.Background(), []kgo.Opt{kgo.SeedBrokers(st.Brokers...)}, schemas.TopicStatus, func(r *kgo.Record) error {
+	err := topicread.All(context.Background(), []kgo.Opt{kgo.SeedBrokers(st.Brokers...)}, st.Codec.Topics().Status, func(r *kgo.Record) error {
 		var ch schemas.EnvelopeStatusChanged
 		if err := st.Codec.Decode(context.Background(), r.Value, &ch); err != nil {
 			return err
@@ -124,7 +125,7 @@ func TestThirdPartyConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...), kgo.ConsumeTopics("esignflow.status.v1"),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...), kgo.ConsumeTopics(st.Codec.Topics().Status),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func registerIngressFlags(fs flagRegistrar, defaultSecrets string) *ingressFlags
 
 func runIngress(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("ingress", e, "Serve provider webhooks (verified, published durably) and the signing-request API.")
-	c := connFlags(fs, true)
+	c := connFlags(fs, true).producing(fs)
 	f := registerIngressFlags(fs, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -43,7 +43,7 @@ func registerProcessorFlags(fs flagRegistrar, withSimURL bool) *processorFlags {
 
 func runProcessor(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("processor", e, "Apply signing requests and events exactly once and publish status changes.")
-	c := connFlags(fs, true)
+	c := connFlags(fs, true).producing(fs)
 	pf := registerProcessorFlags(fs, true)
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9101", "`address` serving /metrics and /healthz")
 	if err := parseFlags(fs, args); err != nil {

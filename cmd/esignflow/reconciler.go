@@ -11,7 +11,7 @@ import (
 
 func runReconciler(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("reconciler", e, "Poll the provider for envelopes whose webhooks are late, and publish what it says as POLL events.")
-	c := connFlags(fs, true)
+	c := connFlags(fs, true).producing(fs)
 	rf := registerReconcilerFlags(fs, time.Hour, time.Minute, 15*time.Minute)
 	simURL := fs.String("sim-url", "http://127.0.0.1:8090", "`URL` of the simulator provider to poll")
 	instance := fs.String("instance-id", "", "this replica's `name` in its leases (random when empty)")

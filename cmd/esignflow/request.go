@@ -35,7 +35,7 @@ func runRequest(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: the only request subcommand is 'request send'", errUsage)
 	}
 	fs := newFlagSet("request send", e, "Publish signing requests (Avro, through the registry) to esignflow.requests.v1 and print each request id.\nInput: --file (a JSON request, a JSON array of them, or JSON lines; - for stdin) or --demo N.")
-	c := connFlags(fs, false)
+	c := connFlags(fs, false).producing(fs)
 	file := fs.String("file", "", "JSON `file` of requests (- for stdin)")
 	demo := fs.Int("demo", 0, "send `N` generated sample requests")
 	provider := fs.String("provider", "sim", "provider for --demo requests")
@@ -85,7 +85,7 @@ func sendRequests(ctx context.Context, e *env, cl *kgo.Client, codec *schemas.Co
 		if err != nil {
 			return err
 		}
-		recs[i] = &kgo.Record{Topic: schemas.TopicRequests, Key: []byte(reqs[i].RequestID), Value: val}
+		recs[i] = &kgo.Record{Topic: codec.Topics().Requests, Key: []byte(reqs[i].RequestID), Value: val}
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("publish: %w", err)

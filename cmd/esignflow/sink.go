@@ -9,7 +9,7 @@ import (
 
 func runSink(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("sink", e, "Archive finalised envelopes (signed document, certificate, audit trail; hash-verified) and publish esignflow.finalized.v1.")
-	c := connFlags(fs, false)
+	c := connFlags(fs, false).producing(fs)
 	archive := fs.String("archive-dir", "./archive", "`directory` of the archive (content-addressed files and manifests)")
 	simURL := fs.String("sim-url", "http://127.0.0.1:8090", "`URL` of the simulator provider to download from")
 	instance := fs.String("instance-id", "", "this replica's stable `name` in its transactional id (random when empty)")

@@ -24,10 +24,11 @@ func runTopics(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	if err := topics.Ensure(ctx, cl, topics.Config{Partitions: int32(*parts), Replication: int16(*rf)}); err != nil {
+	names := schemas.Prefixed(c.topicPrefix)
+	if err := topics.Ensure(ctx, cl, topics.Config{Partitions: int32(*parts), Replication: int16(*rf), Names: names}); err != nil {
 		return err
 	}
-	for _, t := range schemas.Topics() {
+	for _, t := range names.All() {
 		fmt.Fprintln(e.stdout, t)
 	}
 	return nil

@@ -30,7 +30,7 @@ func runWatch(ctx context.Context, e *env, args []string) error {
 	if *fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	cl, err := c.kafkaClient(kgo.ConsumeTopics(schemas.TopicStatus), kgo.ConsumeResetOffset(start), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	cl, err := c.kafkaClient(kgo.ConsumeTopics(codec.Topics().Status), kgo.ConsumeResetOffset(start), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return err
 	}

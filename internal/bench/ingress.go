@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"io"
 	"log/slog"
 	"net"
@@ -14,12 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/esignflow/esignflow/ingress"
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/provider/stdwebhook"
+	"github.com/esignflow/esignflow/schemas"
 )
 
 // IngressConfig sizes the ingress benchmark. Traffic goes to 127.0.0.1
@@ -33,6 +32,14 @@ type IngressConfig struct {
 	Concurrency int
 	// Duration bounds each target's run, default 30s.
 	Duration time.Duration
+	// Brokers is a real Kafka cluster to publish to (under a fresh topic
+	// prefix, deleted after); empty uses an in-process kfake broker.
+	Brokers []string
+	// RedisURL is a real Redis for the idempotency keys (under a fresh
+	// prefix); empty uses an in-process miniredis.
+	RedisURL string
+	// KafkaOpts are added to the ingress's producer (compression).
+	KafkaOpts []kgo.Opt
 	// Logger, default discard.
 	Logger *slog.Logger
 }
@@ -70,28 +77,28 @@ func Ingress(ctx context.Context, cfg IngressConfig) ([]IngressResult, error) {
 	}
 	key := stdwebhook.Secret("bench-signing-key-0123456789abcd")
 
-	cluster, err := fakes.Cluster(ctx, 4)
+	k, err := runKafka(ctx, cfg.Brokers, 4)
 	if err != nil {
 		return nil, err
 	}
-	defer cluster.Close()
-	reg, codec, err := fakes.Registry(ctx)
+	defer k.close()
+	reg, codec, err := fakes.Registry(ctx, schemas.WithNames(k.names))
 	if err != nil {
 		return nil, err
 	}
 	defer reg.Close()
-	mr, err := miniredis.Run()
+	rc, closeRedis, err := benchRedis(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
-	defer mr.Close()
-	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rc.Close()
+	defer closeRedis()
+	keyPrefix := fmt.Sprintf("esfbench:%d:", time.Now().UnixNano())
+	defer dropPrefix(rc, keyPrefix)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	in, err := ingress.New(ingress.Config{Listener: ln, Brokers: cluster.ListenAddrs(), Codec: codec, Redis: rc,
+	in, err := ingress.New(ingress.Config{Listener: ln, Brokers: k.brokers, Codec: codec, Redis: rc, KeyPrefix: keyPrefix, KafkaOpts: cfg.KafkaOpts,
 		Secrets: staticKeys{"sim": {key}}, Logger: cfg.Logger, MaxInFlight: 4 * cfg.Concurrency})
 	if err != nil {
 		return nil, err

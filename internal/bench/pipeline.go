@@ -48,11 +48,27 @@ type PipelineConfig struct {
 	// RedisURL uses a real Redis (flushed by the chaos scenario: point it
 	// at a database of its own); empty runs the embedded one.
 	RedisURL string
+	// Brokers runs on a real Kafka cluster instead of the embedded kfake
+	// broker, under a fresh topic and group prefix.
+	Brokers []string
+	// BrokerFault, with Brokers, is how the chaos scenario takes the
+	// broker away for three seconds (a test's own broker process, frozen
+	// and thawed); without it a run on real brokers leaves the broker
+	// alone. On kfake the scenario makes the broker refuse produce.
+	BrokerFault BrokerFault
+	// KafkaOpts are added to every component's clients (compression).
+	KafkaOpts []kgo.Opt
 	// Timeout bounds the run, default 10 minutes.
 	Timeout time.Duration
 	// Progress, when set, is called about every second.
 	Progress func(Progress)
 	Logger   *slog.Logger
+}
+
+// BrokerFault takes a broker away and brings it back.
+type BrokerFault interface {
+	Pause() error
+	Resume() error
 }
 
 // Progress is a snapshot while the pipeline runs.
@@ -156,12 +172,16 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	var namespace string
+	if len(cfg.Brokers) > 0 {
+		namespace = fmt.Sprintf("bench.%d.", time.Now().UnixNano())
+	}
 	st, err := stack.New(stack.Config{
-		RedisURL: cfg.RedisURL, Partitions: 8, Logger: cfg.Logger,
+		RedisURL: cfg.RedisURL, Partitions: 8, Logger: cfg.Logger, Brokers: cfg.Brokers, Namespace: namespace,
 		Sim: sim.Config{Step: cfg.Step, DeclineRate: 0.05, VoidRate: 0.02, ExpireRate: 0.02, Seed: cfg.Seed, Faults: faults,
 			RetryBase: 100 * time.Millisecond, RetryMax: time.Second, DeliveryAttempts: 20, DeliveryWorkers: 64},
 		StaleAfter: 5 * time.Second, Interval: time.Second, MinPollInterval: 2 * time.Second, PollRate: 3_600_000,
-		KafkaOpts: []kgo.Opt{kgo.TransactionTimeout(10 * time.Second)},
+		KafkaOpts: append([]kgo.Opt{kgo.TransactionTimeout(10 * time.Second)}, cfg.KafkaOpts...),
 	})
 	if err != nil {
 		return nil, err
@@ -243,7 +263,7 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 	secs := res.Elapsed.Seconds()
 	res.Throughput.RequestsPerSec = float64(cfg.Envelopes) / produceDone.Sub(start).Seconds()
 	res.Throughput.WebhooksPerSec = metric(st.Metrics, "esignflow_ingress_requests_total", map[string]string{"endpoint": "sim", "code": "200"}) / secs
-	res.Throughput.EventsPerSec = metric(st.Metrics, "esignflow_processor_records_in_total", map[string]string{"topic": schemas.TopicEvents}) / secs
+	res.Throughput.EventsPerSec = metric(st.Metrics, "esignflow_processor_records_in_total", map[string]string{"topic": st.Codec.Topics().Events}) / secs
 	res.Throughput.StatusChangesPerSec = float64(res.Work.StatusChanges) / secs
 	res.Work.Webhooks = st.Sim.Stats().Webhooks
 	res.Work.DuplicatesDropped = metric(st.Metrics, "esignflow_processor_duplicates_total", nil)
@@ -251,7 +271,7 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 	res.Work.Polls = metric(st.Metrics, "esignflow_reconciler_polls_total", nil)
 	res.Work.Repairs = metric(st.Metrics, "esignflow_reconciler_repairs_total", nil)
 	res.Work.Restores = metric(st.Metrics, "esignflow_processor_restores_total", nil)
-	if in := metric(st.Metrics, "esignflow_processor_records_in_total", map[string]string{"topic": schemas.TopicEvents}); in > 0 {
+	if in := metric(st.Metrics, "esignflow_processor_records_in_total", map[string]string{"topic": st.Codec.Topics().Events}); in > 0 {
 		res.Work.RedisTripsPerEvent = metric(st.Metrics, "esignflow_processor_redis_round_trips_total", nil) / in
 	}
 	res.Work.PeakRSSKiB = peakRSS()
@@ -292,7 +312,7 @@ func produceRequests(ctx context.Context, st *stack.Stack, cfg PipelineConfig, a
 		mu.Lock()
 		at[id] = time.Now()
 		mu.Unlock()
-		cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicRequests, Key: []byte(id), Value: b}, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, &kgo.Record{Topic: st.Codec.Topics().Requests, Key: []byte(id), Value: b}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				select {
 				case errc <- err:
@@ -357,6 +377,21 @@ func chaos(ctx context.Context, st *stack.Stack, cfg PipelineConfig, res *Pipeli
 				st.Redis.FlushDB(context.Background())
 			}
 		case "produce-fault":
+			if st.Cluster == nil {
+				if cfg.BrokerFault == nil {
+					continue
+				}
+				if err := cfg.BrokerFault.Pause(); err != nil {
+					cfg.Logger.Error("chaos: pausing the broker", "err", err)
+					continue
+				}
+				time.Sleep(3 * time.Second)
+				if err := cfg.BrokerFault.Resume(); err != nil {
+					cfg.Logger.Error("chaos: resuming the broker", "err", err)
+				}
+				res.Work.ProduceFaultSeconds += 3
+				continue
+			}
 			var faulty atomic.Bool
 			faulty.Store(true)
 			st.Cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -389,7 +424,7 @@ type observer struct {
 }
 
 func observe(ctx context.Context, st *stack.Stack) (*observer, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...), kgo.ConsumeTopics(schemas.TopicStatus, schemas.TopicFinalized),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...), kgo.ConsumeTopics(st.Codec.Topics().Status, st.Codec.Topics().Finalized),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		return nil, err
@@ -407,7 +442,7 @@ func observe(ctx context.Context, st *stack.Stack) (*observer, error) {
 			now := time.Now()
 			fs.EachRecord(func(r *kgo.Record) {
 				switch r.Topic {
-				case schemas.TopicStatus:
+				case st.Codec.Topics().Status:
 					var ch schemas.EnvelopeStatusChanged
 					if st.Codec.Decode(octx, r.Value, &ch) != nil {
 						return
@@ -427,7 +462,7 @@ func observe(ctx context.Context, st *stack.Stack) (*observer, error) {
 						}
 					}
 					o.mu.Unlock()
-				case schemas.TopicFinalized:
+				case st.Codec.Topics().Finalized:
 					var f schemas.EnvelopeFinalized
 					if st.Codec.Decode(octx, r.Value, &f) != nil {
 						return
@@ -501,11 +536,11 @@ func (o *observer) settle(ctx context.Context, st *stack.Stack) error {
 	}
 	time.Sleep(2 * time.Second) // in-flight redeliveries and polls land
 	for {
-		ns, err := count(schemas.TopicStatus)
+		ns, err := count(st.Codec.Topics().Status)
 		if err != nil {
 			return err
 		}
-		nf, err := count(schemas.TopicFinalized)
+		nf, err := count(st.Codec.Topics().Finalized)
 		if err != nil {
 			return err
 		}
@@ -580,7 +615,7 @@ func (o *observer) judge(st *stack.Stack, res *PipelineResult, requested map[str
 	}
 	res.Latency.RequestToSent = summarize(toSent)
 	n := 0
-	_ = topicread.All(context.Background(), []kgo.Opt{kgo.SeedBrokers(st.Brokers...)}, schemas.TopicDLQ, func(*kgo.Record) error { n++; return nil })
+	_ = topicread.All(context.Background(), []kgo.Opt{kgo.SeedBrokers(st.Brokers...)}, st.Codec.Topics().DLQ, func(*kgo.Record) error { n++; return nil })
 	res.Correctness.DeadLetters = n
 }
 

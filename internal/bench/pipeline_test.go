@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/internal/bench"
+	"github.com/esignflow/esignflow/internal/kafkatest"
 )
 
 // TestChaos is the acceptance test: the chaos scenario, sized for CI. It
@@ -14,8 +15,19 @@ import (
 // flushes Redis, and a shared server is not ours to flush.
 // Nothing lost, nothing duplicated, no version gap, every audit chain
 // verifies, every terminal envelope finalised exactly once.
+//
+// In a real-broker run it runs on an Apache Kafka process of its own, not
+// the shared one, because its broker fault freezes the broker (SIGSTOP for
+// three seconds) and would stall every other test.
 func TestChaos(t *testing.T) {
+	var brokers []string
+	var fault bench.BrokerFault
+	if len(kafkatest.Brokers()) > 0 {
+		b := kafkatest.Start(t)
+		brokers, fault = b.Brokers(), b
+	}
 	res, err := bench.Pipeline(context.Background(), bench.PipelineConfig{
+		Brokers: brokers, BrokerFault: fault,
 		Envelopes: 150, Chaos: true, Seed: 42, Step: 30 * time.Millisecond, Timeout: 4 * time.Minute,
 		Progress: func(p bench.Progress) {
 			t.Logf("%5.1fs requested %d, at provider %d, final %d, agreeing %d, status changes %d", p.Elapsed.Seconds(), p.Requested, p.Envelopes, p.Final, p.Matching, p.StatusChanges)

@@ -34,6 +34,12 @@ type ProcessorConfig struct {
 	// RedisURL is a real Redis to use (keys under a fresh prefix);
 	// empty uses an in-process miniredis.
 	RedisURL string
+	// Brokers is a real Kafka cluster to use (each run under a fresh topic
+	// and group prefix, its topics deleted after); empty runs each on a
+	// fresh in-process kfake broker.
+	Brokers []string
+	// KafkaOpts are added to the processor's clients (compression).
+	KafkaOpts []kgo.Opt
 	// Partitions of the events topic, default 12: what `esignflow
 	// processor` creates topics with.
 	Partitions int32
@@ -107,12 +113,12 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		mode = "at-least-once"
 	}
 	res := ProcessorResult{Mode: mode, Events: cfg.Envelopes * EventsPerEnvelope}
-	cluster, err := fakes.Cluster(ctx, cfg.Partitions)
+	k, err := runKafka(ctx, cfg.Brokers, cfg.Partitions)
 	if err != nil {
 		return res, err
 	}
-	defer cluster.Close()
-	reg, codec, err := fakes.Registry(ctx)
+	defer k.close()
+	reg, codec, err := fakes.Registry(ctx, schemas.WithNames(k.names))
 	if err != nil {
 		return res, err
 	}
@@ -128,7 +134,7 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 	if err != nil {
 		return res, err
 	}
-	brokers := cluster.ListenAddrs()
+	brokers := k.brokers
 	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return res, err
@@ -141,7 +147,8 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 	p, err := processor.New(processor.Config{
 		Brokers: brokers, Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": noCreate{}},
 		MaxBatch: cfg.MaxBatch, AtLeastOnce: atLeastOnce, Logger: cfg.Logger, Topics: topics.Config{Partitions: cfg.Partitions},
-		KafkaOpts: []kgo.Opt{kgo.FetchMaxWait(20 * time.Millisecond)},
+		Group: k.prefix + "esignflow-processor",
+		KafkaOpts: append([]kgo.Opt{kgo.FetchMaxWait(20 * time.Millisecond)}, cfg.KafkaOpts...),
 	})
 	if err != nil {
 		return res, err
@@ -152,7 +159,7 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 	go func() { done <- p.Run(runCtx) }()
 	adm := kadm.NewClient(prod)
 	for {
-		n, err := committed(ctx, adm, "esignflow-processor-events", schemas.TopicEvents)
+		n, err := committed(ctx, adm, k.prefix+"esignflow-processor-events", codec.Topics().Events)
 		if err == nil && n >= int64(res.Events) {
 			break
 		}
@@ -173,8 +180,47 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		return res, err
 	}
 	res.EventsPerSec = float64(res.Events) / res.Elapsed.Seconds()
-	res.StatusChanges, err = countCommitted(ctx, brokers, schemas.TopicStatus)
+	res.StatusChanges, err = countCommitted(ctx, brokers, codec.Topics().Status)
 	return res, err
+}
+
+// benchKafka is one benchmark run's Kafka: a fresh kfake cluster, or a
+// fresh namespace on a real cluster.
+type benchKafka struct {
+	brokers []string
+	prefix  string
+	names   schemas.Names
+	close   func()
+}
+
+// runKafka returns a run's Kafka with esignflow's topics created, each with
+// partitions partitions. On a real cluster (brokers given) the run's topics
+// carry a prefix of their own and are deleted by close, so runs neither see
+// each other's records nor fill the cluster.
+func runKafka(ctx context.Context, brokers []string, partitions int32) (*benchKafka, error) {
+	if len(brokers) == 0 {
+		c, err := fakes.Cluster(ctx, partitions)
+		if err != nil {
+			return nil, err
+		}
+		return &benchKafka{brokers: c.ListenAddrs(), names: schemas.DefaultNames(), close: c.Close}, nil
+	}
+	prefix := fmt.Sprintf("bench.%d.", time.Now().UnixNano())
+	k := &benchKafka{brokers: brokers, prefix: prefix, names: schemas.Prefixed(prefix)}
+	k.close = func() {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = kadm.NewClient(cl).DeleteTopics(dctx, k.names.All()...)
+	}
+	if err := fakes.EnsureTopics(ctx, brokers, k.names, partitions); err != nil {
+		return nil, fmt.Errorf("kafka %v: %w", brokers, err)
+	}
+	return k, nil
 }
 
 // countCommitted counts the committed data records of a topic (transaction
@@ -249,7 +295,7 @@ func produceLifecycles(ctx context.Context, cl *kgo.Client, codec *schemas.Codec
 			if err != nil {
 				return err
 			}
-			cl.Produce(ctx, &kgo.Record{Topic: schemas.TopicEvents, Key: []byte(id), Value: b}, func(_ *kgo.Record, err error) {
+			cl.Produce(ctx, &kgo.Record{Topic: codec.Topics().Events, Key: []byte(id), Value: b}, func(_ *kgo.Record, err error) {
 				if err != nil {
 					select {
 					case errc <- err:

@@ -1,11 +1,13 @@
-// Package fakes starts the embedded infrastructure that tests and
-// benchmarks run esignflow on: a kfake broker with esignflow's topics, an
-// srfake registry with esignflow's schemas, and the provider simulator.
+// Package fakes starts the infrastructure that tests and benchmarks run
+// esignflow on: a kfake broker (or the shared real broker of a real-server
+// run) with esignflow's topics, an srfake registry with esignflow's
+// schemas, and the provider simulator.
 package fakes
 
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/esignflow/esignflow/internal/kafkatest"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
@@ -26,29 +29,37 @@ func Cluster(ctx context.Context, partitions int32) (*kfake.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	admin, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
+	if err := EnsureTopics(ctx, c.ListenAddrs(), schemas.DefaultNames(), partitions); err != nil {
 		c.Close()
 		return nil, err
-	}
-	defer admin.Close()
-	if err := topics.Ensure(ctx, admin, topics.Config{Partitions: partitions}); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("fakes: %w", err)
 	}
 	return c, nil
 }
 
+// EnsureTopics creates the topics names on brokers, each with partitions
+// partitions.
+func EnsureTopics(ctx context.Context, brokers []string, names schemas.Names, partitions int32) error {
+	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	if err := topics.Ensure(ctx, admin, topics.Config{Partitions: partitions, Names: names}); err != nil {
+		return fmt.Errorf("fakes: %w", err)
+	}
+	return nil
+}
+
 // Registry starts an srfake registry and returns the codec registered on
-// it. The caller closes the registry.
-func Registry(ctx context.Context) (*srfake.Registry, *schemas.Codec, error) {
+// it, bound to the topic names opts give. The caller closes the registry.
+func Registry(ctx context.Context, opts ...schemas.Option) (*srfake.Registry, *schemas.Codec, error) {
 	reg := srfake.New()
 	cl, err := sr.NewClient(sr.URLs(reg.URL()))
 	if err != nil {
 		reg.Close()
 		return nil, nil, err
 	}
-	codec, err := schemas.NewCodec(ctx, cl)
+	codec, err := schemas.NewCodec(ctx, cl, opts...)
 	if err != nil {
 		reg.Close()
 		return nil, nil, err
@@ -56,21 +67,85 @@ func Registry(ctx context.Context) (*srfake.Registry, *schemas.Codec, error) {
 	return reg, codec, nil
 }
 
-// T starts both for a test, closing them when it ends, and returns the
-// cluster and the codec.
-func T(t testing.TB, partitions int32) (*kfake.Cluster, *schemas.Codec) {
+// Kafka is one test's Kafka: the shared real broker when
+// ESIGNFLOW_TEST_KAFKA_BROKERS names one, otherwise a kfake cluster of the
+// test's own. Either way the test's topics, consumer groups and
+// transactional ids carry Prefix, so that tests sharing a broker never see
+// each other's records or join each other's groups.
+type Kafka struct {
+	Brokers []string
+	// Fake is the kfake cluster, nil on a real broker: a test that needs
+	// kfake's fault injection (ControlKey) skips itself without it.
+	Fake *kfake.Cluster
+	// Prefix is this test's prefix for topics and groups.
+	Prefix string
+	Names  schemas.Names
+}
+
+// Real says whether the tests run on a real broker.
+func Real() bool { return len(kafkatest.Brokers()) > 0 }
+
+// Group returns the consumer group name base behind the test's prefix.
+func (k *Kafka) Group(base string) string { return k.Prefix + base }
+
+// RequireFake skips t, with why, on a real broker.
+func (k *Kafka) RequireFake(t testing.TB, why string) {
 	t.Helper()
-	c, err := Cluster(context.Background(), partitions)
-	if err != nil {
+	if k.Fake == nil {
+		t.Skipf("needs kfake (%s); the real broker is in use", why)
+	}
+}
+
+// NewKafka returns a Kafka for t with esignflow's topics created, each
+// with partitions partitions; a kfake cluster is closed when t ends.
+func NewKafka(t testing.TB, partitions int32) *Kafka {
+	t.Helper()
+	k := &Kafka{Prefix: prefixFor(t)}
+	k.Names = schemas.Prefixed(k.Prefix)
+	if real := kafkatest.Brokers(); len(real) > 0 {
+		k.Brokers = real
+	} else {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		k.Fake, k.Brokers = c, c.ListenAddrs()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := EnsureTopics(ctx, k.Brokers, k.Names, partitions); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
-	reg, codec, err := Registry(context.Background())
+	return k
+}
+
+// prefixFor is a topic prefix unique to this run of t: Kafka topic names
+// allow letters, digits, '.', '_' and '-'.
+func prefixFor(t testing.TB) string {
+	name := []byte(t.Name())
+	for i, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			name[i] = '_'
+		}
+	}
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	return fmt.Sprintf("t.%s.%08x.", name, rand.Uint32())
+}
+
+// T starts a test's Kafka (NewKafka) and an srfake registry whose codec is
+// bound to the test's topic names, closing them when the test ends.
+func T(t testing.TB, partitions int32) (*Kafka, *schemas.Codec) {
+	t.Helper()
+	k := NewKafka(t, partitions)
+	reg, codec, err := Registry(context.Background(), schemas.WithNames(k.Names))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(reg.Close)
-	return c, codec
+	return k, codec
 }
 
 // Sim starts a simulator for a test (on 127.0.0.1 at a free port unless
@@ -116,4 +191,14 @@ func Start(t testing.TB, r Runner) {
 	case <-time.After(time.Minute):
 		t.Fatalf("%T did not start in a minute", r)
 	}
+}
+
+// StackKafka returns what a test's stack.Config takes to run on the shared
+// real broker under a namespace of the test's own (Brokers, Namespace), or
+// nils for the stack's embedded kfake broker.
+func StackKafka(t testing.TB) (brokers []string, namespace string) {
+	if real := kafkatest.Brokers(); len(real) > 0 {
+		return real, prefixFor(t)
+	}
+	return nil, ""
 }

@@ -51,6 +51,13 @@ type Config struct {
 	DataDir string
 	// Listen addresses; empty means 127.0.0.1 on a random port.
 	KafkaAddr, RegistryAddr, RedisAddr, SimAddr, HTTPAddr string
+	// Brokers uses this Kafka cluster (a real one) instead of the embedded
+	// kfake broker; the stack creates its topics there if they are missing.
+	Brokers []string
+	// Namespace goes before every topic name, consumer group and
+	// transactional id, so that several stacks share one cluster (tests on
+	// the real broker); empty uses the names of the README.
+	Namespace string
 	// RedisURL uses a real Redis instead of the embedded one.
 	RedisURL string
 	// RedisClock is how often the embedded Redis's clock is moved on so
@@ -102,7 +109,7 @@ type Stack struct {
 	ready   chan struct{}
 	up      chan struct{} // closed when every component is started
 
-	Cluster   *kfake.Cluster
+	Cluster   *kfake.Cluster // nil with Config.Brokers
 	Registry  *srfake.Registry
 	Codec     *schemas.Codec
 	Redis     *redis.Client
@@ -191,20 +198,25 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	}()
 
 	// Kafka.
-	kln, err := listen("kafka-addr", s.cfg.KafkaAddr)
-	if err != nil {
-		return err
+	if len(s.cfg.Brokers) > 0 {
+		s.Brokers = s.cfg.Brokers
+		s.endpoints = append(s.endpoints, Endpoint{"kafka (external)", strings.Join(s.Brokers, ",")})
+	} else {
+		kln, err := listen("kafka-addr", s.cfg.KafkaAddr)
+		if err != nil {
+			return err
+		}
+		s.Cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(s.dataDir, "kafka")),
+			kfake.ListenFn(func(string, string) (net.Listener, error) { return kln, nil }),
+			kfake.DefaultNumPartitions(int(s.cfg.Partitions)))
+		if err != nil {
+			kln.Close()
+			return fmt.Errorf("kafka: %w", err)
+		}
+		stops = append(stops, s.Cluster.Close)
+		s.Brokers = s.Cluster.ListenAddrs()
+		s.endpoints = append(s.endpoints, Endpoint{"kafka", s.Brokers[0]})
 	}
-	s.Cluster, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(s.dataDir, "kafka")),
-		kfake.ListenFn(func(string, string) (net.Listener, error) { return kln, nil }),
-		kfake.DefaultNumPartitions(int(s.cfg.Partitions)))
-	if err != nil {
-		kln.Close()
-		return fmt.Errorf("kafka: %w", err)
-	}
-	stops = append(stops, s.Cluster.Close)
-	s.Brokers = s.Cluster.ListenAddrs()
-	s.endpoints = append(s.endpoints, Endpoint{"kafka", s.Brokers[0]})
 
 	// Schema Registry, with its schemas persisted so ids survive restarts.
 	if err := s.startRegistry(ctx, &stops); err != nil {
@@ -220,7 +232,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	err = topics.Ensure(ctx, admin, topics.Config{Partitions: s.cfg.Partitions})
+	err = topics.Ensure(ctx, admin, topics.Config{Partitions: s.cfg.Partitions, Names: s.Codec.Topics()})
 	admin.Close()
 	if err != nil {
 		return err
@@ -288,7 +300,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 
 	// Sink.
 	s.Archive = sink.Dir{Root: filepath.Join(s.dataDir, "archive")}
-	sk, err := sink.New(sink.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Archive: s.Archive,
+	sk, err := sink.New(sink.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Archive: s.Archive, Group: s.cfg.Namespace + "esignflow-sink",
 		Downloaders: map[string]sink.Downloader{"sim": s.SimClient}, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
 	if err != nil {
 		hln.Close()
@@ -353,6 +365,9 @@ func (s *Stack) prepareDir() error {
 	return nil
 }
 
+// Namespace is the prefix of the stack's topics and groups.
+func (s *Stack) Namespace() string { return s.cfg.Namespace }
+
 // DataDir is where the stack keeps its state.
 func (s *Stack) DataDir() string { return s.dataDir }
 
@@ -410,7 +425,7 @@ func (s *Stack) startRegistry(ctx context.Context, stops *[]func()) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	})
-	if s.Codec, err = schemas.NewCodec(ctx, client); err != nil {
+	if s.Codec, err = schemas.NewCodec(ctx, client, schemas.WithNames(schemas.Prefixed(s.cfg.Namespace))); err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
 	save()
@@ -477,6 +492,7 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 	for {
 		p, err := processor.New(processor.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
 			Providers: map[string]processor.Creator{"sim": s.SimClient}, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
+			Group: s.cfg.Namespace + "esignflow-processor",
 			Topics: topics.Config{Partitions: s.cfg.Partitions}, Metrics: reg, Logger: s.log,
 			Crash: s.cfg.ProcessorCrash})
 		if err != nil {

@@ -21,6 +21,8 @@ type Config struct {
 	Partitions int32
 	// Replication factor; <= 0 means the broker default.
 	Replication int16
+	// Names of the topics; the zero value is schemas.DefaultNames.
+	Names schemas.Names
 }
 
 // ErrRefused means the broker refused to create a topic.
@@ -38,9 +40,10 @@ func Ensure(ctx context.Context, cl *kgo.Client, cfg Config) error {
 	if rf <= 0 {
 		rf = -1
 	}
-	for _, t := range schemas.Topics() {
+	names := cfg.Names.OrDefault()
+	for _, t := range names.All() {
 		var configs map[string]*string
-		if t == schemas.TopicStatus || t == schemas.TopicDLQ {
+		if t == names.Status || t == names.DLQ {
 			configs = map[string]*string{"retention.ms": kadm.StringPtr("-1")}
 		}
 		resp, err := adm.CreateTopics(ctx, parts, rf, configs, t)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/compression"
 	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -116,6 +117,7 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		compression.DefaultOpt(),
 	}
 	if cfg.AtLeastOnce {
 		opts = append(opts, kgo.DisableAutoCommit())
