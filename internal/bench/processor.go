@@ -147,7 +147,7 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 	p, err := processor.New(processor.Config{
 		Brokers: brokers, Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": noCreate{}},
 		MaxBatch: cfg.MaxBatch, AtLeastOnce: atLeastOnce, Logger: cfg.Logger, Topics: topics.Config{Partitions: cfg.Partitions},
-		Group: k.prefix + "esignflow-processor",
+		Group:     k.prefix + "esignflow-processor",
 		KafkaOpts: append([]kgo.Opt{kgo.FetchMaxWait(20 * time.Millisecond)}, cfg.KafkaOpts...),
 	})
 	if err != nil {

@@ -492,7 +492,7 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 	for {
 		p, err := processor.New(processor.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
 			Providers: map[string]processor.Creator{"sim": s.SimClient}, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
-			Group: s.cfg.Namespace + "esignflow-processor",
+			Group:  s.cfg.Namespace + "esignflow-processor",
 			Topics: topics.Config{Partitions: s.cfg.Partitions}, Metrics: reg, Logger: s.log,
 			Crash: s.cfg.ProcessorCrash})
 		if err != nil {
