@@ -70,6 +70,12 @@ func (d *Dir) Providers() map[string]int {
 }
 
 // Reload re-reads every file. On any error the keys in use are kept.
+//
+// A provider's file that exists but holds no key keeps that provider's
+// keys in use: an editor or a plain `echo >` truncates a file before it
+// writes it, and a reload that lands in between must not make every
+// webhook of that provider a 401. Removing the file is how a provider's
+// secrets are withdrawn.
 func (d *Dir) Reload() error {
 	entries, err := os.ReadDir(d.path)
 	if err != nil {
@@ -103,6 +109,12 @@ func (d *Dir) Reload() error {
 				return fmt.Errorf("secrets: %s line %d: %w", e.Name(), i+1, err)
 			}
 			keys[e.Name()] = append(keys[e.Name()], k)
+		}
+		if len(keys[e.Name()]) == 0 {
+			if prev := d.Keys(e.Name()); len(prev) > 0 {
+				d.log.Warn("secrets file holds no secret (being rewritten?); keeping the previous ones until it does", "provider", e.Name())
+				keys[e.Name()] = prev
+			}
 		}
 	}
 	d.mu.Lock()

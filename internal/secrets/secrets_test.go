@@ -56,6 +56,40 @@ func TestRotationAndReload(t *testing.T) {
 	}
 }
 
+// A file caught between its truncation and its new contents (a reload
+// racing a plain rewrite) keeps the keys in use; removing it withdraws them.
+func TestEmptiedFileKeepsKeys(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "docusign", "k1\nk2\n")
+	d, err := secrets.Open(dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dir, "docusign", "")
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Keys("docusign"); len(got) != 2 {
+		t.Fatalf("an emptied file left %d keys, want the 2 in use", len(got))
+	}
+	write(t, dir, "docusign", "k3\n")
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Keys("docusign"); len(got) != 1 || string(got[0]) != "k3" {
+		t.Fatalf("after the rewrite: %q", got)
+	}
+	if err := os.Remove(filepath.Join(dir, "docusign")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Keys("docusign"); len(got) != 0 {
+		t.Fatalf("a removed file left keys: %q", got)
+	}
+}
+
 func waitKeys(t *testing.T, d *secrets.Dir, p string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
