@@ -84,6 +84,16 @@ func TestComposeIsConsistent(t *testing.T) {
 	if _, err := os.Stat("../../Dockerfile"); err != nil {
 		t.Error(err)
 	}
+	// The stack runs the Apache Kafka the real-broker tests prove.
+	pom, err := os.ReadFile("../../internal/kafkatest/pom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(pom), "<kafka.version>")
+	tested, _, _ := strings.Cut(rest, "</kafka.version>")
+	if want := "apache/kafka:" + tested; tested == "" || doc.Services["kafka"].Image != want {
+		t.Errorf("compose's kafka runs %q; the tests run Kafka %q (internal/kafkatest/pom.xml): want %s", doc.Services["kafka"].Image, tested, want)
+	}
 }
 
 func checkCommand(t *testing.T, service string, cmd []string) {
