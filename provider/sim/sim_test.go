@@ -37,10 +37,14 @@ type receiver struct {
 	byID     map[string]int
 	bad      int
 	fail     func(sim.Webhook) bool // answer 500 when true
+	slow     time.Duration          // held before answering, as a loaded endpoint
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	if rc.slow > 0 {
+		time.Sleep(rc.slow)
+	}
 	id, ts := r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp")
 	m := hmac.New(sha256.New, secretKey)
 	m.Write([]byte(id + "." + ts + "."))
@@ -77,7 +81,14 @@ func (rc *receiver) snapshot() ([]sim.Webhook, map[string]int, int) {
 // start runs a simulator for the test with a receiver behind it.
 func start(t testing.TB, cfg sim.Config) (*sim.Simulator, *receiver) {
 	t.Helper()
-	rc := &receiver{t: t, byID: map[string]int{}}
+	rc := &receiver{byID: map[string]int{}}
+	return startWith(t, cfg, rc), rc
+}
+
+// startWith runs a simulator for the test that sends its webhooks to rc.
+func startWith(t testing.TB, cfg sim.Config, rc *receiver) *sim.Simulator {
+	t.Helper()
+	rc.t = t
 	hook := httptest.NewServer(rc)
 	t.Cleanup(hook.Close)
 	cfg.Addr = "127.0.0.1:0"
@@ -91,7 +102,7 @@ func start(t testing.TB, cfg sim.Config) (*sim.Simulator, *receiver) {
 		cfg.RetryBase = 5 * time.Millisecond
 		cfg.RetryMax = 50 * time.Millisecond
 	}
-	return fakes.Sim(t, cfg), rc
+	return fakes.Sim(t, cfg)
 }
 
 func client(t testing.TB, s *sim.Simulator, timeout time.Duration) *sim.Client {
@@ -144,6 +155,17 @@ func allFinal(s *sim.Simulator, n int) func() bool {
 	}
 }
 
+// allDelivered holds once every webhook the simulator sent so far has been
+// answered 2xx by the receiver — which records it before answering. Wait
+// for it after allFinal before reading what the receiver got: the final
+// transition is in the truth before its webhook is delivered.
+func allDelivered(s *sim.Simulator) func() bool {
+	return func() bool {
+		st := s.Stats()
+		return st.Delivered == st.Webhooks-st.Dropped+st.Duplicated
+	}
+}
+
 func TestLifecycleAndSignedWebhooks(t *testing.T) {
 	s, rc := start(t, sim.Config{DeclineRate: 0.2, VoidRate: 0.1, Seed: 7})
 	c := client(t, s, time.Second)
@@ -159,10 +181,7 @@ func TestLifecycleAndSignedWebhooks(t *testing.T) {
 		}
 	}
 	waitFor(t, 20*time.Second, "every envelope final", allFinal(s, n))
-	waitFor(t, 10*time.Second, "every webhook delivered", func() bool {
-		st := s.Stats()
-		return st.Delivered == st.Webhooks
-	})
+	waitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
 	got, _, bad := rc.snapshot()
 	if bad != 0 {
 		t.Fatalf("%d webhooks failed the independent signature check", bad)
@@ -206,14 +225,20 @@ func TestLifecycleAndSignedWebhooks(t *testing.T) {
 	}
 }
 
+// TestRoutingOrderRespected reads the webhooks, so it waits for them to be
+// delivered, not only for the truth to be final: the receiver here answers
+// slowly, as a loaded machine does, which made the old wait read a partial
+// history.
 func TestRoutingOrderRespected(t *testing.T) {
-	s, rc := start(t, sim.Config{})
+	rc := &receiver{byID: map[string]int{}, slow: 20 * time.Millisecond}
+	s := startWith(t, sim.Config{}, rc)
 	c := client(t, s, time.Second)
 	env, err := c.Create(context.Background(), "k", request("ro", 4)) // orders 1,1,2,2
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "completion", allFinal(s, 1))
+	waitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
 	got, _, _ := rc.snapshot()
 	firstSent := map[string]int{}
 	signed := map[string]int{}
@@ -226,6 +251,11 @@ func TestRoutingOrderRespected(t *testing.T) {
 			if r.Status == "signed" {
 				signed[r.ID] = i
 			}
+		}
+	}
+	for _, r := range []string{"r0", "r1", "r2", "r3"} {
+		if firstSent[r] == 0 || signed[r] == 0 {
+			t.Fatalf("%s: no sent or signed webhook among the %d received (sent %v, signed %v)", r, len(got), firstSent, signed)
 		}
 	}
 	for _, late := range []string{"r2", "r3"} {
