@@ -128,6 +128,8 @@ type Stack struct {
 	procCancel context.CancelFunc
 	procDone   chan error
 	procOver   bool
+
+	unlockDir func() // releases the data directory's lock
 }
 
 // New returns a Stack for cfg; nothing starts until Run.
@@ -187,6 +189,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	if err := s.prepareDir(); err != nil {
 		return err
 	}
+	defer s.unlockDir()
 	if s.tempDir {
 		defer os.RemoveAll(s.dataDir)
 	}
@@ -362,6 +365,13 @@ func (s *Stack) prepareDir() error {
 	if err := os.MkdirAll(s.dataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir %s: %w", s.dataDir, err)
 	}
+	// One stack per data directory: two would share a broker log and
+	// state files. Released when Run returns (see unlockDir).
+	unlock, err := lockDir(s.dataDir)
+	if err != nil {
+		return err
+	}
+	s.unlockDir = unlock
 	return nil
 }
 

@@ -84,6 +84,9 @@ func (s *Simulator) api(fn apiFunc) http.HandlerFunc {
 			return
 		}
 		code, out := fn(r, body)
+		if r.Method != http.MethodGet {
+			s.changed()
+		}
 		if s.roll("api-timeout", n) < f.APITimeout {
 			s.stats.apiTimeouts.Add(1)
 			// Acted, now hang until the client gives up (or 30s).

@@ -50,9 +50,15 @@ type Config struct {
 	// RateLimit, when > 0, is the API calls per second allowed (with a
 	// burst of the same size) before 429 with Retry-After.
 	RateLimit float64
-	// StateFile, when set, keeps the simulator's envelopes across restarts:
-	// read when Run starts, written when it stops.
+	// StateFile, when set, keeps the simulator's envelopes and idempotency
+	// keys across restarts, even abrupt ones: read when Run starts, then
+	// rewritten atomically (temporary file, fsync, rename) after changes,
+	// at most every SaveEvery, and once more when Run stops. Deliveries
+	// waiting in the queue are not kept (see snapshot).
 	StateFile string
+	// SaveEvery is the shortest time between two saves of StateFile,
+	// overriding the default 200ms: changes in between are saved together.
+	SaveEvery time.Duration
 	// CreateDelay is how long creating an envelope takes, overriding the
 	// default 0; a second request with the same key meanwhile gets 409.
 	CreateDelay time.Duration
@@ -138,6 +144,9 @@ func (c *Config) defaults() {
 	}
 	if c.DeliveryTimeout <= 0 {
 		c.DeliveryTimeout = 5 * time.Second
+	}
+	if c.SaveEvery <= 0 {
+		c.SaveEvery = 200 * time.Millisecond
 	}
 	if c.PageSize <= 0 {
 		c.PageSize = 100

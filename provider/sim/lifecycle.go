@@ -12,6 +12,7 @@ type statCounters struct {
 	webhooks, delivered, attempts, failed, lost             atomic.Int64
 	dropped, duplicated, delayed, partitioned               atomic.Int64
 	apiCalls, apiErrors, apiTimeouts, rateLimited, corrupts atomic.Int64
+	saves, saveErrors                                       atomic.Int64
 }
 
 // Stats is a snapshot of the simulator's counters.
@@ -32,6 +33,8 @@ type Stats struct {
 	APITimeouts        int64 // injected timeouts after acting
 	RateLimited        int64 // 429s
 	CorruptedDownloads int64
+	StateSaves         int64 // state file writes (Config.StateFile)
+	StateSaveErrors    int64 // state file writes that failed
 }
 
 // Stats returns the counters so far.
@@ -43,6 +46,7 @@ func (s *Simulator) Stats() Stats {
 		Duplicated: c.duplicated.Load(), Delayed: c.delayed.Load(), Partitioned: c.partitioned.Load(),
 		APICalls: c.apiCalls.Load(), APIErrors: c.apiErrors.Load(), APITimeouts: c.apiTimeouts.Load(),
 		RateLimited: c.rateLimited.Load(), CorruptedDownloads: c.corrupts.Load(),
+		StateSaves: c.saves.Load(), StateSaveErrors: c.saveErrors.Load(),
 	}
 }
 

@@ -1,16 +1,19 @@
 package sim
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
 // snapshot is the simulator's state on disk (Config.StateFile), so that a
-// restarted esignflow dev still knows its envelopes. Webhooks waiting to be
+// restarted simulator — after a clean stop or a kill -9 — still knows its
+// envelopes. Webhooks waiting to be
 // delivered are not kept: like a provider that lost its queue, the
 // reconciler's polls make up for them.
 type snapshot struct {
@@ -71,11 +74,95 @@ func (s *Simulator) save(path string) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
-		return fmt.Errorf("sim: save state: %w", err)
+	if err := writeAtomic(path, raw); err != nil {
+		return fmt.Errorf("sim: save state %s: %w", path, err)
 	}
-	return os.Rename(tmp, path)
+	s.stats.saves.Add(1)
+	return nil
+}
+
+// writeAtomic replaces path with raw so that a crash at any instant leaves
+// either the old file or the new one, complete: it writes a temporary file
+// beside it, fsyncs it, renames it over path and fsyncs the directory.
+func writeAtomic(path string, raw []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename, a no-op
+	if _, err := f.Write(raw); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// changed notes that the state changed and should be saved; it never
+// blocks, so it may be called with s.mu held.
+func (s *Simulator) changed() {
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// persist saves the state to path after every change, at most every
+// SaveEvery (changes in between go into one save), until ctx ends. A save
+// that fails is logged and tried again at the next change or tick.
+func (s *Simulator) persist(ctx context.Context, path string) {
+	var last time.Time
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.dirty:
+		case <-retry.C:
+		}
+		if wait := s.cfg.SaveEvery - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		// Drain the signal of changes made while waiting: this save
+		// includes them.
+		select {
+		case <-s.dirty:
+		default:
+		}
+		last = time.Now()
+		if err := s.save(path); err != nil {
+			s.stats.saveErrors.Add(1)
+			s.log.Error("saving simulator state", "path", path, "err", err)
+			retry.Reset(s.cfg.SaveEvery)
+		}
+	}
 }
 
 // load reads the state from path, if there is one, and resumes every

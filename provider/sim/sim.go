@@ -51,6 +51,7 @@ type Simulator struct {
 	wake   chan struct{}
 
 	deliveries chan delivery
+	dirty      chan struct{} // signalled on every change of the state; see persist
 	stop       chan struct{} // closed when Run stops; see stopped
 	ready      chan struct{}
 	url        string
@@ -118,6 +119,7 @@ func New(cfg Config) (*Simulator, error) {
 		ready:      make(chan struct{}),
 		stop:       make(chan struct{}),
 		wake:       make(chan struct{}, 1),
+		dirty:      make(chan struct{}, 1),
 	}
 	if cfg.RateLimit > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), int(math.Max(1, cfg.RateLimit)))
@@ -144,7 +146,9 @@ func (s *Simulator) SetFaults(f Faults) error {
 
 // Run listens and serves until ctx ends, then stops sending webhooks, shuts
 // the server down within five seconds and returns after every goroutine it
-// started has exited.
+// started has exited. With a StateFile, the state is loaded first, saved
+// as it changes (see Config.SaveEvery) and saved a last time on the way
+// out.
 func (s *Simulator) Run(ctx context.Context) error {
 	ln := s.cfg.Listener
 	if ln == nil {
@@ -182,6 +186,14 @@ func (s *Simulator) Run(ctx context.Context) error {
 			s.deliver(ctx, client)
 		}()
 	}
+	var saver sync.WaitGroup
+	if s.cfg.StateFile != "" {
+		saver.Add(1)
+		go func() {
+			defer saver.Done()
+			s.persist(ctx, s.cfg.StateFile)
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	close(s.ready)
@@ -198,6 +210,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 	defer done()
 	_ = srv.Shutdown(shutCtx)
 	workers.Wait()
+	saver.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -562,5 +563,54 @@ func TestStateSurvivesRestart(t *testing.T) {
 	waitFor(t, 10*time.Second, "the resumed envelope to complete", allFinal(b, 1))
 	if tr := b.Truth(); len(tr) != 1 || tr[0].ID != env.ID {
 		t.Fatalf("truth after restart: %+v", tr)
+	}
+}
+
+// The state file is written as the state changes, not only when Run
+// stops: a second simulator started from a copy of the file while the
+// first still runs — as after a kill -9, which runs no shutdown path — knows
+// the in-flight envelope and its idempotency key, and finishes it.
+func TestStateSavedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/state.json"
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := fakes.Sim(t, sim.Config{Step: time.Hour, StateFile: path, SaveEvery: 10 * time.Millisecond, Logger: quiet})
+	env, err := client(t, a, time.Second).Create(context.Background(), "k1", request("r1", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait on the file itself: it names the envelope, sent, once a save
+	// after the create has completed.
+	var raw []byte
+	waitFor(t, 10*time.Second, "the running simulator to save the sent envelope", func() bool {
+		raw, _ = os.ReadFile(path)
+		var snap struct {
+			Envelopes []struct{ ID, Status string }
+		}
+		if json.Unmarshal(raw, &snap) != nil {
+			return false
+		}
+		for _, e := range snap.Envelopes {
+			if e.ID == env.ID && e.Status == "sent" {
+				return true
+			}
+		}
+		return false
+	})
+	copyPath := dir + "/copy.json"
+	if err := os.WriteFile(copyPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := fakes.Sim(t, sim.Config{Step: time.Millisecond, StateFile: copyPath, Logger: quiet})
+	again, err := client(t, b, time.Second).Create(context.Background(), "k1", request("r1", 2))
+	if err != nil || again.ID != env.ID {
+		t.Fatalf("the idempotency key was not saved: %v %v", again.ID, err)
+	}
+	waitFor(t, 10*time.Second, "the resumed envelope to complete", allFinal(b, 1))
+	if tr := b.Truth(); len(tr) != 1 || tr[0].ID != env.ID {
+		t.Fatalf("truth from the saved state: %+v", tr)
+	}
+	if st := a.Stats(); st.StateSaves == 0 || st.StateSaveErrors != 0 {
+		t.Fatalf("stats %+v: want saves and no errors", st)
 	}
 }

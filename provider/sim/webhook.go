@@ -55,6 +55,7 @@ type delivery struct {
 // emit records a transition as a webhook and queues it, applying the drop,
 // duplicate and delay faults. Called with s.mu held.
 func (s *Simulator) emit(e *envelope, typ string, r *recipient, now time.Time) {
+	s.changed()
 	e.events++
 	w := Webhook{
 		ID: "evt_" + e.id + "_" + itoa(e.events), Type: typ, CreatedAt: now,
