@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
 	"sync"
 
@@ -49,9 +50,10 @@ type resolveKey struct {
 // records written with any registered version of their subject. It is safe
 // for concurrent use.
 type Codec struct {
-	client *sr.Client
-	names  Names
-	byType map[reflect.Type]reader
+	client     *sr.Client
+	names      Names
+	lookupOnly bool
+	byType     map[reflect.Type]reader
 
 	mu       sync.RWMutex
 	resolved map[resolveKey]avro.Schema // writer id + reader type → schema to decode with
@@ -64,10 +66,25 @@ type Option func(*Codec)
 // DefaultNames); its subjects follow them.
 func WithNames(n Names) Option { return func(c *Codec) { c.names = n.OrDefault() } }
 
-// NewCodec registers every esignflow schema under "<topic>-value" with
-// BACKWARD compatibility and returns a Codec that encodes with the
-// registered ids. Registering a schema the registry already has is a
-// lookup, so every process may call it at start.
+// LookupOnly makes NewCodec look the schemas up instead of registering them
+// (the default): it changes nothing in the registry, so read rights are
+// enough. It is for the commands that only read (watch, audit, dlq list).
+// A subject that does not have the schema yet is not an error: the codec
+// still decodes that topic's records, written with any registered schema,
+// but encoding one fails with ErrNotRegistered.
+func LookupOnly() Option { return func(c *Codec) { c.lookupOnly = true } }
+
+// NewCodec registers every esignflow schema, as its .avsc file is written
+// (Text: doc fields and defaults kept), under "<topic>-value" and returns a
+// Codec that encodes with the registered ids. Registering a schema the
+// registry already has is a lookup, so every producing process may call it
+// at start; with LookupOnly it only looks them up.
+//
+// Registering leaves a compatibility level an operator set alone. A subject
+// without a level of its own inherits the registry's global level; only
+// when that level does not let a new schema read what older ones wrote
+// (NONE, FORWARD, FORWARD_TRANSITIVE) is the subject set to BACKWARD, which
+// the codec's reading of older versions relies on.
 //
 // The codec carries the installation's topic names (Topics): under the
 // topic-name strategy a topic's name decides its subject, so the names
@@ -82,26 +99,89 @@ func NewCodec(ctx context.Context, client *sr.Client, opts ...Option) (*Codec, e
 	for _, o := range opts {
 		o(c)
 	}
+	global := sr.CompatibilityLevel(0)
+	if !c.lookupOnly {
+		res := client.Compatibility(ctx)
+		if res[0].Err != nil {
+			return nil, fmt.Errorf("global compatibility: %w: %w", ErrRegistry, res[0].Err)
+		}
+		global = res[0].Level
+	}
 	for _, b := range bindings() {
 		schema, err := Parse(b.topic)
 		if err != nil {
 			return nil, err
 		}
+		text, err := Text(b.topic)
+		if err != nil {
+			return nil, err
+		}
 		topic := c.names.Of(b.topic)
 		subject := Subject(topic)
-		for _, r := range client.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subject) {
-			if r.Err != nil {
-				return nil, fmt.Errorf("set BACKWARD compatibility on %s: %w: %w", subject, ErrRegistry, r.Err)
+		want := sr.Schema{Schema: text, Type: sr.TypeAvro}
+		var ss sr.SubjectSchema
+		if c.lookupOnly {
+			ss, err = client.LookupSchema(ctx, subject, want)
+			if isNotFound(err) {
+				c.byType[b.typ] = reader{topic: topic, schema: schema}
+				continue
 			}
-		}
-		ss, err := client.CreateSchema(ctx, subject, sr.Schema{Schema: schema.String(), Type: sr.TypeAvro})
-		if err != nil {
-			return nil, fmt.Errorf("register %s: %w: %w", subject, ErrRegistry, err)
+			if err != nil {
+				return nil, fmt.Errorf("look up %s: %w: %w", subject, ErrRegistry, err)
+			}
+		} else {
+			if err := ensureBackward(ctx, client, subject, global); err != nil {
+				return nil, err
+			}
+			if ss, err = client.CreateSchema(ctx, subject, want); err != nil {
+				return nil, fmt.Errorf("register %s: %w: %w", subject, ErrRegistry, err)
+			}
 		}
 		c.byType[b.typ] = reader{topic: topic, schema: schema, id: ss.ID}
 		c.resolved[resolveKey{ss.ID, b.typ}] = schema
 	}
 	return c, nil
+}
+
+// readsOlder reports whether level lets a new schema read data written
+// with the earlier ones.
+func readsOlder(level sr.CompatibilityLevel) bool {
+	switch level {
+	case sr.CompatBackward, sr.CompatBackwardTransitive, sr.CompatFull, sr.CompatFullTransitive:
+		return true
+	}
+	return false
+}
+
+// ensureBackward sets subject to BACKWARD when it has no level of its own
+// and the global level it inherits does not read older versions. A
+// registry answers GET /config/{subject} with 404 (40401, 40408) when the
+// subject has no level of its own; some (srfake, older Confluent) answer
+// the global level instead, which counts as none set.
+func ensureBackward(ctx context.Context, client *sr.Client, subject string, global sr.CompatibilityLevel) error {
+	res := client.Compatibility(ctx, subject)
+	switch err := res[0].Err; {
+	case isNotFound(err):
+	case err != nil:
+		return fmt.Errorf("compatibility of %s: %w: %w", subject, ErrRegistry, err)
+	case res[0].Level != global:
+		return nil // the subject's own level: an operator's choice
+	}
+	if readsOlder(global) {
+		return nil
+	}
+	for _, r := range client.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subject) {
+		if r.Err != nil {
+			return fmt.Errorf("set BACKWARD compatibility on %s: %w: %w", subject, ErrRegistry, r.Err)
+		}
+	}
+	return nil
+}
+
+// isNotFound reports whether err is a registry's 404.
+func isNotFound(err error) bool {
+	var re *sr.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
 }
 
 // Topics are the topic names the codec is bound to.
@@ -112,6 +192,9 @@ func (c *Codec) Topics() Names { return c.names }
 func (c *Codec) ID(topic string) (int, error) {
 	for _, r := range c.byType {
 		if r.topic == topic {
+			if r.id == 0 {
+				return 0, fmt.Errorf("topic %q: %w", topic, ErrNotRegistered)
+			}
 			return r.id, nil
 		}
 	}
@@ -139,6 +222,9 @@ func (c *Codec) AppendEncode(b []byte, v any) ([]byte, error) {
 	r, _, err := c.readerOf(v)
 	if err != nil {
 		return nil, err
+	}
+	if r.id == 0 {
+		return nil, fmt.Errorf("%T on %s: %w", v, r.topic, ErrNotRegistered)
 	}
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(r.id))

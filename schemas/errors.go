@@ -24,6 +24,10 @@ var (
 	ErrUnknownTopic = errors.New("no schema for topic")
 	// ErrUnknownType means the Go value is not one of esignflow's records.
 	ErrUnknownType = errors.New("not an esignflow record type")
+	// ErrNotRegistered means a LookupOnly codec did not find the schema in
+	// the registry, so it cannot encode that topic's records: a producing
+	// service registers it.
+	ErrNotRegistered = errors.New("schema not registered (a producing service registers it)")
 	// ErrRegistry means the Schema Registry could not be reached or refused
 	// a call: transient, retry.
 	ErrRegistry = errors.New("schema registry")

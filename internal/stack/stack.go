@@ -32,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/ingress"
+	"github.com/esignflow/esignflow/internal/devregistry"
 	"github.com/esignflow/esignflow/internal/secrets"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
@@ -405,7 +406,8 @@ func (s *Stack) startRegistry(ctx context.Context, stops *[]func()) error {
 			s.Registry.SeedSchema(sc.Subject, sc.Version, sc.ID, sr.Schema{Schema: sc.Schema, Type: sr.TypeAvro})
 		}
 	}
-	srv := &http.Server{Handler: s.Registry.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// Compatible refuses an incompatible schema with 409, as Confluent does.
+	srv := &http.Server{Handler: devregistry.Compatible(s.Registry.Handler()), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(rln) }()
 	url := "http://" + rln.Addr().String()
 	client, err := sr.NewClient(sr.URLs(url))
