@@ -227,7 +227,7 @@ func runKafka(ctx context.Context, brokers []string, partitions int32) (*benchKa
 // markers take offsets too, so end offsets over-count).
 func countCommitted(ctx context.Context, brokers []string, topic string) (int, error) {
 	n := 0
-	err := topicread.All(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, func(*kgo.Record) error { n++; return nil })
+	err := topicread.AllSettled(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, func(*kgo.Record) error { n++; return nil })
 	return n, err
 }
 

@@ -7,6 +7,7 @@ package topicread
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -59,4 +60,48 @@ func All(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Record)
 		}
 	}
 	return nil
+}
+
+// AllSettled is All once no transaction is open on topic: it first waits
+// until every partition's last stable offset has reached its high
+// watermark. On Apache Kafka a transaction's commit markers are written
+// after EndTxn returns, so for a while the last stable offset stays below
+// records that are already committed, and All, which reads to the stable
+// end, would miss them (kfake writes the markers at once and hides this).
+// Call it once the writers have stopped — a benchmark's count, a test's
+// final check; while a writer keeps transactions open it waits until ctx
+// ends.
+func AllSettled(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Record) error) error {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", topic, err)
+	}
+	adm := kadm.NewClient(cl)
+	for {
+		stable, serr := adm.ListCommittedOffsets(ctx, topic)
+		end, eerr := adm.ListEndOffsets(ctx, topic)
+		if serr == nil && eerr == nil && settled(stable, end) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			cl.Close()
+			return fmt.Errorf("read %s: waiting for open transactions to end: %w", topic, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cl.Close()
+	return All(ctx, opts, topic, fn)
+}
+
+// settled says whether every partition's stable offset is its end.
+func settled(stable, end kadm.ListedOffsets) bool {
+	ok := true
+	end.Each(func(e kadm.ListedOffset) {
+		s, found := stable.Lookup(e.Topic, e.Partition)
+		if e.Err != nil || !found || s.Err != nil || s.Offset != e.Offset {
+			ok = false
+		}
+	})
+	return ok
 }
