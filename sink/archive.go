@@ -102,3 +102,32 @@ func (d Dir) Exists(_ context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("archive: %w", err)
 	}
 }
+
+// Checker is implemented by an Archive that can tell whether it is able to
+// store right now; Sink.Ready asks it.
+type Checker interface {
+	// Check returns nil when a Put would be allowed to write.
+	Check(ctx context.Context) error
+}
+
+// Check creates and removes a temporary file in the archive's root (made
+// if missing), so that a directory the process cannot write — a root-owned
+// volume under a non-root user, a read-only mount, a full disk — is seen
+// before the first envelope needs it.
+func (d Dir) Check(context.Context) error {
+	if err := os.MkdirAll(d.Root, 0o750); err != nil {
+		return fmt.Errorf("archive %s: %w", d.Root, err)
+	}
+	f, err := os.CreateTemp(d.Root, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("archive %s is not writable: %w", d.Root, err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte{0})
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	if err := errors.Join(werr, cerr, rerr); err != nil {
+		return fmt.Errorf("archive %s is not writable: %w", d.Root, err)
+	}
+	return nil
+}

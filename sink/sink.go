@@ -148,6 +148,16 @@ func PublishedName(envelopeID string, version int64) string {
 	return fmt.Sprintf("manifests/%s/%d.published", envelopeID, version)
 }
 
+// Ready reports whether the sink can do its work now: nil when its
+// archive, if it is a Checker, can be written. For a /readyz endpoint; safe
+// for concurrent use, and valid before and during Run.
+func (s *Sink) Ready(ctx context.Context) error {
+	if c, ok := s.cfg.Archive.(Checker); ok {
+		return c.Check(ctx)
+	}
+	return nil
+}
+
 // markPublished records, after the commit, which envelopes were published,
 // so that a repeated status change finds them done. A crash between the
 // commit and this write leaves a narrow window in which a repeated change

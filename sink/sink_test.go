@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -364,5 +365,48 @@ func TestDeclinedHasAuditOnly(t *testing.T) {
 	}
 	if fmt.Sprint(kinds) != "[audit manifest]" {
 		t.Fatalf("files %v, want [audit manifest]", kinds)
+	}
+}
+
+// A sink whose archive cannot be written is not ready, and is again once
+// it can. (Tests run as root, which a chmod does not stop: the archive's
+// root is made a regular file instead, which stops everyone.)
+func TestNotReadyWhileArchiveUnwritable(t *testing.T) {
+	h := newHarness(t)
+	root := t.TempDir() + "/archive"
+	s, err := sink.New(sink.Config{Brokers: h.brokers, Codec: h.codec, Archive: sink.Dir{Root: root},
+		Downloaders: map[string]sink.Downloader{"sim": h.client}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("writable archive: not ready: %v", err)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err == nil || !strings.Contains(err.Error(), root) {
+		t.Fatalf("archive root replaced by a file: Ready = %v, want an error naming %s", err, root)
+	}
+	under, err := sink.New(sink.Config{Brokers: h.brokers, Codec: h.codec, Archive: sink.Dir{Root: root + "/below"},
+		Downloaders: map[string]sink.Downloader{"sim": h.client}, Metrics: prometheus.NewRegistry(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := under.Ready(ctx); err == nil {
+		t.Fatal("archive under a regular file: ready")
+	}
+	if err := os.Remove(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("archive writable again: %v", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("the probe left %d files in the archive", len(entries))
 	}
 }

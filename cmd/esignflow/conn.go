@@ -214,9 +214,11 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// serveOps serves /metrics and /healthz on addr until ctx ends. It returns
-// once the listener is up, or the error of listening.
-func serveOps(ctx context.Context, addr, flagName string, reg *prometheus.Registry) (func(), error) {
+// serveOps serves /metrics, /healthz (the process is alive) and /readyz
+// (ready answers nil within two seconds: the service can do its work) on
+// addr until ctx ends. A nil ready is always ready. It returns once the
+// listener is up, or the error of listening.
+func serveOps(ctx context.Context, addr, flagName string, reg *prometheus.Registry, ready func(context.Context) error) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--%s %s: %w", flagName, addr, err)
@@ -224,6 +226,17 @@ func serveOps(ctx context.Context, addr, flagName string, reg *prometheus.Regist
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil {
+			rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := ready(rctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
@@ -45,7 +48,7 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("processor", e, "Apply signing requests and events exactly once and publish status changes.")
 	c := connFlags(fs, true).producing(fs)
 	pf := registerProcessorFlags(fs, true)
-	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9101", "`address` serving /metrics and /healthz")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9101", "`address` serving /metrics, /healthz and /readyz (ready while Redis answers)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,8 +79,19 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := serveOps(ctx, *metricsAddr, "metrics-addr", reg); err != nil {
+	if _, err := serveOps(ctx, *metricsAddr, "metrics-addr", reg, redisReady(rc)); err != nil {
 		return err
 	}
 	return p.Run(ctx)
+}
+
+// redisReady is the readiness of a service that cannot work without Redis:
+// nil while Redis answers PING.
+func redisReady(rc redis.UniversalClient) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := rc.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	}
 }

@@ -15,7 +15,7 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 	rf := registerReconcilerFlags(fs, time.Hour, time.Minute, 15*time.Minute)
 	simURL := fs.String("sim-url", "http://127.0.0.1:8090", "`URL` of the simulator provider to poll")
 	instance := fs.String("instance-id", "", "this replica's `name` in its leases (random when empty)")
-	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9102", "`address` serving /metrics and /healthz")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9102", "`address` serving /metrics, /healthz and /readyz (ready while Redis answers)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := serveOps(ctx, *metricsAddr, "metrics-addr", reg); err != nil {
+	if _, err := serveOps(ctx, *metricsAddr, "metrics-addr", reg, redisReady(rc)); err != nil {
 		return err
 	}
 	return r.Run(ctx)

@@ -14,7 +14,7 @@ func runSink(ctx context.Context, e *env, args []string) error {
 	simURL := fs.String("sim-url", "http://127.0.0.1:8090", "`URL` of the simulator provider to download from")
 	instance := fs.String("instance-id", "", "this replica's stable `name` in its transactional id (random when empty)")
 	attempts := fs.Int("attempts", 5, "download attempts before a status change goes to the DLQ")
-	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9103", "`address` serving /metrics and /healthz")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9103", "`address` serving /metrics, /healthz and /readyz (ready while the archive is writable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func runSink(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := serveOps(ctx, *metricsAddr, "metrics-addr", reg); err != nil {
+	if _, err := serveOps(ctx, *metricsAddr, "metrics-addr", reg, s.Ready); err != nil {
 		return err
 	}
 	return s.Run(ctx)
