@@ -33,11 +33,8 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
 		id, rest = rest[0], rest[1:]
 	}
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flagErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if err := parseQuiet(fs, rest); err != nil {
+		return err
 	}
 	if id == "" && fs.NArg() > 0 {
 		id = fs.Arg(0)
@@ -45,7 +42,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if id == "" {
 		return fmt.Errorf("%w: name the envelope: audit %s <envelope-id>", errUsage, sub)
 	}
-	codec, err := c.codec(ctx)
+	codec, err := c.lookupCodec(ctx)
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,24 @@ type conn struct {
 	redisPassFile    string
 	compression      string // producing commands only; empty: the components' default
 	topicPrefix      string
+	connectTimeout   time.Duration
+}
+
+// Environment variables that give the connection flags their defaults; a
+// flag on the command line wins.
+const (
+	envBrokers  = "ESIGNFLOW_BROKERS"
+	envRegistry = "ESIGNFLOW_REGISTRY"
+	envRedisURL = "ESIGNFLOW_REDIS_URL"
+)
+
+// fromEnv returns the value of the environment variable name when it is
+// set and not empty, else def.
+func fromEnv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // producing registers --kafka-compression, for the commands that produce.
@@ -53,18 +71,19 @@ func (c *conn) producing(fs flagRegistrar) *conn {
 
 func connFlags(fs *flag.FlagSet, withRedis bool) *conn {
 	c := &conn{}
-	fs.StringVar(&c.brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated `host:port` list")
+	fs.StringVar(&c.brokers, "brokers", fromEnv(envBrokers, "127.0.0.1:9092"), "Kafka seed brokers, comma-separated `host:port` list (default from $"+envBrokers+" when set)")
 	fs.StringVar(&c.saslMechanism, "kafka-sasl-mechanism", "", "Kafka SASL `mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (none when empty)")
 	fs.StringVar(&c.saslUser, "kafka-sasl-user", "", "Kafka SASL `user`")
 	fs.StringVar(&c.saslPasswordFile, "kafka-sasl-password-file", "", "`file` holding the Kafka SASL password")
 	fs.BoolVar(&c.kafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
 	fs.StringVar(&c.kafkaCAFile, "kafka-ca-file", "", "PEM `file` of CAs for Kafka TLS (system roots when empty)")
 	fs.StringVar(&c.topicPrefix, "topic-prefix", "", "`prefix` before every esignflow topic name, and so before its registry subject (several installations on one cluster); consumer groups are set apart by --group")
-	fs.StringVar(&c.registry, "registry", "http://127.0.0.1:8081", "Schema Registry `URL`")
+	fs.StringVar(&c.registry, "registry", fromEnv(envRegistry, "http://127.0.0.1:8081"), "Schema Registry `URL` (default from $"+envRegistry+" when set)")
 	fs.StringVar(&c.registryUser, "registry-user", "", "Schema Registry basic-auth `user`")
 	fs.StringVar(&c.registryPassFile, "registry-password-file", "", "`file` holding the Schema Registry basic-auth password")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "give up with an error naming the address when Kafka, the Schema Registry or Redis does not answer within this `duration` at start")
 	if withRedis {
-		fs.StringVar(&c.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis `URL` (rediss:// for TLS; user in the URL)")
+		fs.StringVar(&c.redisURL, "redis-url", fromEnv(envRedisURL, "redis://127.0.0.1:6379/0"), "Redis `URL` (rediss:// for TLS; user in the URL; default from $"+envRedisURL+" when set)")
 		fs.StringVar(&c.redisPassFile, "redis-password-file", "", "`file` holding the Redis password")
 	}
 	return c
@@ -167,27 +186,95 @@ func (c *conn) registryClient() (*sr.Client, error) {
 	return cl, nil
 }
 
-// codec registers the schemas and returns the codec, retrying while the
-// registry is still starting (bounded).
+// errUnreachable means a server did not answer within --connect-timeout.
+var errUnreachable = errors.New("no answer")
+
+// timeout is --connect-timeout, or 10s when unset (a conn built by hand).
+func (c *conn) timeout() time.Duration {
+	if c.connectTimeout <= 0 {
+		return 10 * time.Second
+	}
+	return c.connectTimeout
+}
+
+// checkKafka returns once a broker answers, or an error naming the
+// brokers after --connect-timeout: a wrong --brokers fails at start
+// instead of hanging the first produce or fetch.
+func (c *conn) checkKafka(ctx context.Context) error {
+	opts, err := c.clientOpts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer cl.Close()
+	tctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	for {
+		err := cl.Ping(tctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		select {
+		case <-tctx.Done():
+			return fmt.Errorf("kafka %s: %w: no broker answered within %s: %w", c.brokers, errUnreachable, c.timeout(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// codec checks that Kafka answers, registers the schemas (a producing
+// command) and returns the codec. A registry that is still starting is
+// retried until --connect-timeout; a registry that answers with a refusal
+// (401, 409, …) fails at once.
 func (c *conn) codec(ctx context.Context) (*schemas.Codec, error) {
+	return c.newCodec(ctx)
+}
+
+// lookupCodec is codec for the commands that only read (watch, audit, dlq
+// list): it looks the schemas up and changes nothing in the registry.
+func (c *conn) lookupCodec(ctx context.Context) (*schemas.Codec, error) {
+	return c.newCodec(ctx, schemas.LookupOnly())
+}
+
+func (c *conn) newCodec(ctx context.Context, opts ...schemas.Option) (*schemas.Codec, error) {
+	if err := c.checkKafka(ctx); err != nil {
+		return nil, err
+	}
 	cl, err := c.registryClient()
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	opts = append([]schemas.Option{schemas.WithNames(schemas.Prefixed(c.topicPrefix))}, opts...)
+	tctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
 	for {
-		codec, err := schemas.NewCodec(ctx, cl, schemas.WithNames(schemas.Prefixed(c.topicPrefix)))
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			if err != nil {
-				return nil, fmt.Errorf("schema registry %s: %w", c.registry, err)
-			}
+		codec, err := schemas.NewCodec(tctx, cl, opts...)
+		if err == nil {
 			return codec, nil
 		}
-		time.Sleep(time.Second)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var re *sr.ResponseError
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("schema registry %s: %w", c.registry, err)
+		}
+		select {
+		case <-tctx.Done():
+			return nil, fmt.Errorf("schema registry %s: %w within %s: %w", c.registry, errUnreachable, c.timeout(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 
-// redisClient returns the Redis client and checks it answers.
+// redisClient returns the Redis client and checks it answers within
+// --connect-timeout.
 func (c *conn) redisClient(ctx context.Context) (*redis.Client, error) {
 	opt, err := redis.ParseURL(c.redisURL)
 	if err != nil {
@@ -199,11 +286,29 @@ func (c *conn) redisClient(ctx context.Context) (*redis.Client, error) {
 		}
 	}
 	cl := redis.NewClient(opt)
-	if err := cl.Ping(ctx).Err(); err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
+	tctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	for {
+		err := cl.Ping(tctx).Err()
+		if err == nil {
+			return cl, nil
+		}
+		var refused redis.Error // an answer (wrong password, …): no use waiting
+		if errors.As(err, &refused) {
+			cl.Close()
+			return nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
+		}
+		if ctx.Err() != nil {
+			cl.Close()
+			return nil, ctx.Err()
+		}
+		select {
+		case <-tctx.Done():
+			cl.Close()
+			return nil, fmt.Errorf("redis %s: %w within %s: %w", opt.Addr, errUnreachable, c.timeout(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return cl, nil
 }
 
 // newRegistry returns a Prometheus registry with the Go and process

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 func runDLQ(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
-		return fmt.Errorf("%w: use 'dlq list' or 'dlq replay'", errUsage)
+		return fmt.Errorf("%w: unknown subcommand: use 'dlq list' or 'dlq replay'", errUsage)
 	}
 	sub := args[0]
 	doc := "List the dead letters of esignflow.dlq.v1: where each came from and why."
@@ -26,12 +27,13 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 	c := connFlags(fs, false).producing(fs)
 	topic := fs.String("topic", "", "only letters from this `topic`")
 	component := fs.String("component", "", "only letters from this `component` (processor, sink, ingress/…)")
+	provider := fs.String("provider", "", "only the webhooks of this `provider` the ingress dead-lettered (component ingress/<provider>)")
 	asJSON := fs.Bool("json", false, "print JSON lines (list)")
 	dryRun := fs.Bool("dry-run", false, "say what would be replayed, publish nothing (replay)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	codec, err := c.codec(ctx)
+	codec, err := c.lookupCodec(ctx)
 	if err != nil {
 		return err
 	}
@@ -46,7 +48,8 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "skipping %s/%d@%d: %v\n", r.Topic, r.Partition, r.Offset, err)
 			return nil
 		}
-		if (*topic == "" || dl.Topic == *topic) && (*component == "" || dl.Component == *component) {
+		if (*topic == "" || dl.Topic == *topic) && (*component == "" || dl.Component == *component) &&
+			(*provider == "" || dl.Component == "ingress/"+*provider) {
 			letters = append(letters, dl)
 		}
 		return nil
@@ -63,10 +66,9 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 				}
 				continue
 			}
-			fmt.Fprintf(e.stdout, "%s %-10s %s/%d@%d key=%q %d bytes: %s\n", dl.FailedAt.Local().Format(time.DateTime), dl.Component,
-				dl.Topic, dl.Partition, dl.Offset, dl.Key, len(dl.Value), dl.Error)
+			fmt.Fprintln(e.stdout, formatLetter(dl))
 		}
-		fmt.Fprintf(e.stderr, "%d dead letters\n", len(letters))
+		fmt.Fprintf(e.stderr, "%d dead letters%s\n", len(letters), letterCounts(letters))
 		return nil
 	}
 	var recs []*kgo.Record
@@ -96,4 +98,46 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stderr, "%d replayed\n", len(recs))
 	return nil
+}
+
+// webhookProvider returns the provider of a webhook the ingress
+// dead-lettered (component ingress/<provider>: no Kafka record behind it).
+func webhookProvider(dl schemas.DeadLetter) (string, bool) {
+	return strings.CutPrefix(dl.Component, "ingress/")
+}
+
+// formatLetter is one readable line for a dead letter: where it came from
+// (a webhook of a provider, or a Kafka record) and why.
+func formatLetter(dl schemas.DeadLetter) string {
+	from := fmt.Sprintf("%s/%d@%d key=%q", dl.Topic, dl.Partition, dl.Offset, dl.Key)
+	if p, ok := webhookProvider(dl); ok {
+		from = "webhook from provider " + p
+	}
+	return fmt.Sprintf("%s %-14s %s %d bytes: %s", dl.FailedAt.Local().Format(time.DateTime), dl.Component, from, len(dl.Value), dl.Error)
+}
+
+// letterCounts is " (processor: 2, ingress/sim: 1)", largest first.
+func letterCounts(letters []schemas.DeadLetter) string {
+	if len(letters) == 0 {
+		return ""
+	}
+	n := map[string]int{}
+	for _, dl := range letters {
+		n[dl.Component]++
+	}
+	keys := make([]string, 0, len(n))
+	for k := range n {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if n[keys[i]] != n[keys[j]] {
+			return n[keys[i]] > n[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, n[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

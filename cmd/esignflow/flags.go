@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -22,19 +23,39 @@ func newFlagSet(name string, e *env, doc string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args; a bad flag is a usage error naming it (the flag
-// package has already printed which), --help is not an error.
+// parseFlags parses args; a bad flag is a usage error naming it (main adds
+// one line pointing to --help), --help prints the full usage and is not an
+// error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if err := parseQuiet(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil
+}
+
+// parseQuiet is fs.Parse without the flag package's own printing: on a bad
+// flag it prints the error and the whole usage, which would bury the
+// error; here the error is returned (wrapping errUsage) for main to print
+// once, and the usage is printed only for --help (flag.ErrHelp).
+func parseQuiet(fs *flag.FlagSet, args []string) error {
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	default:
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
 }
 
 // flagRegistrar is the part of *flag.FlagSet that registers flags, so a

@@ -32,6 +32,30 @@ var ErrRefused = errors.New("broker refused to create topic")
 // topic keeps its records forever (retention.ms=-1): it is the audit trail
 // and the source Redis is rebuilt from.
 func Ensure(ctx context.Context, cl *kgo.Client, cfg Config) error {
+	_, err := Create(ctx, cl, cfg)
+	return err
+}
+
+// Result is what Create did with one topic.
+type Result struct {
+	Topic   string
+	Created bool // false: it existed
+	// Warnings say how an existing topic differs from what esignflow
+	// needs or was asked for (partitions, replication, retention).
+	Warnings []string
+}
+
+// keepsForever reports whether esignflow needs topic to keep its records
+// forever.
+func keepsForever(names schemas.Names, topic string) bool {
+	return topic == names.Status || topic == names.DLQ
+}
+
+// Create is Ensure, and says which topics it created, which existed, and
+// how an existing one differs from what esignflow needs: a partition count
+// or replication factor other than asked for, or a retention on the status
+// or dead-letter topic (the audit trail would expire).
+func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 	adm := kadm.NewClient(cl)
 	parts, rf := cfg.Partitions, cfg.Replication
 	if parts <= 0 {
@@ -41,18 +65,80 @@ func Ensure(ctx context.Context, cl *kgo.Client, cfg Config) error {
 		rf = -1
 	}
 	names := cfg.Names.OrDefault()
+	var out, existing []Result
 	for _, t := range names.All() {
 		var configs map[string]*string
-		if t == names.Status || t == names.DLQ {
+		if keepsForever(names, t) {
 			configs = map[string]*string{"retention.ms": kadm.StringPtr("-1")}
 		}
 		resp, err := adm.CreateTopics(ctx, parts, rf, configs, t)
 		if err != nil {
-			return fmt.Errorf("create topic %s: %w", t, err)
+			return nil, fmt.Errorf("create topic %s: %w", t, err)
 		}
 		r := resp[t]
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("%w %s: %w (%s)", ErrRefused, t, r.Err, r.ErrMessage)
+		switch {
+		case r.Err == nil:
+			out = append(out, Result{Topic: t, Created: true})
+		case errors.Is(r.Err, kerr.TopicAlreadyExists):
+			out = append(out, Result{Topic: t})
+		default:
+			return nil, fmt.Errorf("%w %s: %w (%s)", ErrRefused, t, r.Err, r.ErrMessage)
+		}
+	}
+	for _, r := range out {
+		if !r.Created {
+			existing = append(existing, r)
+		}
+	}
+	if len(existing) == 0 {
+		return out, nil
+	}
+	if err := check(ctx, adm, cfg, names, out); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// check fills in the warnings of the topics in results that existed.
+func check(ctx context.Context, adm *kadm.Client, cfg Config, names schemas.Names, results []Result) error {
+	var topics []string
+	for _, r := range results {
+		if !r.Created {
+			topics = append(topics, r.Topic)
+		}
+	}
+	details, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("describe topics: %w", err)
+	}
+	configs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("describe topic configs: %w", err)
+	}
+	for i := range results {
+		r := &results[i]
+		if r.Created {
+			continue
+		}
+		if d, ok := details[r.Topic]; ok && d.Err == nil {
+			if n := int32(len(d.Partitions)); cfg.Partitions > 0 && n != cfg.Partitions {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("has %d partitions, not the %d asked for (partitions cannot be taken away; more let more processor replicas share the work)", n, cfg.Partitions))
+			}
+			if rf := int16(d.Partitions.NumReplicas()); cfg.Replication > 0 && rf < cfg.Replication {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("has replication factor %d, not the %d asked for", rf, cfg.Replication))
+			}
+		}
+		if !keepsForever(names, r.Topic) {
+			continue
+		}
+		rc, err := configs.On(r.Topic, nil)
+		if err != nil || rc.Err != nil {
+			continue
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && c.Value != nil && *c.Value != "-1" {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("has retention.ms=%s: its records expire; esignflow needs -1 (kept forever: the audit trail, and what Redis is rebuilt from)", *c.Value))
+			}
 		}
 	}
 	return nil
