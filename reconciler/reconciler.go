@@ -134,6 +134,7 @@ type Reconciler struct {
 type metrics struct {
 	stale, polls, repairs, waits, leased, notFound prometheus.Counter
 	errors                                         *prometheus.CounterVec
+	lastScan                                       prometheus.Gauge
 }
 
 // New returns a Reconciler for cfg.
@@ -150,8 +151,9 @@ func New(cfg Config) (*Reconciler, error) {
 		leased:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_leased_elsewhere_total", Help: "Stale envelopes skipped because a poll lease was held (polled recently, here or by another replica)."}),
 		notFound: prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_not_found_total", Help: "Envelopes the provider no longer knows."}),
 		errors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_reconciler_errors_total", Help: "Poll and publish errors, by kind."}, []string{"kind"}),
+		lastScan: prometheus.NewGauge(prometheus.GaugeOpts{Name: "esignflow_reconciler_last_scan_timestamp_seconds", Help: "When the last scan of the stale index succeeded (Unix time): alert when it falls behind the interval."}),
 	}
-	for _, c := range []prometheus.Collector{m.stale, m.polls, m.repairs, m.waits, m.leased, m.notFound, m.errors} {
+	for _, c := range []prometheus.Collector{m.stale, m.polls, m.repairs, m.waits, m.leased, m.notFound, m.errors, m.lastScan} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("reconciler: metrics: %w", err)
 		}
@@ -193,8 +195,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 func (r *Reconciler) Scan(ctx context.Context) error {
 	now := r.cfg.Now()
 	stale, err := r.cfg.Store.Stale(ctx, now.Add(-r.cfg.StaleAfter), r.cfg.ScanLimit)
-	if err != nil || len(stale) == 0 {
+	if err != nil {
 		return err
+	}
+	r.m.lastScan.Set(float64(now.UnixNano()) / 1e9)
+	if len(stale) == 0 {
+		return nil
 	}
 	r.m.stale.Add(float64(len(stale)))
 	ids := make([]string, len(stale))

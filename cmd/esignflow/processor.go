@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/processor"
@@ -65,11 +66,12 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: pf.simURL, Logger: e.log})
+	reg := newRegistry()
+	reg.MustRegister(buildinfo.Collector())
+	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: pf.simURL, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
 	p, err := processor.New(processor.Config{
 		Brokers: c.brokerList(), Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": simc},
 		Group: pf.group, InstanceID: pf.instanceID, MaxBatch: pf.maxBatch, ApplyChunk: pf.applyChunk, ApplyConcurrency: pf.applyConc,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/reconciler"
@@ -29,11 +30,12 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Logger: e.log})
+	reg := newRegistry()
+	reg.MustRegister(buildinfo.Collector())
+	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
 	r, err := reconciler.New(reconciler.Config{Brokers: c.brokerList(), KafkaOpts: kopts, Codec: codec, Store: st,
 		Pollers: map[string]reconciler.Poller{"sim": simc}, StaleAfter: rf.staleAfter, Interval: rf.interval,
 		MinPollInterval: rf.minPoll, Rate: rf.rate, Burst: rf.burst, InstanceID: *instance, Metrics: reg, Logger: e.log})

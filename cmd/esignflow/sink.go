@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/sink"
 )
@@ -24,11 +25,12 @@ func runSink(ctx context.Context, e *env, args []string) error {
 	}
 	defer closeSvc()
 	kopts, codec := svc.kafka, svc.codec
-	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Logger: e.log})
+	reg := newRegistry()
+	reg.MustRegister(buildinfo.Collector())
+	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
 	s, err := sink.New(sink.Config{Brokers: c.brokerList(), KafkaOpts: kopts, Codec: codec, Archive: sink.Dir{Root: *archive},
 		Downloaders: map[string]sink.Downloader{"sim": simc}, InstanceID: *instance, Attempts: *attempts, Metrics: reg, Logger: e.log})
 	if err != nil {

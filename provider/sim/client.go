@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -34,6 +36,10 @@ type ClientConfig struct {
 	// BackoffBase and BackoffMax shape the full-jitter exponential backoff
 	// between attempts; defaults 50ms and 3s.
 	BackoffBase, BackoffMax time.Duration
+	// Metrics registers the provider call metrics
+	// (esignflow_provider_calls_total, _call_seconds, _rate_limited_total);
+	// nil keeps none. Clients sharing a registry share the metrics.
+	Metrics prometheus.Registerer
 	// Logger, overriding slog.Default.
 	Logger *slog.Logger
 }
@@ -46,6 +52,7 @@ type Client struct {
 	cfg  ClientConfig
 	base *url.URL
 	log  *slog.Logger
+	m    *clientMetrics // nil without Config.Metrics
 }
 
 var _ provider.Provider = (*Client)(nil)
@@ -74,7 +81,13 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Client{cfg: cfg, base: u, log: cfg.Logger.With("component", "sim-client")}, nil
+	c := &Client{cfg: cfg, base: u, log: cfg.Logger.With("component", "sim-client")}
+	if cfg.Metrics != nil {
+		if c.m, err = newClientMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("sim client: metrics: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // Create creates the envelope (POST with the idempotency key), then puts
@@ -222,7 +235,9 @@ func (c *Client) do(ctx context.Context, method, path, key string, body []byte) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	start := time.Now()
 	resp, err := c.cfg.HTTP.Do(req)
+	c.m.observe(method, path, start, resp, err)
 	if err != nil {
 		cancel()
 		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
