@@ -5,12 +5,14 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -21,13 +23,52 @@ type Keys interface {
 	Keys(provider string) [][]byte
 }
 
+// Tokens maps an API bearer token to the one tenant it acts for. It must
+// compare tokens in constant time. *TokenFile implements it.
+type Tokens interface {
+	Tenant(token string) (tenant string, ok bool)
+}
+
 // Config configures an Ingress. Brokers, Codec, Redis and Secrets are
 // required.
+//
+// The ingress serves two listeners: the webhook listener (Addr), which only
+// answers POST /webhooks/{provider} and is the one to expose to providers,
+// and the API listener (APIAddr), with the signing-request API, /metrics,
+// /healthz and /readyz, for the internal network only.
 type Config struct {
-	// Addr is the listen address, overriding the default 127.0.0.1:8080.
+	// Addr is the webhook listen address, overriding the default
+	// 127.0.0.1:8080.
 	Addr string
 	// Listener, when set, is used instead of listening on Addr.
 	Listener net.Listener
+	// APIAddr is the API listen address, overriding the default
+	// 127.0.0.1:8079 — or 127.0.0.1:0 (a free port) when Listener is set
+	// and APIListener is not, so that a caller bringing its own webhook
+	// listener (tests, benchmarks) never competes for a fixed port.
+	APIAddr string
+	// APIListener, when set, is used instead of listening on APIAddr.
+	APIListener net.Listener
+	// Tokens authenticates the signing-request API: each request needs
+	// "Authorization: Bearer TOKEN" and acts for the token's tenant only.
+	// Nil refuses every API request with 401, unless InsecureNoAuth.
+	// /metrics, /healthz and /readyz need no token.
+	Tokens Tokens
+	// InsecureNoAuth, with Tokens nil, serves the signing-request API to
+	// anyone who can reach the API listener, for any tenant.
+	InsecureNoAuth bool
+	// TrustedProxies are the peers whose X-Forwarded-For and Forwarded
+	// headers are believed for the source IP recorded in events (the
+	// rightmost address not itself trusted). Empty believes no header: the
+	// source IP is the TCP peer.
+	TrustedProxies []netip.Prefix
+	// Providers are the providers a signing request may name (those the
+	// processor creates envelopes with), overriding the default ["sim"];
+	// any other is answered 400 at once.
+	Providers []string
+	// Topics says how missing topics are created when Run starts (names
+	// from Codec); /readyz fails until the ingress's topics exist.
+	Topics topics.Config
 	// Brokers are the Kafka seed brokers.
 	Brokers []string
 	// KafkaOpts are passed to the producer after esignflow's own (acks=all,
@@ -35,8 +76,9 @@ type Config struct {
 	KafkaOpts []kgo.Opt
 	// Codec encodes records through the Schema Registry.
 	Codec *schemas.Codec
-	// Redis keeps the signing-request API's idempotency keys.
-	Redis redis.Cmdable
+	// Redis keeps the signing-request API's idempotency keys; request
+	// status is read from the processor's store in it.
+	Redis redis.UniversalClient
 	// Secrets are the webhook secrets, by provider.
 	Secrets Keys
 	// MaxBody is the largest request body, overriding the default 1 MiB.
@@ -50,8 +92,9 @@ type Config struct {
 	// MaxInFlight bounds the requests being handled at once; past it the
 	// answer is 503 with Retry-After, overriding the default 1024.
 	MaxInFlight int
-	// IdempotencyTTL is how long a signing request's Idempotency-Key is
-	// remembered, overriding the default 24h.
+	// IdempotencyTTL is how long a signing request's Idempotency-Key, and
+	// the record that the ingress accepted its request, are remembered,
+	// overriding the default 24h.
 	IdempotencyTTL time.Duration
 	// KeyPrefix prefixes the Redis keys, overriding the default "esf:".
 	KeyPrefix string
@@ -88,6 +131,15 @@ func (c Config) Validate() error {
 func (c *Config) defaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8080"
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = "127.0.0.1:8079"
+		if c.Listener != nil && c.APIListener == nil {
+			c.APIAddr = "127.0.0.1:0"
+		}
+	}
+	if len(c.Providers) == 0 {
+		c.Providers = []string{"sim"}
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 1 << 20

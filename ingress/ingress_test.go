@@ -43,9 +43,20 @@ var (
 	now       = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 )
 
+// staticTokens is a fixed token set.
+type staticTokens map[string]string
+
+func (s staticTokens) Tenant(token string) (string, bool) { t, ok := s[token]; return t, ok }
+
+const (
+	acmeToken   = "acme-token-0123456789"
+	globexToken = "globex-token-0123456789"
+)
+
 type testIngress struct {
 	*Ingress
-	url     string
+	url     string // the webhook listener
+	api     string // the API listener
 	kafka   *fakes.Kafka
 	brokers []string
 	codec   *schemas.Codec
@@ -55,13 +66,23 @@ type testIngress struct {
 func start(t *testing.T, mutate func(*Config)) *testIngress {
 	t.Helper()
 	k, codec := fakes.T(t, 2)
+	return startWith(t, k, codec, mutate)
+}
+
+// startWith starts an ingress on k and codec.
+func startWith(t *testing.T, k *fakes.Kafka, codec *schemas.Codec, mutate func(*Config)) *testIngress {
+	t.Helper()
 	r := redistest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	aln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{
-		Listener: ln, Brokers: k.Brokers, Codec: codec, Redis: r.Client, KeyPrefix: r.Prefix,
+		Listener: ln, APIListener: aln, Tokens: staticTokens{acmeToken: "acme", globexToken: "globex"}, Brokers: k.Brokers, Codec: codec, Redis: r.Client, KeyPrefix: r.Prefix,
 		Secrets: staticKeys{"sim": {simKeyOld, simKey}, "standard": {simKey}, "docusign": {[]byte(dsKey)}, "dropboxsign": {[]byte(dbxKey)}},
 		Now:     func() time.Time { return now }, PublishTimeout: 500 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -74,7 +95,7 @@ func start(t *testing.T, mutate func(*Config)) *testIngress {
 		t.Fatal(err)
 	}
 	fakes.Start(t, in)
-	return &testIngress{Ingress: in, url: "http://" + in.Addr(), kafka: k, brokers: k.Brokers, codec: codec, redis: r}
+	return &testIngress{Ingress: in, url: "http://" + in.Addr(), api: "http://" + in.APIAddr(), kafka: k, brokers: k.Brokers, codec: codec, redis: r}
 }
 
 // sign computes a Standard Webhooks signature with the test's own HMAC.
@@ -348,13 +369,28 @@ func TestBrokerDownThenBack(t *testing.T) {
 
 func (ti *testIngress) get(t *testing.T, path string) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.Get(ti.url + path)
+	resp, err := http.Get(ti.api + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
+}
+
+// waitReady waits for /readyz to answer 200: the topics are verified in
+// the background after Run listens.
+func (ti *testIngress) waitReady(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, text := ti.get(t, "/readyz")
+		if resp.StatusCode == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz %d %s", resp.StatusCode, text)
+		}
+	}
 }
 
 func TestOpsEndpoints(t *testing.T) {
@@ -364,9 +400,7 @@ func TestOpsEndpoints(t *testing.T) {
 	if resp, _ := ti.get(t, "/healthz"); resp.StatusCode != 200 {
 		t.Fatalf("healthz %d", resp.StatusCode)
 	}
-	if resp, text := ti.get(t, "/readyz"); resp.StatusCode != 200 {
-		t.Fatalf("readyz %d %s", resp.StatusCode, text)
-	}
+	ti.waitReady(t)
 	post(t, ti.url+"/webhooks/sim", http.Header{}, []byte("{}"))
 	_, text := ti.get(t, "/metrics")
 	for _, want := range []string{`esignflow_ingress_requests_total{code="401",endpoint="sim"} 1`, `esignflow_ingress_verification_failures_total{provider="sim",reason="missing"} 1`} {
@@ -403,30 +437,30 @@ func TestOverloadIsRefused(t *testing.T) {
 func TestSigningRequestIdempotency(t *testing.T) {
 	ti := start(t, nil)
 	valid := []byte(`{"tenant":"acme","documents":[{"name":"nda.pdf","uri":"s3://docs/nda.pdf","sha256":"` + strings.Repeat("ab", 32) + `"}],"recipients":[{"id":"r1","name":"Ann","email":"ann@example.com"}],"metadata":{"crm":"7"}}`)
-	other := bytes.Replace(valid, []byte("acme"), []byte("globex"), 1)
 	send := func(key string, body []byte) (*http.Response, string) {
-		h := http.Header{"Content-Type": {"application/json"}}
+		h := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + acmeToken}}
 		if key != "" {
 			h.Set("Idempotency-Key", key)
 		}
-		return post(t, ti.url+"/v1/signing-requests", h, body)
+		return post(t, ti.api+"/v1/signing-requests", h, body)
 	}
 	resp, first := send("k1", valid)
-	if resp.StatusCode != 202 || !strings.Contains(first, `"request_id":"k1"`) {
+	if resp.StatusCode != 202 || !strings.Contains(first, `"request_id":"acme:k1"`) {
 		t.Fatalf("first: %d %s", resp.StatusCode, first)
 	}
 	resp, again := send("k1", valid)
 	if resp.StatusCode != 202 || again != first || resp.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("replay: %d %q", resp.StatusCode, again)
 	}
-	if resp, _ := send("k1", other); resp.StatusCode != 422 {
+	if resp, _ := send("k1", bytes.Replace(valid, []byte("nda.pdf\""), []byte("msa.pdf\""), 1)); resp.StatusCode != 422 {
 		t.Fatalf("same key, other body: %d", resp.StatusCode)
 	}
 	if resp, _ := send("", valid); resp.StatusCode != 400 {
 		t.Fatalf("no key: %d", resp.StatusCode)
 	}
-	inflight, _ := json.Marshal(idemRecord{Hash: hashOf(valid)})
-	ti.redis.Client.Set(context.Background(), ti.redis.Prefix+"idem:k2", inflight, time.Minute)
+	canon, _ := Canonical(valid)
+	inflight, _ := json.Marshal(idemRecord{Hash: hashOf(canon)})
+	ti.redis.Client.Set(context.Background(), ti.redis.Prefix+"idem:acme:k2", inflight, time.Minute)
 	if resp, _ := send("k2", valid); resp.StatusCode != 409 {
 		t.Fatalf("in flight: %d", resp.StatusCode)
 	}
@@ -445,7 +479,7 @@ func TestSigningRequestIdempotency(t *testing.T) {
 	for _, e := range p.Errors {
 		fields[e.Field] = true
 	}
-	for _, f := range []string{"tenant", "documents[0].name", "documents[0]", "recipients[0].name", "recipients[0].email", "recipients[0].phone", "recipients[1].id", "recipients[1].auth"} {
+	for _, f := range []string{"documents[0].name", "documents[0]", "recipients[0].name", "recipients[0].email", "recipients[0].phone", "recipients[1].id", "recipients[1].auth"} {
 		if !fields[f] {
 			t.Errorf("no error for %s in %s", f, text)
 		}
@@ -459,13 +493,13 @@ func TestSigningRequestIdempotency(t *testing.T) {
 	}
 	var req schemas.SigningRequest
 	for _, r := range recs {
-		if string(r.Key) == "k1" {
+		if string(r.Key) == "acme:k1" {
 			if err := ti.codec.Decode(context.Background(), r.Value, &req); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if req.RequestID != "k1" || req.Tenant != "acme" || req.Recipients[0].Auth != schemas.AuthEmail || req.Recipients[0].RoutingOrder != 1 {
+	if req.RequestID != "acme:k1" || req.Tenant != "acme" || req.Recipients[0].Auth != schemas.AuthEmail || req.Recipients[0].RoutingOrder != 1 {
 		t.Fatalf("published request: %+v", req)
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/mail"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,19 +31,48 @@ type idemRecord struct {
 	Answer json.RawMessage `json:"b,omitempty"`
 }
 
+// acceptedRecord is what the ingress keeps of a request it published, so
+// that GET can answer "accepted" before the processor has created the
+// envelope, and so that one tenant cannot take another's request_id.
+type acceptedRecord struct {
+	Tenant     string    `json:"t"`
+	AcceptedAt time.Time `json:"a"`
+}
+
 // inFlightTTL bounds how long a key stays "in flight" if this process dies
 // mid-request; the client may retry after it.
 const inFlightTTL = time.Minute
+
+// Endpoint labels of the signing-request API in metrics.
+const (
+	epRequests      = "signing-requests"
+	epRequestStatus = "signing-request-status"
+)
+
+// scope is how a tenant appears in Redis keys and default request ids:
+// query-escaped, so that no tenant and key pair can spell another's.
+func scope(tenant string) string { return url.QueryEscape(tenant) }
+
+func (in *Ingress) idemKey(tenant, key string) string {
+	return in.cfg.KeyPrefix + "idem:" + scope(tenant) + ":" + key
+}
+
+func (in *Ingress) acceptedKey(requestID string) string {
+	return in.cfg.KeyPrefix + "ingress-request:" + requestID
+}
 
 // signingRequest takes a signing request over HTTP and publishes it to
 // esignflow.requests.v1, with the semantics of the IETF Idempotency-Key
 // draft: missing key 400; same key and a different body 422; same key while
 // the first is in flight 409; same key and body after completion, the first
-// answer again. request_id defaults to the key. Field errors are 400 with a
+// answer again. Bodies are compared as canonical JSON, so layout and key
+// order do not make a body different. Keys belong to the tenant: two
+// tenants' same key are two requests. request_id defaults to
+// TENANT:KEY. Field errors, an unknown provider among them, are 400 with a
 // problem+json "errors" list and are not remembered (as Stripe does), so a
-// corrected body may reuse the key.
-func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request) {
-	const ep = "signing-requests"
+// corrected body may reuse the key. A tenant other than the token's is 403.
+func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request, tenant string) {
+	const ep = epRequests
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" || len(key) > 255 {
 		in.problem(w, r, ep, http.StatusBadRequest, "an Idempotency-Key header (1 to 255 characters) is required", nil)
@@ -50,9 +83,26 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request) {
 		in.problem(w, r, ep, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", in.cfg.MaxBody), nil)
 		return
 	}
-	sum := sha256.Sum256(body)
+	canon, err := Canonical(body)
+	if err != nil {
+		in.problem(w, r, ep, http.StatusBadRequest, "the signing request is invalid", fieldErrors(body, reflect.TypeFor[schemas.SigningRequest]()))
+		return
+	}
+	var named struct {
+		Tenant any `json:"tenant"`
+	}
+	_ = json.Unmarshal(canon, &named)
+	bodyTenant, _ := named.Tenant.(string)
+	switch {
+	case tenant != "" && bodyTenant != "" && bodyTenant != tenant:
+		in.problem(w, r, ep, http.StatusForbidden, fmt.Sprintf("this token acts for tenant %q only", tenant), nil)
+		return
+	case tenant == "": // InsecureNoAuth: the body says
+		tenant = bodyTenant
+	}
+	sum := sha256.Sum256(canon)
 	hash := hex.EncodeToString(sum[:])
-	rkey := in.cfg.KeyPrefix + "idem:" + key
+	rkey := in.idemKey(tenant, key)
 	ctx := r.Context()
 
 	claim, _ := json.Marshal(idemRecord{Hash: hash})
@@ -67,10 +117,23 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	release := func() { in.cfg.Redis.Del(context.WithoutCancel(ctx), rkey) }
 
-	req, fields := DecodeRequest(body, key, in.cfg.Now())
+	req, fields := decodeRequest(body, scope(tenant)+":"+key, tenant, in.cfg.Now())
+	if req.Provider != "" && !slices.Contains(in.cfg.Providers, req.Provider) {
+		fields = append(fields, FieldError{"provider", fmt.Sprintf("%q is not an enabled provider (enabled: %s)", req.Provider, strings.Join(in.cfg.Providers, ", "))})
+	}
 	if len(fields) > 0 {
 		release()
 		in.problem(w, r, ep, http.StatusBadRequest, "the signing request is invalid", fields)
+		return
+	}
+	if ok, err := in.claimRequestID(ctx, req.RequestID, tenant); err != nil {
+		release()
+		in.unavailable(w, r, ep, fmt.Errorf("redis: %w", err))
+		return
+	} else if !ok {
+		release()
+		in.problem(w, r, ep, http.StatusConflict, fmt.Sprintf("request_id %q is already in use", req.RequestID),
+			[]FieldError{{"request_id", "is already in use"}})
 		return
 	}
 	val, err := in.cfg.Codec.Encode(&req)
@@ -84,7 +147,8 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request) {
 		in.unavailable(w, r, ep, err)
 		return
 	}
-	answer, _ := json.Marshal(map[string]string{"request_id": req.RequestID, "status": "accepted"})
+	answer, _ := json.Marshal(map[string]string{"request_id": req.RequestID, "status": "accepted",
+		"status_url": "/v1/signing-requests/" + url.PathEscape(req.RequestID)})
 	done, _ := json.Marshal(idemRecord{Hash: hash, Done: true, Code: http.StatusAccepted, Answer: answer})
 	if err := in.cfg.Redis.Set(context.WithoutCancel(ctx), rkey, done, in.cfg.IdempotencyTTL).Err(); err != nil {
 		// Published: the answer stands. A retry within inFlightTTL gets
@@ -94,13 +158,122 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	in.m.requests.WithLabelValues(ep, "202").Inc()
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Location", "/v1/signing-requests/"+url.PathEscape(req.RequestID))
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write(answer)
 }
 
+// claimRequestID records that tenant's request requestID was accepted; false
+// when another tenant holds it. The same tenant may send a request id again
+// (under another Idempotency-Key): the processor creates one envelope.
+func (in *Ingress) claimRequestID(ctx context.Context, requestID, tenant string) (bool, error) {
+	rec, _ := json.Marshal(acceptedRecord{Tenant: tenant, AcceptedAt: in.cfg.Now().UTC()})
+	k := in.acceptedKey(requestID)
+	won, err := in.cfg.Redis.SetNX(ctx, k, rec, in.cfg.IdempotencyTTL).Result()
+	if err != nil || won {
+		return won, err
+	}
+	raw, err := in.cfg.Redis.Get(ctx, k).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return true, nil // expired in between
+	}
+	if err != nil {
+		return false, err
+	}
+	var prev acceptedRecord
+	if err := json.Unmarshal(raw, &prev); err != nil {
+		return false, fmt.Errorf("accepted record %s: %w", k, err)
+	}
+	return prev.Tenant == tenant, nil
+}
+
+// RequestStatus is the answer of GET /v1/signing-requests/{request_id}.
+type RequestStatus struct {
+	RequestID string `json:"request_id"`
+	Tenant    string `json:"tenant,omitempty"`
+	// State is "accepted" (published, no envelope yet), "created" (the
+	// envelope exists: EnvelopeID) or "failed" (the provider refused it:
+	// Reason).
+	State      string `json:"state"`
+	EnvelopeID string `json:"envelope_id,omitempty"`
+	Provider   string `json:"provider,omitempty"`
+	// Status and Version are the envelope's current status and version.
+	Status     *schemas.Status `json:"status,omitempty"`
+	Version    int64           `json:"version,omitempty"`
+	Reason     string          `json:"reason,omitempty"`
+	AcceptedAt *time.Time      `json:"accepted_at,omitempty"`
+	UpdatedAt  *time.Time      `json:"updated_at,omitempty"`
+}
+
+// requestStatus answers a request's state from the processor's store (the
+// request → envelope index and the envelope), or, before the processor has
+// created anything, from the ingress's own record that it accepted it. A
+// request of another tenant is answered 404, as one that does not exist:
+// a token learns nothing of other tenants' request ids.
+func (in *Ingress) requestStatus(w http.ResponseWriter, r *http.Request, tenant string) {
+	const ep = epRequestStatus
+	ctx := r.Context()
+	rid := r.PathValue("request_id")
+	st := RequestStatus{RequestID: rid}
+	owner, found := "", false
+	envs, err := in.store.EnvelopesForRequests(ctx, []string{rid})
+	if err != nil {
+		in.unavailable(w, r, ep, err)
+		return
+	}
+	if envID, ok := envs[rid]; ok {
+		env, ok, err := in.store.Envelope(ctx, envID)
+		if err != nil {
+			in.unavailable(w, r, ep, err)
+			return
+		}
+		if ok {
+			s := env.State
+			found, st.State, st.EnvelopeID, st.Provider, st.Status, st.Version = true, "created", envID, s.Provider, s.Status, s.Version
+			if s.Tenant != nil {
+				owner = *s.Tenant
+			}
+			if s.Reason != nil {
+				st.Reason = *s.Reason
+			}
+			if !s.UpdatedAt.IsZero() {
+				at := s.UpdatedAt.UTC()
+				st.UpdatedAt = &at
+			}
+			if envID == "failed:"+rid { // the processor's envelope for a refused request
+				st.State, st.EnvelopeID = "failed", ""
+			}
+		}
+	}
+	raw, err := in.cfg.Redis.Get(ctx, in.acceptedKey(rid)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		in.unavailable(w, r, ep, fmt.Errorf("redis: %w", err))
+		return
+	default:
+		var rec acceptedRecord
+		if json.Unmarshal(raw, &rec) == nil {
+			at := rec.AcceptedAt
+			st.AcceptedAt = &at
+			if !found {
+				found, st.State, owner = true, "accepted", rec.Tenant
+			}
+		}
+	}
+	if !found || (tenant != "" && owner != tenant) {
+		in.problem(w, r, ep, http.StatusNotFound, fmt.Sprintf("no signing request %q", rid), nil)
+		return
+	}
+	st.Tenant = owner
+	in.m.requests.WithLabelValues(ep, "200").Inc()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}
+
 // replay answers a key seen before.
 func (in *Ingress) replay(w http.ResponseWriter, r *http.Request, rkey, hash string) {
-	const ep = "signing-requests"
+	const ep = epRequests
 	raw, err := in.cfg.Redis.Get(r.Context(), rkey).Bytes()
 	if errors.Is(err, redis.Nil) { // expired between SETNX and GET: ask for a retry
 		w.Header().Set("Retry-After", "1")
@@ -136,16 +309,25 @@ func (in *Ingress) replay(w http.ResponseWriter, r *http.Request, rkey, hash str
 // requested_at now), and returns every field error at once. The CLI uses it
 // too, so a request is judged the same way whichever way it comes in.
 func DecodeRequest(body []byte, key string, now time.Time) (schemas.SigningRequest, []FieldError) {
+	return decodeRequest(body, key, "", now)
+}
+
+// decodeRequest is DecodeRequest with the tenant of the caller's token:
+// an empty body tenant becomes it.
+func decodeRequest(body []byte, key, tenant string, now time.Time) (schemas.SigningRequest, []FieldError) {
 	var req schemas.SigningRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, []FieldError{{Field: "", Message: "body is not a signing request: " + err.Error()}}
+		return req, fieldErrors(body, reflect.TypeFor[schemas.SigningRequest]())
 	}
 	var fe []FieldError
 	add := func(field, msg string, a ...any) { fe = append(fe, FieldError{field, fmt.Sprintf(msg, a...)}) }
 	if req.RequestID == "" {
 		req.RequestID = key
+	}
+	if req.Tenant == "" {
+		req.Tenant = tenant
 	}
 	if req.Provider == "" {
 		req.Provider = "sim"

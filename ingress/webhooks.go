@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -61,6 +60,15 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := in.cfg.Secrets.Keys(name)
+	if len(keys) == 0 {
+		// Not a forgery to shrug off: the operator enabled webhooks for
+		// name and gave no secret, so nothing it sends can be verified.
+		in.m.verifyFails.WithLabelValues(name, "no_secret").Inc()
+		in.log.Warn("webhook refused", "provider", name, "remote", r.RemoteAddr, "reason", "no_secret",
+			"err", fmt.Sprintf("no secret configured for provider %s", name))
+		in.problem(w, r, name, http.StatusUnauthorized, fmt.Sprintf("no secret configured for provider %s", name), nil)
+		return
+	}
 	var events []schemas.EnvelopeEvent
 	var verifyErr, parseErr error
 	reply := ""
@@ -104,8 +112,15 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if verifyErr != nil {
-		in.m.verifyFails.WithLabelValues(name, reason(verifyErr)).Inc()
-		in.log.Info("webhook refused", "provider", name, "remote", r.RemoteAddr, "err", verifyErr)
+		why := reason(verifyErr)
+		in.m.verifyFails.WithLabelValues(name, why).Inc()
+		level := slog.LevelInfo // forgeries and scanners are routine on a public endpoint
+		if why == "stale" || why == "future" {
+			// An authentic sender whose clock is off, or a replay:
+			// either way an operator should hear of it.
+			level = slog.LevelWarn
+		}
+		in.log.Log(r.Context(), level, "webhook refused", "provider", name, "remote", r.RemoteAddr, "reason", why, "err", verifyErr)
 		in.problem(w, r, name, http.StatusUnauthorized, "signature verification failed", nil)
 		return
 	}
@@ -126,7 +141,7 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	sum := sha256.Sum256(body)
 	bodyHash := hex.EncodeToString(sum[:])
-	ip := clientIP(r)
+	ip := in.clientIP(r)
 	ua := r.UserAgent()
 	now := in.cfg.Now()
 	recs := make([]*kgo.Record, 0, len(events))
@@ -202,14 +217,4 @@ func reason(err error) string {
 	default:
 		return "mismatch"
 	}
-}
-
-// clientIP is the peer address; a proxy in front is expected to be trusted
-// by deployment, not by header.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return strings.TrimSpace(r.RemoteAddr)
-	}
-	return host
 }

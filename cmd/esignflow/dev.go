@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/esignflow/esignflow/internal/stack"
@@ -39,7 +42,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	maxBatch := fs.Int("max-batch", 2000, "processor: most `records` per transaction")
 	buildSim := simFlags(fs, "sim-")
 	fs.Lookup("sim-addr").Value.Set("127.0.0.1:8090")
-	ing := registerIngressOnlyAddr(fs)
+	ing := registerIngressAddrs(fs)
 	rf := registerReconcilerFlags(fs, 30*time.Second, 5*time.Second, 10*time.Second)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -54,7 +57,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 	st, err := stack.New(stack.Config{
 		DataDir: *dataDir, KafkaAddr: *kafkaAddr, Brokers: brokers, KafkaOpts: kopts, RegistryAddr: *registryAddr, RedisAddr: *redisAddr, RedisURL: *redisURL,
-		SimAddr: simCfg.Addr, HTTPAddr: *ing, Partitions: int32(*partitions), Sim: simCfg, ProcessorBatch: *maxBatch,
+		SimAddr: simCfg.Addr, HTTPAddr: ing.httpAddr, APIAddr: ing.apiAddr, Partitions: int32(*partitions), Sim: simCfg, ProcessorBatch: *maxBatch,
 		StaleAfter: rf.staleAfter, Interval: rf.interval, MinPollInterval: rf.minPoll, PollRate: rf.rate, Logger: e.log,
 	})
 	if err != nil {
@@ -71,19 +74,42 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		return err
 	case <-st.Ready():
 	}
-	fmt.Fprintf(e.stdout, "esignflow dev is up (data in %s)\n", st.DataDir())
-	for _, ep := range st.Endpoints() {
-		fmt.Fprintf(e.stdout, "  %-28s %s\n", ep.Name, ep.URL)
-	}
-	fmt.Fprintf(e.stdout, "  %-28s %s/metrics, %s/readyz\n", "metrics and readiness", st.IngressURL(), st.IngressURL())
-	fmt.Fprintf(e.stdout, "  %-28s %s/secrets/sim\n", "webhook secret", st.DataDir())
-	fmt.Fprintln(e.stdout, "Try: esignflow request send --demo 5   and   esignflow watch --from-beginning   (Ctrl-C stops)")
+	printBanner(e.stdout, st)
 	return <-done
 }
 
-// registerIngressOnlyAddr registers the ingress address on dev.
-func registerIngressOnlyAddr(fs flagRegistrar) *string {
-	var addr string
-	fs.StringVar(&addr, "http-addr", "127.0.0.1:8080", "ingress listen `address` (webhooks, signing requests, /metrics, /readyz)")
-	return &addr
+// ingressAddrs are dev's ingress listen addresses.
+type ingressAddrs struct{ httpAddr, apiAddr string }
+
+// registerIngressAddrs registers the ingress's two addresses on dev.
+func registerIngressAddrs(fs flagRegistrar) *ingressAddrs {
+	a := &ingressAddrs{}
+	fs.StringVar(&a.httpAddr, "http-addr", "127.0.0.1:8080", "ingress webhook listen `address` (POST /webhooks/{provider} only)")
+	fs.StringVar(&a.apiAddr, "api-addr", "127.0.0.1:8079", "ingress API listen `address` (signing requests with the dev token, /metrics, /readyz)")
+	return a
+}
+
+// printBanner says what runs where and gives commands to try, with the
+// addresses actually in use: copied as printed, they reach this stack.
+func printBanner(w io.Writer, st *stack.Stack) {
+	fmt.Fprintf(w, "esignflow dev is up (data in %s)\n", st.DataDir())
+	for _, ep := range st.Endpoints() {
+		fmt.Fprintf(w, "  %-28s %s\n", ep.Name, ep.URL)
+	}
+	api := st.APIURL()
+	fmt.Fprintf(w, "  %-28s %s/metrics, %s/readyz\n", "metrics and readiness", api, api)
+	fmt.Fprintf(w, "  %-28s %s/secrets/sim\n", "webhook secret", st.DataDir())
+	fmt.Fprintf(w, "  %-28s %s   (tenant dev, in %s)\n", "API token", st.APIToken(), filepath.Join(st.DataDir(), "api-tokens"))
+	conn := fmt.Sprintf("--brokers %s --registry %s", strings.Join(st.Brokers, ","), st.RegistryURL())
+	if ns := st.Namespace(); ns != "" {
+		conn += " --topic-prefix " + ns
+	}
+	fmt.Fprintln(w, "Try:")
+	fmt.Fprintf(w, "  esignflow request send %s --demo 5\n", conn)
+	fmt.Fprintf(w, "  esignflow watch %s --from-beginning\n", conn)
+	fmt.Fprintf(w, "  curl -sS -H 'Authorization: Bearer %s' -H 'Idempotency-Key: try-1' \\\n", st.APIToken())
+	fmt.Fprintf(w, "       -d '{\"documents\":[{\"name\":\"nda.pdf\",\"uri\":\"s3://docs/nda.pdf\"}],\"recipients\":[{\"id\":\"r1\",\"name\":\"Ann\",\"email\":\"ann@example.com\"}]}' \\\n")
+	fmt.Fprintf(w, "       %s/v1/signing-requests\n", api)
+	fmt.Fprintf(w, "  curl -sS -H 'Authorization: Bearer %s' %s/v1/signing-requests/dev:try-1\n", st.APIToken(), api)
+	fmt.Fprintln(w, "Ctrl-C stops.")
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -97,7 +99,9 @@ func sendRequests(ctx context.Context, e *env, cl *kgo.Client, codec *schemas.Co
 }
 
 // readRequests reads one request, an array, or JSON lines, validating each
-// as the ingress would; a request without request_id gets a generated one.
+// as the ingress would. A request without request_id gets one derived from
+// its content (contentRequestID), so that sending the same file again
+// names the same requests, which the processor creates once.
 func readRequests(in io.Reader) ([]schemas.SigningRequest, error) {
 	raw, err := io.ReadAll(in)
 	if err != nil {
@@ -124,7 +128,11 @@ func readRequests(in io.Reader) ([]schemas.SigningRequest, error) {
 	}
 	out := make([]schemas.SigningRequest, 0, len(items))
 	for i, item := range items {
-		req, fields := ingress.DecodeRequest(item, newRequestID(), time.Now())
+		id, err := contentRequestID(item)
+		if err != nil {
+			return nil, fmt.Errorf("request %d: %w", i+1, err)
+		}
+		req, fields := ingress.DecodeRequest(item, id, time.Now())
 		if len(fields) > 0 {
 			var msgs []string
 			for _, f := range fields {
@@ -135,6 +143,18 @@ func readRequests(in io.Reader) ([]schemas.SigningRequest, error) {
 		out = append(out, req)
 	}
 	return out, nil
+}
+
+// contentRequestID is "req-" and 32 hex digits of the SHA-256 of the
+// request's canonical JSON: the same request, however laid out, gets the
+// same id.
+func contentRequestID(item []byte) (string, error) {
+	canon, err := ingress.Canonical(item)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canon)
+	return "req-" + hex.EncodeToString(sum[:16]), nil
 }
 
 func newRequestID() string {

@@ -50,8 +50,9 @@ type Config struct {
 	// DataDir keeps the broker's log, the registry's schemas, the webhook
 	// secret and the archive; empty keeps nothing (a temporary directory).
 	DataDir string
-	// Listen addresses; empty means 127.0.0.1 on a random port.
-	KafkaAddr, RegistryAddr, RedisAddr, SimAddr, HTTPAddr string
+	// Listen addresses; empty means 127.0.0.1 on a random port. HTTPAddr
+	// is the ingress's webhook listener, APIAddr its API listener.
+	KafkaAddr, RegistryAddr, RedisAddr, SimAddr, HTTPAddr, APIAddr string
 	// Brokers uses this Kafka cluster (a real one) instead of the embedded
 	// kfake broker; the stack creates its topics there if they are missing.
 	Brokers []string
@@ -119,6 +120,7 @@ type Stack struct {
 	Sim       *sim.Simulator
 	SimClient *sim.Client
 	Ingress   *ingress.Ingress
+	apiToken  string
 	Archive   sink.Dir
 	Metrics   *prometheus.Registry
 	Brokers   []string
@@ -153,7 +155,7 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, a := range []*string{&cfg.KafkaAddr, &cfg.RegistryAddr, &cfg.RedisAddr, &cfg.SimAddr, &cfg.HTTPAddr} {
+	for _, a := range []*string{&cfg.KafkaAddr, &cfg.RegistryAddr, &cfg.RedisAddr, &cfg.SimAddr, &cfg.HTTPAddr, &cfg.APIAddr} {
 		if *a == "" {
 			*a = "127.0.0.1:0"
 		}
@@ -169,8 +171,16 @@ func (s *Stack) Ready() <-chan struct{} { return s.ready }
 // Endpoints lists what listens where, in start order.
 func (s *Stack) Endpoints() []Endpoint { return s.endpoints }
 
-// IngressURL is the ingress's base URL.
+// IngressURL is the ingress's webhook listener's base URL.
 func (s *Stack) IngressURL() string { return "http://" + s.Ingress.Addr() }
+
+// APIURL is the ingress's API listener's base URL (signing requests,
+// /metrics, /readyz).
+func (s *Stack) APIURL() string { return "http://" + s.Ingress.APIAddr() }
+
+// APIToken is the API bearer token of tenant "dev", kept in the data
+// directory's api-tokens file.
+func (s *Stack) APIToken() string { return s.apiToken }
 
 // RegistryURL is the Schema Registry's URL.
 func (s *Stack) RegistryURL() string { return s.endpoints[1].URL }
@@ -325,8 +335,26 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	}
 	group.go_("reconciler", rec.Run)
 
-	// Ingress last: once it answers, everything behind it runs.
-	s.Ingress, err = ingress.New(ingress.Config{Listener: hln, Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec,
+	// Ingress last: once it answers, everything behind it runs. Its API
+	// takes the token of tenant "dev" from the data directory.
+	tokensPath := filepath.Join(s.dataDir, "api-tokens")
+	if s.apiToken, err = ingress.EnsureTokenFile(tokensPath, "dev"); err != nil {
+		hln.Close()
+		return err
+	}
+	tokens, err := ingress.OpenTokens(tokensPath, s.log)
+	if err != nil {
+		hln.Close()
+		return err
+	}
+	group.go_("api-tokens", func(ctx context.Context) error { return tokens.Run(ctx, 2*time.Second) })
+	aln, err := listen("api-addr", s.cfg.APIAddr)
+	if err != nil {
+		hln.Close()
+		return err
+	}
+	s.Ingress, err = ingress.New(ingress.Config{Listener: hln, APIListener: aln, Tokens: tokens, Providers: []string{"sim"},
+		Topics: topics.Config{Partitions: s.cfg.Partitions}, Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec,
 		Redis: s.Redis, KeyPrefix: "esf:", Secrets: keys, Metrics: s.Metrics, Gatherer: s.Metrics, Logger: s.log,
 		Ready: func(context.Context) error {
 			select {
@@ -338,13 +366,14 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		}})
 	if err != nil {
 		hln.Close()
+		aln.Close()
 		return err
 	}
 	group.go_("ingress", s.Ingress.Run)
 	if err := waitBoth(ctx, gctx, s.Ingress.Ready()); err != nil {
 		return group.stop()
 	}
-	s.endpoints = append(s.endpoints, Endpoint{"ingress", s.IngressURL()})
+	s.endpoints = append(s.endpoints, Endpoint{"ingress webhooks", s.IngressURL()}, Endpoint{"ingress API", s.APIURL()})
 	close(s.up)
 	close(s.ready)
 	select {
