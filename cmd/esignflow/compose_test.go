@@ -84,6 +84,21 @@ func TestComposeIsConsistent(t *testing.T) {
 	if _, err := os.Stat("../../Dockerfile"); err != nil {
 		t.Error(err)
 	}
+	// The ingress refuses to start without API tokens: compose gives it a
+	// tokens file, mounted outside the webhook secrets directory.
+	ing := doc.Services["ingress"].Command
+	tokens := ""
+	for i, a := range ing {
+		if a == "--api-tokens-file" && i+1 < len(ing) {
+			tokens = ing[i+1]
+		}
+	}
+	if tokens == "" || strings.HasPrefix(tokens, "/run/secrets/") {
+		t.Errorf("compose's ingress has --api-tokens-file %q: want a file outside /run/secrets (read as webhook secrets)", tokens)
+	}
+	if !strings.Contains(string(raw), "target: "+tokens) {
+		t.Errorf("no secret is mounted at the ingress's --api-tokens-file %s", tokens)
+	}
 	// The stack runs the Apache Kafka the real-broker tests prove.
 	pom, err := os.ReadFile("../../internal/kafkatest/pom.xml")
 	if err != nil {
