@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/envelope"
@@ -22,6 +23,7 @@ import (
 // partition, so they are applied and emitted in the order consumed.
 func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
 	p.m.recordsIn.WithLabelValues(p.cfg.Codec.Topics().Events).Add(float64(len(recs)))
+	p.resetChanges() // a batch that ended in a crash left its own
 	parts := byPartition(recs)
 	work, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -150,6 +152,14 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 		if err != nil {
 			return fmt.Errorf("encode status of %s: %w", inputs[i].Event.EnvelopeID, err)
 		}
+		var st struct {
+			Status schemas.Status `avro:"status"` // the rest is skipped
+		}
+		if err := avro.Unmarshal(p.statusSchema, res.Body, &st); err != nil {
+			return fmt.Errorf("status of the change of %s: %w", inputs[i].Event.EnvelopeID, err)
+		}
+		ev := inputs[i].Event
+		p.emitted(change{status: st.Status, source: ev.Source, receivedAt: ev.ReceivedAt})
 		emit(&kgo.Record{Topic: p.cfg.Codec.Topics().Status, Key: []byte(inputs[i].Event.EnvelopeID), Value: val})
 	}
 	return nil
@@ -183,7 +193,7 @@ func (p *Processor) validateEvent(ev schemas.EnvelopeEvent, r *kgo.Record) error
 // deadLetter wraps a record that cannot be processed, with why, its bytes,
 // headers and coordinates, for the DLQ (keyed by the original key).
 func (p *Processor) deadLetter(r *kgo.Record, cause error) (*kgo.Record, error) {
-	p.m.deadLetters.Inc()
+	p.m.loop.DeadLettered("processor", deadLetterReason(cause))
 	p.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", cause)
 	dl := schemas.DeadLetter{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value,
 		Headers: make([]schemas.Header, len(r.Headers)), Error: cause.Error(), Component: "processor", FailedAt: time.Now()}

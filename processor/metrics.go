@@ -4,6 +4,9 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/esignflow/esignflow/internal/txloop"
+	"github.com/esignflow/esignflow/schemas"
 )
 
 // metrics are the processor's Prometheus metrics.
@@ -13,16 +16,51 @@ type metrics struct {
 	duplicates   prometheus.Counter
 	replays      prometheus.Counter
 	unchanged    prometheus.Counter
-	deadLetters  prometheus.Counter
 	commits      prometheus.Counter
-	aborts       *prometheus.CounterVec // by reason
 	batchSeconds *prometheus.HistogramVec
 	roundTrips   prometheus.Counter
 	conflicts    prometheus.Counter
 	restores     prometheus.Counter
 	created      prometheus.Counter
 	failed       prometheus.Counter
+	// statusChanges by status and eventToStatus by event source are
+	// counted when the transaction of the change commits.
+	statusChanges *prometheus.CounterVec
+	eventToStatus *prometheus.HistogramVec
+	loop          *txloop.Metrics // lag, aborts and dead letters, shared with the sink
 }
+
+// Dead-letter reasons, the values of esignflow_dead_letters_total's
+// reason label for component="processor".
+const (
+	reasonUndecodable  = "undecodable"         // not in the wire format, truncated, or the body does not decode
+	reasonUnknownSchem = "unknown_schema"      // the registry does not know the schema id
+	reasonIncompatible = "incompatible_schema" // the writer's schema cannot be read as esignflow's
+	reasonInvalid      = "invalid"             // decodes, but the state machine cannot place it
+)
+
+// deadLetterReason classifies why a record is dead-lettered.
+func deadLetterReason(err error) string {
+	switch {
+	case errors.Is(err, errInvalid):
+		return reasonInvalid
+	case errors.Is(err, schemas.ErrUnknownSchema):
+		return reasonUnknownSchem
+	case errors.Is(err, schemas.ErrIncompatible):
+		return reasonIncompatible
+	}
+	return reasonUndecodable
+}
+
+// statuses are every envelope status, in state-machine order.
+var statuses = []schemas.Status{
+	schemas.StatusCreated, schemas.StatusSent, schemas.StatusDelivered, schemas.StatusViewed, schemas.StatusPartiallySigned,
+	schemas.StatusCompleted, schemas.StatusDeclined, schemas.StatusVoided, schemas.StatusExpired, schemas.StatusFailed,
+}
+
+// statusBuckets span 5ms (a webhook applied at once) to a minute (a batch
+// waiting behind a slow provider or a restore).
+var statusBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -31,23 +69,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duplicates:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_duplicates_total", Help: "Events already applied from another record: dropped."}),
 		replays:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_replays_total", Help: "Events re-read from the record they were applied from (after a crash): their stored result re-emitted."}),
 		unchanged:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_unchanged_total", Help: "New events that changed nothing (older than the state, or confirming it)."}),
-		deadLetters:  prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_dead_letters_total", Help: "Records sent to the DLQ."}),
 		commits:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_transactions_committed_total", Help: "Transactions committed."}),
-		aborts:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_processor_transactions_aborted_total", Help: "Transactions aborted, by reason."}, []string{"reason"}),
 		batchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_processor_batch_seconds", Help: "Time to process and commit one batch, by input.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"input"}),
 		roundTrips:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_round_trips_total", Help: "Redis round trips made applying events."}),
 		conflicts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_conflicts_total", Help: "Compare-and-set losses that forced a re-read."}),
 		restores:     prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_restores_total", Help: "Times envelope state was restored from the status topic."}),
 		created:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_envelopes_created_total", Help: "Envelopes created at a provider."}),
 		failed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_requests_failed_total", Help: "Requests the provider refused (envelope FAILED)."}),
+		statusChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_status_changes_total",
+			Help: "Status changes published to the status topic, by the status the envelope has after the change (a recipient update counts under the status it leaves unchanged); counted when their transaction commits."}, []string{"status"}),
+		eventToStatus: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_event_to_status_seconds",
+			Help:    "Time from esignflow first receiving a provider event (its received_at: webhook accepted, poll answered, create returned) to the commit of the status change it made, by event source (WEBHOOK, POLL, API).",
+			Buckets: statusBuckets}, []string{"source"}),
 	}
+	loop, lerr := txloop.NewMetrics(reg)
+	m.loop = loop
 	err := errors.Join(
 		register(reg, &m.recordsIn), register(reg, &m.recordsOut), register(reg, &m.duplicates),
-		register(reg, &m.replays), register(reg, &m.unchanged), register(reg, &m.deadLetters),
-		register(reg, &m.commits), register(reg, &m.aborts), register(reg, &m.batchSeconds),
+		register(reg, &m.replays), register(reg, &m.unchanged),
+		register(reg, &m.commits), register(reg, &m.batchSeconds),
 		register(reg, &m.roundTrips), register(reg, &m.conflicts), register(reg, &m.restores),
 		register(reg, &m.created), register(reg, &m.failed),
+		register(reg, &m.statusChanges), register(reg, &m.eventToStatus), lerr,
 	)
+	if loop != nil {
+		loop.DeadLetterReasons("processor", reasonUndecodable, reasonUnknownSchem, reasonIncompatible, reasonInvalid)
+	}
+	for _, st := range statuses {
+		m.statusChanges.WithLabelValues(string(st))
+	}
 	return m, err
 }
 

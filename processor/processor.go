@@ -26,11 +26,13 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/internal/kafkalog"
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/internal/txloop"
+	"github.com/esignflow/esignflow/schemas"
 )
 
 // Processor runs the requests and events sessions. Create it with New and
@@ -42,6 +44,21 @@ type Processor struct {
 	known map[string]bool
 
 	restoreMu sync.Mutex // one restore at a time
+
+	// statusSchema decodes the status of a change the store made.
+	statusSchema avro.Schema
+	// changes are the status changes of the events batch in flight,
+	// counted once its transaction commits. Batches of one session run one
+	// at a time; the partitions of a batch add to it concurrently.
+	changesMu sync.Mutex
+	changes   []change
+}
+
+// change is one status change emitted, for the metrics of its commit.
+type change struct {
+	status     schemas.Status
+	source     schemas.Source
+	receivedAt time.Time
 }
 
 // New returns a Processor for cfg. It connects to nothing until Run.
@@ -54,11 +71,15 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processor: metrics: %w", err)
 	}
+	statusSchema, err := schemas.Parse(schemas.TopicStatus)
+	if err != nil {
+		return nil, fmt.Errorf("processor: %w", err)
+	}
 	known := make(map[string]bool)
 	for _, n := range cfg.KnownProviders {
 		known[n] = true
 	}
-	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor", "instance", cfg.InstanceID), m: m, known: known}, nil
+	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor", "instance", cfg.InstanceID), m: m, known: known, statusSchema: statusSchema}, nil
 }
 
 // Run creates missing topics, restores Redis from the status topic if it
@@ -117,16 +138,23 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 		Name: name, Brokers: p.cfg.Brokers, Topic: topic, Group: group,
 		TransactionalID: group + "-" + p.cfg.InstanceID,
 		MaxBatch:        p.cfg.MaxBatch, AtLeastOnce: p.cfg.AtLeastOnce, KafkaOpts: p.cfg.KafkaOpts,
-		RetryMax: p.cfg.RetryMax, Handler: h, Logger: p.log,
+		RetryMax: p.cfg.RetryMax, Handler: h, Logger: p.log, Metrics: p.m.loop,
 		Hooks: txloop.Hooks{
 			Committed: func(produced map[string]int, took time.Duration) {
+				if name == "events" {
+					p.committedChanges()
+				}
 				p.m.commits.Inc()
 				p.m.batchSeconds.WithLabelValues(name).Observe(took.Seconds())
 				for topic, n := range produced {
 					p.m.recordsOut.WithLabelValues(topic).Add(float64(n))
 				}
 			},
-			Aborted: func(reason string) { p.m.aborts.WithLabelValues(reason).Inc() },
+			Aborted: func(string) {
+				if name == "events" {
+					p.resetChanges()
+				}
+			},
 			AfterProduce: func() error {
 				if p.crash(AfterProduce) {
 					return ErrCrashed
@@ -135,6 +163,35 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 			},
 		},
 	}
+}
+
+// emitted notes a status change emitted in the events batch in flight.
+func (p *Processor) emitted(c change) {
+	p.changesMu.Lock()
+	p.changes = append(p.changes, c)
+	p.changesMu.Unlock()
+}
+
+// resetChanges forgets the changes of a batch that will not commit.
+func (p *Processor) resetChanges() {
+	p.changesMu.Lock()
+	p.changes = p.changes[:0]
+	p.changesMu.Unlock()
+}
+
+// committedChanges counts the changes of the batch just committed: they
+// are visible to read_committed consumers now.
+func (p *Processor) committedChanges() {
+	now := time.Now()
+	p.changesMu.Lock()
+	defer p.changesMu.Unlock()
+	for _, c := range p.changes {
+		p.m.statusChanges.WithLabelValues(string(c.status)).Inc()
+		if !c.receivedAt.IsZero() {
+			p.m.eventToStatus.WithLabelValues(string(c.source)).Observe(max(now.Sub(c.receivedAt).Seconds(), 0))
+		}
+	}
+	p.changes = p.changes[:0]
 }
 
 func (p *Processor) baseOpts() []kgo.Opt {

@@ -77,7 +77,7 @@ type Sink struct {
 		finalized        *prometheus.CounterVec
 		downloads        prometheus.Counter
 		downloadFailures *prometheus.CounterVec
-		deadLetters      prometheus.Counter
+		loop             *txloop.Metrics // lag, aborts and dead letters, shared with the processor
 		recovered        prometheus.Counter
 		repeated         prometheus.Counter
 	}
@@ -118,14 +118,19 @@ func New(cfg Config) (*Sink, error) {
 	s.m.finalized = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_sink_finalized_total", Help: "Envelopes finalised, by terminal status."}, []string{"status"})
 	s.m.downloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_downloads_total", Help: "Artefacts downloaded and verified."})
 	s.m.downloadFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_sink_download_failures_total", Help: "Failed download attempts, by reason (digest, provider)."}, []string{"reason"})
-	s.m.deadLetters = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_dead_letters_total", Help: "Status changes sent to the DLQ after every download attempt failed."})
 	s.m.recovered = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_recovered_total", Help: "Envelopes already archived whose manifest was published again (a crash before publishing)."})
 	s.m.repeated = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_repeated_total", Help: "Status changes of an envelope version already published: skipped."})
-	for _, c := range []prometheus.Collector{s.m.finalized, s.m.downloads, s.m.downloadFailures, s.m.deadLetters, s.m.recovered, s.m.repeated} {
+	for _, c := range []prometheus.Collector{s.m.finalized, s.m.downloads, s.m.downloadFailures, s.m.recovered, s.m.repeated} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("sink: metrics: %w", err)
 		}
 	}
+	loop, err := txloop.NewMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("sink: metrics: %w", err)
+	}
+	loop.DeadLetterReasons("sink", reasonDownloadFailed, reasonDigest, reasonNoDownloader)
+	s.m.loop = loop
 	return s, nil
 }
 
@@ -134,7 +139,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	return txloop.Run(ctx, txloop.Config{
 		Name: "sink", Brokers: s.cfg.Brokers, Topic: s.cfg.Codec.Topics().Status, Group: s.cfg.Group,
 		TransactionalID: s.cfg.Group + "-" + s.cfg.InstanceID, MaxBatch: 500, KafkaOpts: s.cfg.KafkaOpts,
-		Handler: s.handle, Logger: s.log,
+		Handler: s.handle, Logger: s.log, Metrics: s.m.loop,
 		Hooks: txloop.Hooks{
 			Committed: func(map[string]int, time.Duration) { s.markPublished(ctx) },
 			Aborted:   func(string) { s.published = nil },
@@ -317,7 +322,29 @@ func (s *Sink) finalize(ctx context.Context, r *kgo.Record, ch schemas.EnvelopeS
 	return &kgo.Record{Topic: s.cfg.Codec.Topics().Finalized, Key: []byte(m.EnvelopeID), Value: val}, nil
 }
 
-var errGaveUp = errors.New("sink: every download attempt failed")
+var (
+	errGaveUp       = errors.New("sink: every download attempt failed")
+	errNoDownloader = errors.New("sink: no downloader for the provider")
+)
+
+// Dead-letter reasons, the values of esignflow_dead_letters_total's reason
+// label for component="sink".
+const (
+	reasonDownloadFailed = "download_failed" // the provider kept failing the download
+	reasonDigest         = "digest_mismatch" // the last attempt downloaded bytes that do not match their SHA-256
+	reasonNoDownloader   = "no_downloader"   // no downloader for the envelope's provider
+)
+
+// deadLetterReason classifies why an envelope could not be finalised.
+func deadLetterReason(err error) string {
+	switch {
+	case errors.Is(err, errNoDownloader):
+		return reasonNoDownloader
+	case errors.Is(err, ErrDigest):
+		return reasonDigest
+	}
+	return reasonDownloadFailed
+}
 
 // archive downloads, verifies and stores the artefacts of ch.
 func (s *Sink) archive(ctx context.Context, ch schemas.EnvelopeStatusChanged) (Manifest, error) {
@@ -327,7 +354,7 @@ func (s *Sink) archive(ctx context.Context, ch schemas.EnvelopeStatusChanged) (M
 	kinds := artefacts(ch.Status)
 	dl := s.cfg.Downloaders[ch.State.Provider]
 	if len(kinds) > 0 && dl == nil {
-		return m, fmt.Errorf("%w: no downloader for provider %q", errGaveUp, ch.State.Provider)
+		return m, fmt.Errorf("%w: %w %q", errGaveUp, errNoDownloader, ch.State.Provider)
 	}
 	for _, kind := range kinds {
 		body, sum, err := s.download(ctx, dl, ch.EnvelopeID, kind)
@@ -380,7 +407,7 @@ func (s *Sink) download(ctx context.Context, dl Downloader, id string, kind prov
 }
 
 func (s *Sink) deadLetter(r *kgo.Record, cause error) (*kgo.Record, error) {
-	s.m.deadLetters.Inc()
+	s.m.loop.DeadLettered("sink", deadLetterReason(cause))
 	s.log.Error("envelope could not be finalised; dead-lettered", "envelope_id", string(r.Key), "err", cause)
 	dl := schemas.DeadLetter{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value,
 		Headers: []schemas.Header{}, Error: cause.Error(), Component: "sink", FailedAt: time.Now()}

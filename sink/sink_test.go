@@ -287,7 +287,8 @@ func TestDownloadsKeepFailingGoToDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := h.finished("req-d")
-	h.start(sink.Config{RetryBase: time.Millisecond, Attempts: 2})
+	reg := prometheus.NewRegistry()
+	h.start(sink.Config{RetryBase: time.Millisecond, Attempts: 2, Metrics: reg})
 	var dl schemas.DeadLetter
 	if err := h.codec.Decode(context.Background(), h.read(h.codec.Topics().DLQ, 1)[0].Value, &dl); err != nil {
 		t.Fatal(err)
@@ -295,6 +296,40 @@ func TestDownloadsKeepFailingGoToDLQ(t *testing.T) {
 	if string(dl.Key) != ch.EnvelopeID || !strings.Contains(dl.Error, "SHA-256") || dl.Component != "sink" {
 		t.Fatalf("dead letter: %+v", dl)
 	}
+	for reason, want := range map[string]float64{"digest_mismatch": 1, "download_failed": 0, "no_downloader": 0} {
+		got, ok := labelled(t, reg, "esignflow_dead_letters_total", map[string]string{"component": "sink", "reason": reason})
+		if !ok || got != want {
+			t.Errorf("esignflow_dead_letters_total{component=sink,reason=%s} = %v (exported %v), want %v", reason, got, ok, want)
+		}
+	}
+}
+
+// labelled returns the one series of name in reg with exactly labels;
+// false when it is not exported.
+func labelled(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
 }
 
 // A crash after the archive was written and before the record was

@@ -66,7 +66,10 @@ type Config struct {
 	BatchTimeout time.Duration
 	Handler      Handler
 	Hooks        Hooks
-	Logger       *slog.Logger
+	// Metrics, when set, receive the loop's consumer lag and aborted
+	// transactions (under the loop label Name); nil exports nothing.
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Run runs the loop until ctx ends (nil, after the batch in flight has
@@ -86,6 +89,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger.With("session", cfg.Name)
+	cfg.Metrics.abortedInit(cfg.Name)
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		err := session(ctx, cfg, log)
@@ -108,6 +112,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 // session runs one session until ctx ends (nil) or it fails.
 func session(ctx context.Context, cfg Config, log *slog.Logger) error {
+	lag := newLag(cfg.Metrics, cfg.Group, cfg.Topic)
+	defer lag.close()
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.WithLogger(kafkalog.New(log)),
@@ -117,6 +123,12 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		// Transaction markers are returned, never handled: the loop sees
+		// where they are, so its lag does not count them, and commits
+		// past them with the next batch.
+		kgo.KeepControlRecords(),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, rev map[string][]int32) { lag.drop(rev) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { lag.drop(lost) }),
 		compression.DefaultOpt(),
 	}
 	if cfg.AtLeastOnce {
@@ -150,8 +162,11 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 		fetches.EachError(func(t string, part int32, err error) {
 			log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 		})
-		recs := fetches.Records()
+		lag.fetched(fetches)
+		all := fetches.Records()
+		recs := dataRecords(all)
 		if len(recs) == 0 {
+			lag.processed(all) // markers only: nothing to process
 			continue
 		}
 		// The batch in flight finishes even when ctx ends: shutdown waits
@@ -177,9 +192,28 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 			case <-time.After(backoff):
 			}
 		default:
+			lag.processed(all)
 			backoff = 0
 		}
 	}
+}
+
+// dataRecords returns recs without their control records (transaction
+// markers), in a new slice when there are any.
+func dataRecords(recs []*kgo.Record) []*kgo.Record {
+	for i, r := range recs {
+		if !r.Attrs.IsControl() {
+			continue
+		}
+		out := append(make([]*kgo.Record, 0, len(recs)-1), recs[:i]...)
+		for _, r := range recs[i+1:] {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	return recs
 }
 
 // fatalError ends the session: its transactional state is unusable.
@@ -207,12 +241,13 @@ func batch(ctx context.Context, cfg Config, tx txn, recs []*kgo.Record) (bool, e
 		return false, err
 	}
 	aborted := func(reason string) {
+		cfg.Metrics.abort(cfg.Name, reason)
 		if cfg.Hooks.Aborted != nil {
 			cfg.Hooks.Aborted(reason)
 		}
 	}
 	if err != nil {
-		aborted("handler")
+		aborted(AbortHandler)
 		if _, endErr := tx.end(ctx, false); endErr != nil {
 			return false, &fatalError{fmt.Errorf("abort after %w: %w", err, endErr)}
 		}
@@ -229,10 +264,10 @@ func batch(ctx context.Context, cfg Config, tx txn, recs []*kgo.Record) (bool, e
 	}
 	if !committed {
 		if produceErr != nil {
-			aborted("produce")
+			aborted(AbortProduce)
 			cfg.Logger.Warn("produce failed; transaction aborted", "session", cfg.Name, "err", produceErr)
 		} else {
-			aborted("rebalance")
+			aborted(AbortRebalance)
 		}
 		return false, nil
 	}
