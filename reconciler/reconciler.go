@@ -64,6 +64,10 @@ type Config struct {
 	Burst int
 	// ScanLimit bounds the envelopes taken per scan, default 1000.
 	ScanLimit int
+	// InFlightEvery is how often the envelopes in flight are counted by
+	// status (esignflow_envelopes_in_flight), default 1m; negative never.
+	// Each count reads every non-terminal envelope from Redis, in pages.
+	InFlightEvery time.Duration
 	// InstanceID names this replica in its leases, default random.
 	InstanceID string
 	Metrics    prometheus.Registerer
@@ -106,6 +110,9 @@ func (c *Config) defaults() {
 	if c.ScanLimit <= 0 {
 		c.ScanLimit = 1000
 	}
+	if c.InFlightEvery == 0 {
+		c.InFlightEvery = time.Minute
+	}
 	if c.InstanceID == "" {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
@@ -135,7 +142,12 @@ type metrics struct {
 	stale, polls, repairs, waits, leased, notFound prometheus.Counter
 	errors                                         *prometheus.CounterVec
 	lastScan                                       prometheus.Gauge
+	inFlight                                       *prometheus.GaugeVec
 }
+
+// inFlightStatuses are the statuses an envelope in flight can have: every
+// one but the terminal ones.
+var inFlightStatuses = []schemas.Status{schemas.StatusCreated, schemas.StatusSent, schemas.StatusDelivered, schemas.StatusViewed, schemas.StatusPartiallySigned}
 
 // New returns a Reconciler for cfg.
 func New(cfg Config) (*Reconciler, error) {
@@ -153,7 +165,10 @@ func New(cfg Config) (*Reconciler, error) {
 		errors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_reconciler_errors_total", Help: "Poll and publish errors, by kind."}, []string{"kind"}),
 		lastScan: prometheus.NewGauge(prometheus.GaugeOpts{Name: "esignflow_reconciler_last_scan_timestamp_seconds", Help: "When the last scan of the stale index succeeded (Unix time): alert when it falls behind the interval."}),
 	}
-	for _, c := range []prometheus.Collector{m.stale, m.polls, m.repairs, m.waits, m.leased, m.notFound, m.errors, m.lastScan} {
+	m.inFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "esignflow_envelopes_in_flight",
+		Help: "Envelopes not terminal yet, by status (UNKNOWN: no status yet), counted from the store's index of non-terminal envelopes every InFlightEvery (default 1m) by each reconciler replica: every replica reports the same number, aggregate with max."},
+		[]string{"status"})
+	for _, c := range []prometheus.Collector{m.stale, m.polls, m.repairs, m.waits, m.leased, m.notFound, m.errors, m.lastScan, m.inFlight} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("reconciler: metrics: %w", err)
 		}
@@ -178,9 +193,16 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	r.prod = prod
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	var counted time.Time
 	for {
 		if err := r.Scan(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("scan failed", "err", err)
+		}
+		if r.cfg.InFlightEvery > 0 && time.Since(counted) >= r.cfg.InFlightEvery {
+			counted = time.Now()
+			if err := r.CountInFlight(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("counting the envelopes in flight failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -271,6 +293,54 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 			recs = append(recs, r.record(ctx, ev))
 		}
 	}
+	return nil
+}
+
+// inFlightPage bounds the envelopes read at once while counting.
+const inFlightPage = 1000
+
+// CountInFlight counts the non-terminal envelopes by status and sets
+// esignflow_envelopes_in_flight: one read of the store's active index and
+// one read per inFlightPage envelopes. Run calls it every InFlightEvery.
+func (r *Reconciler) CountInFlight(ctx context.Context) error {
+	n, err := r.cfg.Store.Active(ctx)
+	if err != nil {
+		return err
+	}
+	// Every envelope in the index, whatever its last update (a clock
+	// ahead of ours included); some slack for those added meanwhile.
+	all, err := r.cfg.Store.Stale(ctx, time.Now().Add(100*365*24*time.Hour), int(n)+inFlightPage)
+	if err != nil {
+		return err
+	}
+	counts := map[string]int{}
+	for len(all) > 0 {
+		page := all[:min(len(all), inFlightPage)]
+		all = all[len(page):]
+		ids := make([]string, len(page))
+		for i, s := range page {
+			ids[i] = s.EnvelopeID
+		}
+		envs, err := r.cfg.Store.Envelopes(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, e := range envs {
+			switch {
+			case e.Terminal():
+				// finished since the index was read
+			case e.State.Status == nil:
+				counts["UNKNOWN"]++
+			default:
+				counts[string(*e.State.Status)]++
+			}
+		}
+	}
+	for _, st := range inFlightStatuses {
+		r.m.inFlight.WithLabelValues(string(st)).Set(float64(counts[string(st)]))
+		delete(counts, string(st))
+	}
+	r.m.inFlight.WithLabelValues("UNKNOWN").Set(float64(counts["UNKNOWN"]))
 	return nil
 }
 

@@ -303,14 +303,13 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		return group.stop()
 	}
 	s.endpoints = append(s.endpoints, Endpoint{"simulator", s.Sim.URL()})
+	s.Metrics = prometheus.NewRegistry()
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The simulator is local: a call that takes a second has timed out.
-	if s.SimClient, err = sim.NewClient(sim.ClientConfig{BaseURL: s.Sim.URL(), CallTimeout: time.Second, Logger: s.log}); err != nil {
+	if s.SimClient, err = sim.NewClient(sim.ClientConfig{BaseURL: s.Sim.URL(), CallTimeout: time.Second, Metrics: s.Metrics, Logger: s.log}); err != nil {
 		hln.Close()
 		return err
 	}
-
-	s.Metrics = prometheus.NewRegistry()
-	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Sink.
 	s.Archive = sink.Dir{Root: filepath.Join(s.dataDir, "archive")}
