@@ -197,7 +197,7 @@ func (in *Ingress) ensureTopics(ctx context.Context) {
 func (in *Ingress) WebhookHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /webhooks/{provider}", in.bounded(in.webhook))
-	return problemMux(mux)
+	return in.m.timed("webhooks", mux, problemMux(mux))
 }
 
 // APIHandler returns the internal listener's routes: the signing-request
@@ -209,7 +209,7 @@ func (in *Ingress) APIHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", in.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(in.cfg.Gatherer, promhttp.HandlerOpts{}))
-	return problemMux(mux)
+	return in.m.timed("api", mux, problemMux(mux))
 }
 
 // problemMux answers what mux has no route for — 404, and 405 with its

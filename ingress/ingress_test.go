@@ -402,8 +402,11 @@ func TestOpsEndpoints(t *testing.T) {
 	}
 	ti.waitReady(t)
 	post(t, ti.url+"/webhooks/sim", http.Header{}, []byte("{}"))
+	post(t, ti.url+"/no/such/route", http.Header{}, nil)
 	_, text := ti.get(t, "/metrics")
-	for _, want := range []string{`esignflow_ingress_requests_total{code="401",endpoint="sim"} 1`, `esignflow_ingress_verification_failures_total{provider="sim",reason="missing"} 1`} {
+	for _, want := range []string{`esignflow_ingress_requests_total{code="401",endpoint="sim"} 1`, `esignflow_ingress_verification_failures_total{provider="sim",reason="missing"} 1`,
+		`esignflow_ingress_http_request_duration_seconds_count{code="401",listener="webhooks",route="POST /webhooks/{provider}"} 1`,
+		`esignflow_ingress_http_request_duration_seconds_count{code="404",listener="webhooks",route="unmatched"} 1`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/esignflow/esignflow/ingress"
 	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/store"
@@ -77,6 +78,9 @@ func TestDashboardMetricsExist(t *testing.T) {
 	if _, err := reconciler.New(reconciler.Config{Brokers: k.Brokers, Codec: codec, Store: st, Pollers: map[string]reconciler.Poller{"sim": simc}, Metrics: reg}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := ingress.New(ingress.Config{Brokers: k.Brokers, Codec: codec, Redis: rc, Secrets: noKeys{}, InsecureNoAuth: true, Metrics: reg}); err != nil {
+		t.Fatal(err)
+	}
 
 	raw, err := os.ReadFile("../../deploy/grafana/esignflow.json")
 	if err != nil {
@@ -115,3 +119,8 @@ func TestDashboardMetricsExist(t *testing.T) {
 		t.Fatal("the dashboard queries no esignflow metric")
 	}
 }
+
+// noKeys is an ingress without webhook secrets.
+type noKeys struct{}
+
+func (noKeys) Keys(string) [][]byte { return nil }
