@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -14,35 +15,14 @@ import (
 // labels, and returns how many there were.
 func matching(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string, f func(counter float64, count uint64, buckets map[float64]uint64)) int {
 	t.Helper()
-	mfs, err := reg.Gather()
+	ss, err := promread.Find(reg, name, labels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, l := range m.GetLabel() {
-				got[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			n++
-			buckets := map[float64]uint64{}
-			for _, b := range m.GetHistogram().GetBucket() {
-				buckets[b.GetUpperBound()] = b.GetCumulativeCount()
-			}
-			f(m.GetCounter().GetValue(), m.GetHistogram().GetSampleCount(), buckets)
-		}
+	for _, s := range ss {
+		f(s.Value, s.Count, s.Buckets)
 	}
-	return n
+	return len(ss)
 }
 
 // counter returns the value of the one counter of name with labels; false

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 	"github.com/esignflow/esignflow/sink"
@@ -231,17 +232,9 @@ func TestCompletedEnvelopeFinalizedOnce(t *testing.T) {
 // metric sums a counter's series in reg.
 func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	total, _, err := promread.Sum(reg, name, nil)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var total float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				total += m.GetCounter().GetValue()
-			}
-		}
 	}
 	return total
 }
@@ -308,25 +301,13 @@ func TestDownloadsKeepFailingGoToDLQ(t *testing.T) {
 // false when it is not exported.
 func labelled(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
-	mfs, err := reg.Gather()
+	ss, err := promread.Find(reg, name, labels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue next
-				}
-			}
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue(), true
+	for _, s := range ss {
+		if len(s.Labels) == len(labels) {
+			return s.Value, true
 		}
 	}
 	return 0, false

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/internal/stack"
 	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/provider/sim"
@@ -630,29 +631,7 @@ func (o *observer) judge(st *stack.Stack, res *PipelineResult, requested map[str
 
 // metric sums the series of a counter whose labels include match.
 func metric(reg *prometheus.Registry, name string, match map[string]string) float64 {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return 0
-	}
-	var total float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range match {
-				if labels[k] != v {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-	}
+	total, _, _ := promread.Sum(reg, name, match)
 	return total
 }
 

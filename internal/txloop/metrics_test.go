@@ -15,38 +15,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/internal/txloop"
 )
 
 // gauge reads one series of reg; false when it is not exported.
 func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
-	mfs, err := reg.Gather()
+	ss, err := promread.Find(reg, name, labels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, l := range m.GetLabel() {
-				got[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue series
-				}
-			}
-			if m.Gauge != nil {
-				return m.GetGauge().GetValue(), true
-			}
-			return m.GetCounter().GetValue(), true
-		}
+	if len(ss) == 0 {
+		return 0, false
 	}
-	return 0, false
+	return ss[0].Value, true
 }
 
 func eventually(t *testing.T, what string, ok func() bool) {
