@@ -11,12 +11,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/esignflow/esignflow/internal/reload"
 )
 
 // MinTokenLen is the shortest API token a tokens file may hold.
@@ -145,7 +145,8 @@ func stampOf(info os.FileInfo) string {
 	return fmt.Sprintf("%d:%d", info.Size(), info.ModTime().UnixNano())
 }
 
-func (f *TokenFile) changed() bool {
+// Changed reports whether the file was rewritten since the last load.
+func (f *TokenFile) Changed() bool {
 	info, err := os.Stat(f.path)
 	if err != nil {
 		return false
@@ -158,30 +159,7 @@ func (f *TokenFile) changed() bool {
 // Run reloads on SIGHUP and whenever the file changes (checked every
 // interval, default 2s), until ctx ends.
 func (f *TokenFile) Run(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-hup:
-		case <-t.C:
-			if !f.changed() {
-				continue
-			}
-		}
-		if err := f.Reload(); err != nil {
-			f.log.Error("api tokens reload failed; keeping the previous tokens", "err", err)
-			continue
-		}
-		f.log.Info("api tokens reloaded", "tenants", f.Tenants())
-	}
+	return reload.Run(ctx, interval, f, "api tokens", f.log, func() []any { return []any{"tenants", f.Tenants()} })
 }
 
 // errNoToken and errBadToken are why a request was not authenticated.

@@ -11,12 +11,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/esignflow/esignflow/internal/reload"
 )
 
 // Decoder turns one line of a provider's file into key bytes.
@@ -123,7 +123,9 @@ func (d *Dir) Reload() error {
 	return nil
 }
 
-func (d *Dir) changed() bool {
+// Changed reports whether a file was added, removed or rewritten since the
+// last load (by size and modification time).
+func (d *Dir) Changed() bool {
 	entries, err := os.ReadDir(d.path)
 	if err != nil {
 		return false
@@ -145,28 +147,5 @@ func (d *Dir) changed() bool {
 // Run reloads on SIGHUP and whenever a file changes (checked every
 // interval, default 2s), until ctx ends.
 func (d *Dir) Run(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-hup:
-		case <-t.C:
-			if !d.changed() {
-				continue
-			}
-		}
-		if err := d.Reload(); err != nil {
-			d.log.Error("secrets reload failed; keeping the previous secrets", "err", err)
-			continue
-		}
-		d.log.Info("secrets reloaded", "providers", d.Providers())
-	}
+	return reload.Run(ctx, interval, d, "secrets", d.log, func() []any { return []any{"providers", d.Providers()} })
 }
