@@ -82,7 +82,7 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 		return json.NewEncoder(e.stdout).Encode(res)
 	}
 	for _, r := range res {
-		fmt.Fprintf(e.stdout, "%-14s %8d events in %-10s %9.0f events/s  %d status changes\n", r.Mode, r.Events, r.Elapsed.Round(time.Millisecond), r.EventsPerSec, r.StatusChanges)
+		fmt.Fprintf(e.stdout, "%-14s %8d events in %-10s %9.0f events/s  %d status changes  %d aborted transactions\n", r.Mode, r.Events, r.Elapsed.Round(time.Millisecond), r.EventsPerSec, r.StatusChanges, r.Aborted)
 	}
 	fmt.Fprintf(e.stdout, "exactly-once ÷ at-least-once = %.2f\n", res[1].EventsPerSec/res[0].EventsPerSec)
 	return nil

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/internal/topics"
@@ -65,6 +67,9 @@ type ProcessorResult struct {
 	Elapsed       time.Duration `json:"elapsed_ns"`
 	EventsPerSec  float64       `json:"events_per_sec"`
 	StatusChanges int           `json:"status_changes"`
+	// Aborted is how many transactions aborted (the events loop, any
+	// reason): each costs its batch being consumed and applied again.
+	Aborted int `json:"aborted_transactions"`
 }
 
 // Processor measures events/s through the processor at least once (plain
@@ -99,6 +104,7 @@ func Processor(ctx context.Context, cfg ProcessorConfig) ([]ProcessorResult, err
 			out[mode].Events += r.Events
 			out[mode].Elapsed += r.Elapsed
 			out[mode].StatusChanges = r.StatusChanges
+			out[mode].Aborted += r.Aborted
 		}
 	}
 	for i := range out {
@@ -144,7 +150,8 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		return res, err
 	}
 
-	p, err := processor.New(processor.Config{
+	metrics := prometheus.NewRegistry()
+	p, err := processor.New(processor.Config{Metrics: metrics,
 		Brokers: brokers, Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": noCreate{}},
 		MaxBatch: cfg.MaxBatch, AtLeastOnce: atLeastOnce, Logger: cfg.Logger, Topics: topics.Config{Partitions: cfg.Partitions},
 		Group:     k.prefix + "esignflow-processor",
@@ -180,7 +187,12 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		return res, err
 	}
 	res.EventsPerSec = float64(res.Events) / res.Elapsed.Seconds()
+	aborted, _, _ := promread.Sum(metrics, "esignflow_transactions_aborted_total", map[string]string{"loop": "events"})
+	res.Aborted = int(aborted)
 	res.StatusChanges, err = countCommitted(ctx, brokers, codec.Topics().Status)
+	if err == nil && res.StatusChanges != cfg.Envelopes*(EventsPerEnvelope-1) {
+		err = fmt.Errorf("%s: %d status changes on the topic, want %d (%d envelopes, %d changes each)", mode, res.StatusChanges, cfg.Envelopes*(EventsPerEnvelope-1), cfg.Envelopes, EventsPerEnvelope-1)
+	}
 	return res, err
 }
 
