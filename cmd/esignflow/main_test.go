@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -342,6 +343,43 @@ func TestTopicsCreateReports(t *testing.T) {
 	}
 	if n := strings.Count(errb.String(), "has 3 partitions, not the 4 asked for"); n != 5 {
 		t.Errorf("%d partition warnings, want 5:\n%s", n, errb)
+	}
+
+	// min.insync.replicas is set on the topics it creates, and an
+	// existing topic with less is warned about, not changed.
+	prefix := k.Prefix + "isr."
+	e, _, errb = testEnv()
+	if code := run(context.Background(), e, append([]string{"topics", "create", "--topic-prefix", prefix, "--partitions", "1", "--min-insync-replicas", "1"}, conn...)); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(context.Background(), prefix+schemas.TopicStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On(prefix+schemas.TopicStatus, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isr := ""
+	for _, c := range rc.Configs {
+		if c.Key == "min.insync.replicas" && c.Value != nil {
+			isr = *c.Value
+		}
+	}
+	if isr != "1" {
+		t.Errorf("created with --min-insync-replicas 1: min.insync.replicas=%q", isr)
+	}
+	e, _, errb = testEnv()
+	if code := run(context.Background(), e, append([]string{"topics", "create", "--topic-prefix", prefix, "--partitions", "1", "--min-insync-replicas", "2"}, conn...)); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	if n := strings.Count(errb.String(), "has min.insync.replicas=1, not the 2 asked for"); n != 5 {
+		t.Errorf("%d min.insync.replicas warnings, want 5:\n%s", n, errb)
 	}
 }
 

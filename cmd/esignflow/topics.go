@@ -16,6 +16,7 @@ func runTopics(ctx context.Context, e *env, args []string) error {
 	c := connFlags(fs, false)
 	parts := fs.Int("partitions", 12, "`partitions` per topic")
 	rf := fs.Int("replication", 3, "replication `factor`")
+	minISR := fs.Int("min-insync-replicas", 0, "each topic's min.insync.replicas (`n`; production: 2 with --replication 3); 0 leaves the broker default")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -28,7 +29,7 @@ func runTopics(ctx context.Context, e *env, args []string) error {
 	}
 	defer cl.Close()
 	names := schemas.Prefixed(c.topicPrefix)
-	results, err := topics.Create(ctx, cl, topics.Config{Partitions: int32(*parts), Replication: int16(*rf), Names: names})
+	results, err := topics.Create(ctx, cl, topics.Config{Partitions: int32(*parts), Replication: int16(*rf), MinInsyncReplicas: *minISR, Names: names})
 	for _, r := range results {
 		what := "existed"
 		if r.Created {

@@ -268,7 +268,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	group, gctx := newGroup(ctx)
+	group, gctx := newGroup(ctx, s.log)
 	defer func() {
 		if werr := group.stop(); err == nil && werr != nil && !errors.Is(werr, context.Canceled) {
 			err = werr

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -21,6 +22,10 @@ type Config struct {
 	Partitions int32
 	// Replication factor; <= 0 means the broker default.
 	Replication int16
+	// MinInsyncReplicas is each topic's min.insync.replicas; <= 0 leaves
+	// the broker default. With replication 3, 2 makes an acks=all write
+	// survive the loss of any one broker.
+	MinInsyncReplicas int
 	// Names of the topics; the zero value is schemas.DefaultNames.
 	Names schemas.Names
 }
@@ -67,9 +72,12 @@ func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 	names := cfg.Names.OrDefault()
 	var out, existing []Result
 	for _, t := range names.All() {
-		var configs map[string]*string
+		configs := map[string]*string{}
 		if keepsForever(names, t) {
-			configs = map[string]*string{"retention.ms": kadm.StringPtr("-1")}
+			configs["retention.ms"] = kadm.StringPtr("-1")
+		}
+		if cfg.MinInsyncReplicas > 0 {
+			configs["min.insync.replicas"] = kadm.StringPtr(strconv.Itoa(cfg.MinInsyncReplicas))
 		}
 		resp, err := adm.CreateTopics(ctx, parts, rf, configs, t)
 		if err != nil {
@@ -128,16 +136,21 @@ func check(ctx context.Context, adm *kadm.Client, cfg Config, names schemas.Name
 				r.Warnings = append(r.Warnings, fmt.Sprintf("has replication factor %d, not the %d asked for", rf, cfg.Replication))
 			}
 		}
-		if !keepsForever(names, r.Topic) {
-			continue
-		}
 		rc, err := configs.On(r.Topic, nil)
 		if err != nil || rc.Err != nil {
 			continue
 		}
 		for _, c := range rc.Configs {
-			if c.Key == "retention.ms" && c.Value != nil && *c.Value != "-1" {
+			if c.Value == nil {
+				continue
+			}
+			if c.Key == "retention.ms" && keepsForever(names, r.Topic) && *c.Value != "-1" {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("has retention.ms=%s: its records expire; esignflow needs -1 (kept forever: the audit trail, and what Redis is rebuilt from)", *c.Value))
+			}
+			if c.Key == "min.insync.replicas" && cfg.MinInsyncReplicas > 0 {
+				if n, err := strconv.Atoi(*c.Value); err == nil && n < cfg.MinInsyncReplicas {
+					r.Warnings = append(r.Warnings, fmt.Sprintf("has min.insync.replicas=%d, not the %d asked for (existing topics are left alone: raise it with kafka-configs)", n, cfg.MinInsyncReplicas))
+				}
 			}
 		}
 	}
