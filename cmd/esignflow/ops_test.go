@@ -12,6 +12,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/sink"
 )
 
@@ -91,5 +92,13 @@ func TestReadyzFollowsArchive(t *testing.T) {
 	}
 	if got := readyz(); got != http.StatusServiceUnavailable {
 		t.Fatalf("unwritable archive: /readyz %d, want 503", got)
+	}
+}
+
+// Every service's registry, the ingress's included, exports build_info.
+func TestEveryRegistryHasBuildInfo(t *testing.T) {
+	_, found, err := promread.Sum(newRegistry(), "esignflow_build_info", nil)
+	if err != nil || !found {
+		t.Fatalf("esignflow_build_info not in a service's registry (err %v)", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/processor"
@@ -67,7 +66,6 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	reg := newRegistry()
-	reg.MustRegister(buildinfo.Collector())
 	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: pf.simURL, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err

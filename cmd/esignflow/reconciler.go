@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 
-	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/reconciler"
@@ -31,7 +30,6 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	reg := newRegistry()
-	reg.MustRegister(buildinfo.Collector())
 	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 
-	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/sink"
 )
@@ -26,7 +25,6 @@ func runSink(ctx context.Context, e *env, args []string) error {
 	defer closeSvc()
 	kopts, codec := svc.kafka, svc.codec
 	reg := newRegistry()
-	reg.MustRegister(buildinfo.Collector())
 	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/ingress"
+	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/internal/devregistry"
 	"github.com/esignflow/esignflow/internal/secrets"
 	"github.com/esignflow/esignflow/internal/store"
@@ -304,7 +305,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	}
 	s.endpoints = append(s.endpoints, Endpoint{"simulator", s.Sim.URL()})
 	s.Metrics = prometheus.NewRegistry()
-	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	// The simulator is local: a call that takes a second has timed out.
 	if s.SimClient, err = sim.NewClient(sim.ClientConfig{BaseURL: s.Sim.URL(), CallTimeout: time.Second, Metrics: s.Metrics, Logger: s.log}); err != nil {
 		hln.Close()
