@@ -23,6 +23,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -196,19 +197,31 @@ type Stats struct {
 }
 
 // DedupID returns the event's dedup id: its event id, or one derived from
-// provider, envelope, status, recipient and occurred-at when it has none.
+// provider, envelope, status, every recipient update and occurred-at when
+// it has none — two events that differ only in a later recipient are two
+// events, not a duplicate.
 func DedupID(ev schemas.EnvelopeEvent) string {
 	if ev.EventID != "" {
 		return ev.EventID
 	}
-	var status, rcp string
+	var status string
 	if ev.Status != nil {
 		status = string(*ev.Status)
 	}
-	if len(ev.Recipients) > 0 {
-		rcp = ev.Recipients[0].RecipientID + "=" + string(ev.Recipients[0].Status)
+	// The first update is written as it always was, so that events of
+	// one recipient keep the ids they had; each further one follows
+	// length-prefixed.
+	var rcp []byte
+	for i, r := range ev.Recipients {
+		if i > 0 {
+			rcp = append(rcp, 0)
+			rcp = binary.AppendUvarint(rcp, uint64(len(r.RecipientID)))
+		}
+		rcp = append(rcp, r.RecipientID...)
+		rcp = append(rcp, '=')
+		rcp = append(rcp, r.Status...)
 	}
-	return envelope.EventID(ev.Provider, ev.EnvelopeID, status, rcp, ev.OccurredAt)
+	return envelope.EventID(ev.Provider, ev.EnvelopeID, status, string(rcp), ev.OccurredAt)
 }
 
 // Apply applies a batch of events in order, at most two Redis round trips

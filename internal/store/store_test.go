@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/redistest"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/schemas"
@@ -573,5 +574,32 @@ func TestBigBatchMatchesOneAtATime(t *testing.T) {
 		if errA != nil || errB != nil || okA != okB || !reflect.DeepEqual(a, b) {
 			t.Fatalf("%s: %+v (%v %v), one at a time %+v (%v %v)", id, a.State, okA, errA, b.State, okB, errB)
 		}
+	}
+}
+
+// A derived dedup id covers every recipient update: two events that differ
+// only in their second recipient are two events; a one-recipient event
+// keeps the id it always had.
+func TestDedupIDCoversEveryRecipient(t *testing.T) {
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	ev := func(rs ...schemas.RecipientUpdate) schemas.EnvelopeEvent {
+		return schemas.EnvelopeEvent{Provider: "sim", EnvelopeID: "env-1", OccurredAt: at, Recipients: rs}
+	}
+	r1 := schemas.RecipientUpdate{RecipientID: "r1", Status: schemas.RecipientSigned}
+	r2 := schemas.RecipientUpdate{RecipientID: "r2", Status: schemas.RecipientSigned}
+	r2viewed := schemas.RecipientUpdate{RecipientID: "r2", Status: schemas.RecipientViewed}
+	if a, b := store.DedupID(ev(r1, r2)), store.DedupID(ev(r1, r2viewed)); a == b {
+		t.Fatalf("events differing in their second recipient share the dedup id %s", a)
+	}
+	if a, b := store.DedupID(ev(r1)), store.DedupID(ev(r1, r2)); a == b {
+		t.Fatalf("an extra recipient update does not change the dedup id %s", a)
+	}
+	if got, want := store.DedupID(ev(r1)), envelope.EventID("sim", "env-1", "", "r1=SIGNED", at); got != want {
+		t.Fatalf("a one-recipient event's id changed: %s, was %s", got, want)
+	}
+	withID := ev(r1)
+	withID.EventID = "evt_7"
+	if got := store.DedupID(withID); got != "evt_7" {
+		t.Fatalf("the provider's event id is the dedup id: got %s", got)
 	}
 }
