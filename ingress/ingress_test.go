@@ -511,3 +511,40 @@ func hashOf(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// A handler releases or completes only its own claim on an Idempotency-Key:
+// one that outlived its claim (inFlightTTL) must not delete or overwrite
+// the claim of the later request that took the key.
+func TestClaimReleaseIsCompareAndDelete(t *testing.T) {
+	r := redistest.New(t)
+	ctx := context.Background()
+	key := r.Prefix + "idem:acme:order-1"
+	mine, theirs := []byte(`{"h":"x","n":"mine"}`), []byte(`{"h":"x","n":"theirs"}`)
+	if err := r.Client.Set(ctx, key, theirs, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := releaseClaim(ctx, r.Client, key, mine); err != nil || ok {
+		t.Fatalf("released another's claim: %v %v", ok, err)
+	}
+	if ok, err := completeClaim(ctx, r.Client, key, mine, []byte(`{"d":true}`), time.Hour); err != nil || ok {
+		t.Fatalf("completed another's claim: %v %v", ok, err)
+	}
+	if got, _ := r.Client.Get(ctx, key).Bytes(); string(got) != string(theirs) {
+		t.Fatalf("the later claim was touched: %s", got)
+	}
+	if ok, err := completeClaim(ctx, r.Client, key, theirs, []byte(`{"d":true}`), time.Hour); err != nil || !ok {
+		t.Fatalf("its own claim not completed: %v %v", ok, err)
+	}
+	if ttl := r.Client.PTTL(ctx, key).Val(); ttl < 59*time.Minute {
+		t.Fatalf("completed record's TTL %s, want the idempotency TTL", ttl)
+	}
+	if err := r.Client.Set(ctx, key, mine, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := releaseClaim(ctx, r.Client, key, mine); err != nil || !ok {
+		t.Fatalf("its own claim not released: %v %v", ok, err)
+	}
+	if n := r.Client.Exists(ctx, key).Val(); n != 0 {
+		t.Fatal("released claim still there")
+	}
+}

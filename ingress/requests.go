@@ -3,6 +3,7 @@ package ingress
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -25,7 +26,10 @@ import (
 
 // idemRecord is what an Idempotency-Key holds in Redis.
 type idemRecord struct {
-	Hash   string          `json:"h"`
+	Hash string `json:"h"`
+	// Nonce makes each in-flight claim unique, so that releasing or
+	// completing a claim touches only that claim (see ifClaim).
+	Nonce  string          `json:"n,omitempty"`
 	Done   bool            `json:"d"`
 	Code   int             `json:"c,omitempty"`
 	Answer json.RawMessage `json:"b,omitempty"`
@@ -105,7 +109,9 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request, tenant
 	rkey := in.idemKey(tenant, key)
 	ctx := r.Context()
 
-	claim, _ := json.Marshal(idemRecord{Hash: hash})
+	nonce := make([]byte, 12)
+	_, _ = rand.Read(nonce)
+	claim, _ := json.Marshal(idemRecord{Hash: hash, Nonce: hex.EncodeToString(nonce)})
 	won, err := in.cfg.Redis.SetNX(ctx, rkey, claim, inFlightTTL).Result()
 	if err != nil {
 		in.unavailable(w, r, ep, fmt.Errorf("redis: %w", err))
@@ -115,7 +121,7 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request, tenant
 		in.replay(w, r, rkey, hash)
 		return
 	}
-	release := func() { in.cfg.Redis.Del(context.WithoutCancel(ctx), rkey) }
+	release := func() { _, _ = releaseClaim(context.WithoutCancel(ctx), in.cfg.Redis, rkey, claim) }
 
 	req, fields := decodeRequest(body, scope(tenant)+":"+key, tenant, in.cfg.Now())
 	if req.Provider != "" && !slices.Contains(in.cfg.Providers, req.Provider) {
@@ -150,11 +156,12 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request, tenant
 	answer, _ := json.Marshal(map[string]string{"request_id": req.RequestID, "status": "accepted",
 		"status_url": "/v1/signing-requests/" + url.PathEscape(req.RequestID)})
 	done, _ := json.Marshal(idemRecord{Hash: hash, Done: true, Code: http.StatusAccepted, Answer: answer})
-	if err := in.cfg.Redis.Set(context.WithoutCancel(ctx), rkey, done, in.cfg.IdempotencyTTL).Err(); err != nil {
+	if ok, err := completeClaim(context.WithoutCancel(ctx), in.cfg.Redis, rkey, claim, done, in.cfg.IdempotencyTTL); err != nil || !ok {
 		// Published: the answer stands. A retry within inFlightTTL gets
 		// 409, after it the request is published again and the
-		// processor drops it as a duplicate request id.
-		in.log.Warn("idempotency record not saved", "key", key, "err", err)
+		// processor drops it as a duplicate request id. !ok: this
+		// handler outlived its claim and a later one holds the key.
+		in.log.Warn("idempotency record not saved", "key", key, "err", err, "claim_lost", !ok)
 	}
 	in.m.requests.WithLabelValues(ep, "202").Inc()
 	w.Header().Set("Content-Type", "application/json")
@@ -401,4 +408,26 @@ func decodeRequest(body []byte, key, tenant string, now time.Time) (schemas.Sign
 	}
 	req.RequestedAt = now
 	return req, fe
+}
+
+// ifClaim runs a command on a key only while it still holds the claim this
+// handler wrote: a handler slower than inFlightTTL has lost its claim to a
+// later request with the same key, and must neither delete nor overwrite
+// that one's record.
+var ifClaim = redis.NewScript(`
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == "" then redis.call("DEL", KEYS[1]) else redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) end
+return 1`)
+
+// releaseClaim deletes key if it still holds claim; false when it did not.
+func releaseClaim(ctx context.Context, rdb redis.Scripter, key string, claim []byte) (bool, error) {
+	n, err := ifClaim.Run(ctx, rdb, []string{key}, claim, "", 0).Int()
+	return n == 1, err
+}
+
+// completeClaim replaces claim by the final record if key still holds it;
+// false when it did not.
+func completeClaim(ctx context.Context, rdb redis.Scripter, key string, claim, final []byte, ttl time.Duration) (bool, error) {
+	n, err := ifClaim.Run(ctx, rdb, []string{key}, claim, final, ttl.Milliseconds()).Int()
+	return n == 1, err
 }
