@@ -20,6 +20,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -82,11 +83,22 @@ func New(cfg Config) (*Processor, error) {
 	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor", "instance", cfg.InstanceID), m: m, known: known, statusSchema: statusSchema}, nil
 }
 
-// Run creates missing topics, restores Redis from the status topic if it
+// Run checks Redis (store.CheckServer: a server that may evict keys or is
+// a read-only replica is refused, one that cannot be checked is logged),
+// creates missing topics, restores Redis from the status topic if it
 // lost its data, and processes until ctx ends. On cancellation it finishes
 // the batch in flight, commits or aborts it, and returns nil after both
 // sessions have closed. It returns ErrCrashed when Config.Crash fired.
 func (p *Processor) Run(ctx context.Context) error {
+	if err := p.cfg.Store.CheckServer(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // cancelled while starting: a clean exit
+		}
+		if !errors.Is(err, store.ErrUnverified) {
+			return fmt.Errorf("processor: %w", err)
+		}
+		p.log.Warn("redis settings not verified, starting anyway", "err", err)
+	}
 	admin, err := kgo.NewClient(append(p.baseOpts(), p.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("processor: kafka client: %w", err)

@@ -177,10 +177,20 @@ func New(cfg Config) (*Reconciler, error) {
 		limiter: rate.NewLimiter(rate.Limit(cfg.Rate/3600), cfg.Burst)}, nil
 }
 
-// Run scans every Interval until ctx ends; it returns after the scan in
+// Run checks Redis as the processor does (store.CheckServer), then scans
+// every Interval until ctx ends; it returns after the scan in
 // flight has published what it polled and released the leases it had not
 // used.
 func (r *Reconciler) Run(ctx context.Context) error {
+	if err := r.cfg.Store.CheckServer(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrUnverified) {
+			return fmt.Errorf("reconciler: %w", err)
+		}
+		r.log.Warn("redis settings not verified, starting anyway", "err", err)
+	}
 	prod, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.WithLogger(kafkalog.New(r.log)),
