@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -91,13 +92,8 @@ func locate(raw []byte, t reflect.Type, path string) []FieldError {
 				fields[name] = f.Type
 			}
 		}
-		keys := make([]string, 0, len(obj))
-		for k := range obj {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		var out []FieldError
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			ft, ok := fields[k]
 			if !ok {
 				out = append(out, FieldError{Field: join(path, k), Message: "is not a field of a signing request"})
@@ -121,13 +117,8 @@ func locate(raw []byte, t reflect.Type, path string) []FieldError {
 		if err := json.Unmarshal(raw, &obj); err != nil {
 			return []FieldError{{Field: path, Message: "must be an object"}}
 		}
-		keys := make([]string, 0, len(obj))
-		for k := range obj {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		var out []FieldError
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			out = append(out, locate(obj[k], t.Elem(), join(path, k))...)
 		}
 		return out
