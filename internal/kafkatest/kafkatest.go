@@ -107,7 +107,49 @@ func (b *Broker) Brokers() []string { return []string{b.addr} }
 
 // Pause stops the broker process with SIGSTOP (a broker that hangs: clients
 // time out); Resume continues it with SIGCONT.
-func (b *Broker) Pause() error { return b.signal(syscall.SIGSTOP) }
+//
+// It returns once every thread of the broker is stopped: kill(2) only
+// queues SIGSTOP, and on a busy machine a JVM thread already running can
+// still answer a request that arrives just after it (seen under load).
+func (b *Broker) Pause() error {
+	if err := b.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !allStopped(b.pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kafkatest: broker pid %d: not every thread stopped 10s after SIGSTOP", b.pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// allStopped says whether every thread of pid is in the stopped state
+// ('T' in /proc/PID/task/TID/stat). Where /proc cannot be read it says
+// true: the signal was sent, which is all that can be known.
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, t := range tasks {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		// The state follows the parenthesised command name, which may
+		// itself contain spaces and parentheses.
+		i := strings.LastIndexByte(string(raw), ')')
+		if i < 0 || i+2 >= len(raw) {
+			return true
+		}
+		if st := raw[i+2]; st != 'T' && st != 't' && st != 'Z' && st != 'X' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a broker stopped by Pause.
 func (b *Broker) Resume() error { return b.signal(syscall.SIGCONT) }
