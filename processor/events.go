@@ -193,7 +193,7 @@ func (p *Processor) validateEvent(ev schemas.EnvelopeEvent, r *kgo.Record) error
 // deadLetter wraps a record that cannot be processed, with why, its bytes,
 // headers and coordinates, for the DLQ (keyed by the original key).
 func (p *Processor) deadLetter(r *kgo.Record, cause error) (*kgo.Record, error) {
-	p.m.loop.DeadLettered("processor", deadLetterReason(cause))
+	p.letterPending(r.Topic, deadLetterReason(cause))
 	p.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", cause)
 	dl := schemas.DeadLetter{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value,
 		Headers: make([]schemas.Header, len(r.Headers)), Error: cause.Error(), Component: "processor", FailedAt: time.Now()}

@@ -53,6 +53,10 @@ type Processor struct {
 	// at a time; the partitions of a batch add to it concurrently.
 	changesMu sync.Mutex
 	changes   []change
+	// deadLettered are the reasons of the dead letters of each loop's
+	// batch in flight (by input topic), counted once it commits: a batch
+	// that aborts and is consumed again letters its poison again.
+	deadLettered map[string][]string
 }
 
 // change is one status change emitted, for the metrics of its commit.
@@ -156,6 +160,7 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 				if name == "events" {
 					p.committedChanges()
 				}
+				p.lettersEnded(topic, true)
 				p.m.commits.Inc()
 				p.m.batchSeconds.WithLabelValues(name).Observe(took.Seconds())
 				for topic, n := range produced {
@@ -166,6 +171,7 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 				if name == "events" {
 					p.resetChanges()
 				}
+				p.lettersEnded(topic, false)
 			},
 			AfterProduce: func() error {
 				if p.crash(AfterProduce) {
@@ -189,6 +195,29 @@ func (p *Processor) resetChanges() {
 	p.changesMu.Lock()
 	p.changes = p.changes[:0]
 	p.changesMu.Unlock()
+}
+
+// letterPending notes a dead letter of the batch in flight on topic.
+func (p *Processor) letterPending(topic, reason string) {
+	p.changesMu.Lock()
+	if p.deadLettered == nil {
+		p.deadLettered = map[string][]string{}
+	}
+	p.deadLettered[topic] = append(p.deadLettered[topic], reason)
+	p.changesMu.Unlock()
+}
+
+// lettersEnded counts (committed) or forgets (aborted) the dead letters of
+// the batch on topic that just ended.
+func (p *Processor) lettersEnded(topic string, committed bool) {
+	p.changesMu.Lock()
+	defer p.changesMu.Unlock()
+	if committed {
+		for _, reason := range p.deadLettered[topic] {
+			p.m.loop.DeadLettered("processor", reason)
+		}
+	}
+	delete(p.deadLettered, topic)
 }
 
 // committedChanges counts the changes of the batch just committed: they

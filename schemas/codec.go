@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -57,10 +58,28 @@ type Codec struct {
 
 	mu       sync.RWMutex
 	resolved map[resolveKey]avro.Schema // writer id + reader type → schema to decode with
+
+	grace   time.Duration // how long an unknown schema id counts as the registry lagging
+	now     func() time.Time
+	unknown sync.Map // schema id → time.Time it was first answered unknown
 }
+
+// DefaultUnknownSchemaGrace is how long an unknown schema id is taken for a
+// registry that lags (a Confluent follower answers 404 for a version its
+// leader registered a moment ago) before the record is poison.
+const DefaultUnknownSchemaGrace = time.Minute
 
 // Option configures a Codec.
 type Option func(*Codec)
+
+// WithUnknownSchemaGrace sets how long after the registry first answers
+// "unknown" for a schema id a record with that id is a transient failure
+// (ErrRegistry: retry it) rather than poison (default
+// DefaultUnknownSchemaGrace; 0 makes it poison at once).
+func WithUnknownSchemaGrace(d time.Duration) Option { return func(c *Codec) { c.grace = d } }
+
+// WithClock sets the codec's clock (tests of the grace above).
+func WithClock(now func() time.Time) Option { return func(c *Codec) { c.now = now } }
 
 // WithNames binds the codec to an installation's topic names (default:
 // DefaultNames); its subjects follow them.
@@ -95,6 +114,8 @@ func NewCodec(ctx context.Context, client *sr.Client, opts ...Option) (*Codec, e
 		names:    DefaultNames(),
 		byType:   make(map[reflect.Type]reader),
 		resolved: make(map[resolveKey]avro.Schema),
+		grace:    DefaultUnknownSchemaGrace,
+		now:      time.Now,
 	}
 	for _, o := range opts {
 		o(c)
@@ -305,6 +326,12 @@ func (c *Codec) schemaFor(ctx context.Context, id int, t reflect.Type) (avro.Sch
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode == 404 {
+			now := c.now()
+			first, _ := c.unknown.LoadOrStore(id, now)
+			if waited := now.Sub(first.(time.Time)); waited < c.grace {
+				return nil, &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: %w for %s so far (a registry follower may lag its leader; poison after %s)",
+					ErrRegistry, ErrUnknownSchema, waited.Round(time.Millisecond), c.grace)}
+			}
 			return nil, &DecodeError{SchemaID: id, Err: ErrUnknownSchema}
 		}
 		return nil, &DecodeError{SchemaID: id, Err: fmt.Errorf("%w: fetch schema: %w", ErrRegistry, err)}

@@ -27,9 +27,9 @@ func newRegistry(t *testing.T) *sr.Client {
 	return cl
 }
 
-func newCodec(t *testing.T, cl *sr.Client) *schemas.Codec {
+func newCodec(t *testing.T, cl *sr.Client, opts ...schemas.Option) *schemas.Codec {
 	t.Helper()
-	c, err := schemas.NewCodec(context.Background(), cl)
+	c, err := schemas.NewCodec(context.Background(), cl, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestDecodeOlderSchemaVersion(t *testing.T) {
 
 func TestDecodeBadInputIsTyped(t *testing.T) {
 	cl := newRegistry(t)
-	c := newCodec(t, cl)
+	c := newCodec(t, cl, schemas.WithUnknownSchemaGrace(0))
 	good, err := c.Encode(samples()[1])
 	if err != nil {
 		t.Fatal(err)
@@ -221,6 +221,74 @@ func TestDecodeBadInputIsTyped(t *testing.T) {
 				t.Fatalf("IsPoison(%v) = false", err)
 			}
 		})
+	}
+}
+
+// An unknown schema id is the registry lagging (a follower that has not
+// seen its leader's new version) for the grace, and poison after it: a
+// schema that appears within the grace decodes; one that never does is
+// dead-lettered.
+func TestUnknownSchemaIsTransientThenPoison(t *testing.T) {
+	ctx := context.Background()
+	cl := newRegistry(t)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	c := newCodec(t, cl, schemas.WithUnknownSchemaGrace(30*time.Second), schemas.WithClock(func() time.Time { return now }))
+	all, err := cl.AllSchemas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	for _, s := range all {
+		next = max(next, s.ID)
+	}
+	next++ // the id the registry gives the next new schema
+	old := `{"type":"record","name":"EnvelopeEvent","namespace":"esignflow","fields":[
+	  {"name":"event_id","type":"string"},{"name":"provider","type":"string"},{"name":"envelope_id","type":"string"},
+	  {"name":"source","type":{"type":"enum","name":"Source","symbols":["WEBHOOK","POLL","API"]}},
+	  {"name":"occurred_at","type":{"type":"long","logicalType":"timestamp-millis"}},
+	  {"name":"received_at","type":{"type":"long","logicalType":"timestamp-millis"}}]}`
+	type oldEvent struct {
+		EventID    string    `avro:"event_id"`
+		Provider   string    `avro:"provider"`
+		EnvelopeID string    `avro:"envelope_id"`
+		Source     string    `avro:"source"`
+		OccurredAt time.Time `avro:"occurred_at"`
+		ReceivedAt time.Time `avro:"received_at"`
+	}
+	body, err := avro.Marshal(avro.MustParse(old), oldEvent{"e1", "sim", "env-1", "WEBHOOK", now, now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(next)), body...)
+
+	var ev schemas.EnvelopeEvent
+	err = c.Decode(ctx, wire, &ev)
+	if !errors.Is(err, schemas.ErrUnknownSchema) || !errors.Is(err, schemas.ErrRegistry) || schemas.IsPoison(err) {
+		t.Fatalf("unknown id within the grace: %v; want a transient registry error", err)
+	}
+	now = now.Add(10 * time.Second)
+	ss, err := cl.CreateSchema(ctx, schemas.Subject(c.Topics().Events), sr.Schema{Schema: old, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.ID != next {
+		t.Fatalf("the registry gave id %d, the test expected %d", ss.ID, next)
+	}
+	if err := c.Decode(ctx, wire, &ev); err != nil || ev.EnvelopeID != "env-1" {
+		t.Fatalf("once the registry knows the schema: %v, %+v", err, ev)
+	}
+
+	never := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(next+1000)), body...)
+	if err := c.Decode(ctx, never, &ev); schemas.IsPoison(err) {
+		t.Fatalf("first answer for an id never registered is already poison: %v", err)
+	}
+	now = now.Add(29 * time.Second)
+	if err := c.Decode(ctx, never, &ev); schemas.IsPoison(err) {
+		t.Fatalf("poison before the grace ended: %v", err)
+	}
+	now = now.Add(time.Second)
+	if err := c.Decode(ctx, never, &ev); !errors.Is(err, schemas.ErrUnknownSchema) || !schemas.IsPoison(err) {
+		t.Fatalf("after the grace: %v; want poison", err)
 	}
 }
 

@@ -73,6 +73,10 @@ type Sink struct {
 	// published are the markers of the batch in flight, written once its
 	// transaction commits. Batches of one session run one at a time.
 	published []string
+	// letters are the reasons of the batch's dead letters, counted once
+	// it commits (finalisations run concurrently, hence the lock).
+	lettersMu sync.Mutex
+	letters   []string
 	m         struct {
 		finalized        *prometheus.CounterVec
 		downloads        prometheus.Counter
@@ -141,8 +145,8 @@ func (s *Sink) Run(ctx context.Context) error {
 		TransactionalID: s.cfg.Group + "-" + s.cfg.InstanceID, MaxBatch: 500, KafkaOpts: s.cfg.KafkaOpts,
 		Handler: s.handle, Logger: s.log, Metrics: s.m.loop,
 		Hooks: txloop.Hooks{
-			Committed: func(map[string]int, time.Duration) { s.markPublished(ctx) },
-			Aborted:   func(string) { s.published = nil },
+			Committed: func(map[string]int, time.Duration) { s.markPublished(ctx); s.lettersEnded(true) },
+			Aborted:   func(string) { s.published = nil; s.lettersEnded(false) },
 		},
 	})
 }
@@ -406,8 +410,23 @@ func (s *Sink) download(ctx context.Context, dl Downloader, id string, kind prov
 	return nil, "", fmt.Errorf("%w: %w", errGaveUp, last)
 }
 
+// lettersEnded counts (committed) or forgets (aborted) the dead letters of
+// the batch that just ended: a batch consumed again letters again.
+func (s *Sink) lettersEnded(committed bool) {
+	s.lettersMu.Lock()
+	defer s.lettersMu.Unlock()
+	if committed {
+		for _, reason := range s.letters {
+			s.m.loop.DeadLettered("sink", reason)
+		}
+	}
+	s.letters = nil
+}
+
 func (s *Sink) deadLetter(r *kgo.Record, cause error) (*kgo.Record, error) {
-	s.m.loop.DeadLettered("sink", deadLetterReason(cause))
+	s.lettersMu.Lock()
+	s.letters = append(s.letters, deadLetterReason(cause))
+	s.lettersMu.Unlock()
 	s.log.Error("envelope could not be finalised; dead-lettered", "envelope_id", string(r.Key), "err", cause)
 	dl := schemas.DeadLetter{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value,
 		Headers: []schemas.Header{}, Error: cause.Error(), Component: "sink", FailedAt: time.Now()}

@@ -51,8 +51,12 @@ func EnsureTopics(ctx context.Context, brokers []string, names schemas.Names, pa
 }
 
 // Registry starts an srfake registry and returns the codec registered on
-// it, bound to the topic names opts give. The caller closes the registry.
+// it, bound to the topic names opts give. An unknown schema id is poison
+// after a quarter of a second here (the default minute would make every
+// poison-record test wait it out); opts may say otherwise. The caller
+// closes the registry.
 func Registry(ctx context.Context, opts ...schemas.Option) (*srfake.Registry, *schemas.Codec, error) {
+	opts = append([]schemas.Option{schemas.WithUnknownSchemaGrace(250 * time.Millisecond)}, opts...)
 	reg := srfake.New()
 	cl, err := sr.NewClient(sr.URLs(reg.URL()))
 	if err != nil {
