@@ -38,6 +38,35 @@ func newCodec(t *testing.T, cl *sr.Client, opts ...schemas.Option) *schemas.Code
 
 func ptr[T any](v T) *T { return &v }
 
+// oldEventSchema is an older EnvelopeEvent: it lacks every optional field
+// added since, as a producer that never upgraded would write it.
+const oldEventSchema = `{"type":"record","name":"EnvelopeEvent","namespace":"esignflow","fields":[
+  {"name":"event_id","type":"string"},
+  {"name":"provider","type":"string"},
+  {"name":"envelope_id","type":"string"},
+  {"name":"source","type":{"type":"enum","name":"Source","symbols":["WEBHOOK","POLL","API"]}},
+  {"name":"occurred_at","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"received_at","type":{"type":"long","logicalType":"timestamp-millis"}}]}`
+
+type oldEvent struct {
+	EventID    string    `avro:"event_id"`
+	Provider   string    `avro:"provider"`
+	EnvelopeID string    `avro:"envelope_id"`
+	Source     string    `avro:"source"`
+	OccurredAt time.Time `avro:"occurred_at"`
+	ReceivedAt time.Time `avro:"received_at"`
+}
+
+// oldEventWire is ev in the wire format under schema id id.
+func oldEventWire(t *testing.T, id int, ev oldEvent) []byte {
+	t.Helper()
+	body, err := avro.Marshal(avro.MustParse(oldEventSchema), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(binary.BigEndian.AppendUint32([]byte{0}, uint32(id)), body...)
+}
+
 var when = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
 func samples() []any {
@@ -142,14 +171,7 @@ func TestCodecRegistersBackward(t *testing.T) {
 func TestDecodeOlderSchemaVersion(t *testing.T) {
 	cl := newRegistry(t)
 	ctx := context.Background()
-	const old = `{"type":"record","name":"EnvelopeEvent","namespace":"esignflow","fields":[
-	  {"name":"event_id","type":"string"},
-	  {"name":"provider","type":"string"},
-	  {"name":"envelope_id","type":"string"},
-	  {"name":"source","type":{"type":"enum","name":"Source","symbols":["WEBHOOK","POLL","API"]}},
-	  {"name":"occurred_at","type":{"type":"long","logicalType":"timestamp-millis"}},
-	  {"name":"received_at","type":{"type":"long","logicalType":"timestamp-millis"}}]}`
-	ss, err := cl.CreateSchema(ctx, schemas.Subject(schemas.TopicEvents), sr.Schema{Schema: old, Type: sr.TypeAvro})
+	ss, err := cl.CreateSchema(ctx, schemas.Subject(schemas.TopicEvents), sr.Schema{Schema: oldEventSchema, Type: sr.TypeAvro})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,20 +180,7 @@ func TestDecodeOlderSchemaVersion(t *testing.T) {
 	if cur == ss.ID {
 		t.Fatalf("codec reused the old schema id %d", cur)
 	}
-	type oldEvent struct {
-		EventID    string    `avro:"event_id"`
-		Provider   string    `avro:"provider"`
-		EnvelopeID string    `avro:"envelope_id"`
-		Source     string    `avro:"source"`
-		OccurredAt time.Time `avro:"occurred_at"`
-		ReceivedAt time.Time `avro:"received_at"`
-	}
-	body, err := avro.Marshal(avro.MustParse(old), oldEvent{"e1", "sim", "env-9", "POLL", when, when})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wire := binary.BigEndian.AppendUint32([]byte{0}, uint32(ss.ID))
-	wire = append(wire, body...)
+	wire := oldEventWire(t, ss.ID, oldEvent{"e1", "sim", "env-9", "POLL", when, when})
 
 	var got schemas.EnvelopeEvent
 	if err := c.Decode(ctx, wire, &got); err != nil {
@@ -242,24 +251,8 @@ func TestUnknownSchemaIsTransientThenPoison(t *testing.T) {
 		next = max(next, s.ID)
 	}
 	next++ // the id the registry gives the next new schema
-	old := `{"type":"record","name":"EnvelopeEvent","namespace":"esignflow","fields":[
-	  {"name":"event_id","type":"string"},{"name":"provider","type":"string"},{"name":"envelope_id","type":"string"},
-	  {"name":"source","type":{"type":"enum","name":"Source","symbols":["WEBHOOK","POLL","API"]}},
-	  {"name":"occurred_at","type":{"type":"long","logicalType":"timestamp-millis"}},
-	  {"name":"received_at","type":{"type":"long","logicalType":"timestamp-millis"}}]}`
-	type oldEvent struct {
-		EventID    string    `avro:"event_id"`
-		Provider   string    `avro:"provider"`
-		EnvelopeID string    `avro:"envelope_id"`
-		Source     string    `avro:"source"`
-		OccurredAt time.Time `avro:"occurred_at"`
-		ReceivedAt time.Time `avro:"received_at"`
-	}
-	body, err := avro.Marshal(avro.MustParse(old), oldEvent{"e1", "sim", "env-1", "WEBHOOK", now, now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wire := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(next)), body...)
+	ev1 := oldEvent{"e1", "sim", "env-1", "WEBHOOK", now, now}
+	wire := oldEventWire(t, next, ev1)
 
 	var ev schemas.EnvelopeEvent
 	err = c.Decode(ctx, wire, &ev)
@@ -267,7 +260,7 @@ func TestUnknownSchemaIsTransientThenPoison(t *testing.T) {
 		t.Fatalf("unknown id within the grace: %v; want a transient registry error", err)
 	}
 	now = now.Add(10 * time.Second)
-	ss, err := cl.CreateSchema(ctx, schemas.Subject(c.Topics().Events), sr.Schema{Schema: old, Type: sr.TypeAvro})
+	ss, err := cl.CreateSchema(ctx, schemas.Subject(c.Topics().Events), sr.Schema{Schema: oldEventSchema, Type: sr.TypeAvro})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +271,7 @@ func TestUnknownSchemaIsTransientThenPoison(t *testing.T) {
 		t.Fatalf("once the registry knows the schema: %v, %+v", err, ev)
 	}
 
-	never := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(next+1000)), body...)
+	never := oldEventWire(t, next+1000, ev1)
 	if err := c.Decode(ctx, never, &ev); schemas.IsPoison(err) {
 		t.Fatalf("first answer for an id never registered is already poison: %v", err)
 	}
