@@ -11,29 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/schemas"
 )
-
-// writes records every request that would change the registry.
-type writes struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (w *writes) intercept(_ http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodPut || r.Method == http.MethodDelete || (r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/versions")) {
-		w.mu.Lock()
-		w.seen = append(w.seen, r.Method+" "+r.URL.Path)
-		w.mu.Unlock()
-	}
-	return false
-}
-
-func (w *writes) list() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.seen...)
-}
 
 func fakeRegistry(t *testing.T, opts ...srfake.Option) (*srfake.Registry, *sr.Client) {
 	t.Helper()
@@ -51,15 +31,15 @@ func fakeRegistry(t *testing.T, opts ...srfake.Option) (*srfake.Registry, *sr.Cl
 // refuses to encode what nobody registered.
 func TestLookupOnlyWritesNothing(t *testing.T) {
 	reg, cl := fakeRegistry(t)
-	var w writes
-	reg.Intercept(w.intercept)
+	var w fakes.RegistryWrites
+	reg.Intercept(w.Intercept)
 	ctx := context.Background()
 
 	ro, err := schemas.NewCodec(ctx, cl, schemas.LookupOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := w.list(); len(got) != 0 {
+	if got := w.Take(); len(got) != 0 {
 		t.Fatalf("a lookup-only codec wrote to the registry: %v", got)
 	}
 	if subs, err := cl.Subjects(ctx); err != nil || len(subs) != 0 {
@@ -102,10 +82,10 @@ func TestRegisterKeepsOperatorLevels(t *testing.T) {
 	if err := reg.SetCompat(status, sr.CompatFull); err != nil {
 		t.Fatal(err)
 	}
-	var w writes
-	reg.Intercept(w.intercept)
+	var w fakes.RegistryWrites
+	reg.Intercept(w.Intercept)
 	newCodec(t, cl)
-	for _, call := range w.list() {
+	for _, call := range w.Take() {
 		if strings.HasPrefix(call, "PUT /config") {
 			t.Errorf("registering changed a compatibility level: %s", call)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -202,29 +201,6 @@ func TestUnreachableRegistryNamesURL(t *testing.T) {
 	}
 }
 
-// registryWrites counts the requests that would change a registry.
-type registryWrites struct {
-	mu sync.Mutex
-	n  []string
-}
-
-func (w *registryWrites) intercept(_ http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodPut || r.Method == http.MethodDelete || (r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/versions")) {
-		w.mu.Lock()
-		w.n = append(w.n, r.Method+" "+r.URL.Path)
-		w.mu.Unlock()
-	}
-	return false
-}
-
-func (w *registryWrites) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := w.n
-	w.n = nil
-	return n
-}
-
 // The read-only tools against a registry with esignflow's schemas and a
 // topic with records: they register nothing; watch --exit-at-end stops
 // at the end, --since picks the start; dlq list names a webhook's provider.
@@ -241,8 +217,8 @@ func TestReadOnlyTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var w registryWrites
-	reg.Intercept(w.intercept)
+	var w fakes.RegistryWrites
+	reg.Intercept(w.Intercept)
 	conn := []string{"--brokers", strings.Join(k.Brokers, ","), "--registry", reg.URL(), "--topic-prefix", k.Prefix, "--connect-timeout", "5s"}
 	cli := func(args ...string) (int, string, string) {
 		t.Helper()
@@ -317,7 +293,7 @@ func TestReadOnlyTools(t *testing.T) {
 	if code != 1 {
 		t.Errorf("audit verify of a chain-less envelope: exit %d, want 1", code)
 	}
-	if got := w.take(); len(got) != 0 {
+	if got := w.Take(); len(got) != 0 {
 		t.Fatalf("read-only tools wrote to the registry: %v", got)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,4 +208,31 @@ func StackKafka(t testing.TB) (brokers []string, namespace string) {
 		return real, prefixFor(t)
 	}
 	return nil, ""
+}
+
+// RegistryWrites records every request to an srfake registry that would
+// change it (PUT, DELETE, POST …/versions): install Intercept with
+// srfake.Registry.Intercept; tests assert that read-only tools send none.
+type RegistryWrites struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// Intercept records r if it writes, and lets srfake answer it.
+func (w *RegistryWrites) Intercept(_ http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPut || r.Method == http.MethodDelete || (r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/versions")) {
+		w.mu.Lock()
+		w.seen = append(w.seen, r.Method+" "+r.URL.Path)
+		w.mu.Unlock()
+	}
+	return false
+}
+
+// Take returns the writes recorded since the last Take.
+func (w *RegistryWrites) Take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := w.seen
+	w.seen = nil
+	return seen
 }
