@@ -32,20 +32,14 @@ var validRequest = []byte(`{"tenant":"acme","documents":[{"name":"nda.pdf","uri"
 // call makes one request with an optional bearer token and Idempotency-Key.
 func call(t *testing.T, method, url, token, key string, body []byte) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	h := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		h.Set("Authorization", "Bearer "+token)
 	}
 	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+		h.Set("Idempotency-Key", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return send(t, method, url, h, body)
 }
 
 func isProblem(resp *http.Response) bool {

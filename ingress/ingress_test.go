@@ -109,7 +109,13 @@ func sign(key []byte, id string, ts int64, body []byte) string {
 
 func post(t *testing.T, url string, h http.Header, body []byte) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	return send(t, http.MethodPost, url, h, body)
+}
+
+// send makes one request with headers h and returns the answer and its body.
+func send(t *testing.T, method, url string, h http.Header, body []byte) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
 	for k, v := range h {
 		req.Header[k] = v
 	}
