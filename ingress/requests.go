@@ -132,24 +132,34 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request, tenant
 		in.problem(w, r, ep, http.StatusBadRequest, "the signing request is invalid", fields)
 		return
 	}
-	if ok, err := in.claimRequestID(ctx, req.RequestID, tenant); err != nil {
+	ok, accepted, err := in.claimRequestID(ctx, req.RequestID, tenant)
+	if err != nil {
 		release()
 		in.unavailable(w, r, ep, fmt.Errorf("redis: %w", err))
 		return
-	} else if !ok {
+	}
+	if !ok {
 		release()
 		in.problem(w, r, ep, http.StatusConflict, fmt.Sprintf("request_id %q is already in use", req.RequestID),
 			[]FieldError{{"request_id", "is already in use"}})
 		return
 	}
+	// Not published after all: withdraw the accepted record this request
+	// wrote too, or GET would answer "accepted" for a day.
+	unaccept := func() {
+		release()
+		if accepted != nil {
+			_, _ = releaseClaim(context.WithoutCancel(ctx), in.cfg.Redis, in.acceptedKey(req.RequestID), accepted)
+		}
+	}
 	val, err := in.cfg.Codec.Encode(&req)
 	if err != nil {
-		release()
+		unaccept()
 		in.problem(w, r, ep, http.StatusInternalServerError, "encode request", nil)
 		return
 	}
 	if err := in.publish(ctx, &kgo.Record{Topic: in.cfg.Codec.Topics().Requests, Key: []byte(req.RequestID), Value: val}); err != nil {
-		release()
+		unaccept()
 		in.unavailable(w, r, ep, err)
 		return
 	}
@@ -170,29 +180,36 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request, tenant
 	_, _ = w.Write(answer)
 }
 
-// claimRequestID records that tenant's request requestID was accepted; false
-// when another tenant holds it. The same tenant may send a request id again
-// (under another Idempotency-Key): the processor creates one envelope.
-func (in *Ingress) claimRequestID(ctx context.Context, requestID, tenant string) (bool, error) {
-	rec, _ := json.Marshal(acceptedRecord{Tenant: tenant, AcceptedAt: in.cfg.Now().UTC()})
+// claimRequestID records that tenant's request requestID was accepted; ok
+// is false when another tenant holds it. The same tenant may send a request
+// id again (under another Idempotency-Key): the processor creates one
+// envelope. rec is the record written when this call wrote it (nil when it
+// was there already), for releaseClaim should the publish fail. One round
+// trip: read and write in one script, so no record can expire in between.
+func (in *Ingress) claimRequestID(ctx context.Context, requestID, tenant string) (ok bool, rec []byte, err error) {
+	rec, _ = json.Marshal(acceptedRecord{Tenant: tenant, AcceptedAt: in.cfg.Now().UTC()})
 	k := in.acceptedKey(requestID)
-	won, err := in.cfg.Redis.SetNX(ctx, k, rec, in.cfg.IdempotencyTTL).Result()
-	if err != nil || won {
-		return won, err
-	}
-	raw, err := in.cfg.Redis.Get(ctx, k).Bytes()
+	raw, err := setIfAbsent.Run(ctx, in.cfg.Redis, []string{k}, rec, in.cfg.IdempotencyTTL.Milliseconds()).Text()
 	if errors.Is(err, redis.Nil) {
-		return true, nil // expired in between
+		return true, rec, nil // written
 	}
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	var prev acceptedRecord
-	if err := json.Unmarshal(raw, &prev); err != nil {
-		return false, fmt.Errorf("accepted record %s: %w", k, err)
+	if err := json.Unmarshal([]byte(raw), &prev); err != nil {
+		return false, nil, fmt.Errorf("accepted record %s: %w", k, err)
 	}
-	return prev.Tenant == tenant, nil
+	return prev.Tenant == tenant, nil, nil
 }
+
+// setIfAbsent returns the key's value, or sets it (with a TTL in ms) and
+// returns nil when it has none.
+var setIfAbsent = redis.NewScript(`
+local prev = redis.call("GET", KEYS[1])
+if prev then return prev end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+return false`)
 
 // RequestStatus is the answer of GET /v1/signing-requests/{request_id}.
 type RequestStatus struct {
