@@ -22,7 +22,7 @@ func simFlags(fs *flag.FlagSet, prefix string) func() (sim.Config, error) {
 	if prefix == "" {
 		fs.StringVar(&c.WebhookURL, "webhook-url", "", "`URL` that receives the simulator's signed webhooks (none when empty)")
 		fs.StringVar(&secretFile, "webhook-secret-file", "", "`file` with the webhook signing secrets, one whsec_… per line (all sign)")
-		fs.StringVar(&c.StateFile, "state-file", "", "`file` keeping the envelopes and idempotency keys across restarts, saved atomically as they change (none when empty)")
+		fs.StringVar(&c.StateFile, "state-file", "", "`file` keeping the envelopes and idempotency keys across restarts, saved atomically within 200ms of each change (none when empty)")
 	}
 	fs.DurationVar(&c.Step, prefix+"step", 2*time.Second, "mean `time` a recipient takes per step (sent → delivered → viewed → signed)")
 	fs.Float64Var(&c.DeclineRate, prefix+"decline-rate", 0.05, "`fraction` of envelopes declined by their last recipient")

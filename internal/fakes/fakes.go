@@ -95,14 +95,6 @@ func Real() bool { return len(kafkatest.Brokers()) > 0 }
 // Group returns the consumer group name base behind the test's prefix.
 func (k *Kafka) Group(base string) string { return k.Prefix + base }
 
-// RequireFake skips t, with why, on a real broker.
-func (k *Kafka) RequireFake(t testing.TB, why string) {
-	t.Helper()
-	if k.Fake == nil {
-		t.Skipf("needs kfake (%s); the real broker is in use", why)
-	}
-}
-
 // NewKafka returns a Kafka for t with esignflow's topics created, each
 // with partitions partitions; a kfake cluster is closed when t ends.
 func NewKafka(t testing.TB, partitions int32) *Kafka {
@@ -204,8 +196,8 @@ func Start(t testing.TB, r Runner) {
 // real broker under a namespace of the test's own (Brokers, Namespace), or
 // nils for the stack's embedded kfake broker.
 func StackKafka(t testing.TB) (brokers []string, namespace string) {
-	if real := kafkatest.Brokers(); len(real) > 0 {
-		return real, prefixFor(t)
+	if Real() {
+		return kafkatest.Brokers(), prefixFor(t)
 	}
 	return nil, ""
 }
