@@ -24,6 +24,7 @@ import (
 func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
 	p.m.recordsIn.WithLabelValues(p.cfg.Codec.Topics().Events).Add(float64(len(recs)))
 	p.resetChanges() // a batch that ended in a crash left its own
+	p.lettersEnded(p.cfg.Codec.Topics().Events, false)
 	parts := byPartition(recs)
 	work, cancel := context.WithCancel(ctx)
 	defer cancel()

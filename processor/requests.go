@@ -21,6 +21,7 @@ import (
 // becomes a FAILED event.
 func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
 	p.m.recordsIn.WithLabelValues(p.cfg.Codec.Topics().Requests).Add(float64(len(recs)))
+	p.lettersEnded(p.cfg.Codec.Topics().Requests, false) // a batch that ended in a crash left its own
 	out := make([][]*kgo.Record, len(recs))
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, p.cfg.CreateConcurrency)

@@ -346,6 +346,7 @@ func (c *Codec) schemaFor(ctx context.Context, id int, t reflect.Type) (avro.Sch
 	}
 	c.mu.Lock()
 	c.resolved[key] = resolved
+	c.unknown.Delete(id) // it turned up: a later 404 starts a new grace
 	c.mu.Unlock()
 	return resolved, nil
 }

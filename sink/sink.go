@@ -199,6 +199,7 @@ func (s *Sink) handle(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Re
 	seen := map[string]bool{}
 	markers := make([]string, len(recs))
 	s.published = nil
+	s.lettersEnded(false) // a batch that ended in a crash left its own
 	for i, r := range recs {
 		var ch schemas.EnvelopeStatusChanged
 		if err := s.cfg.Codec.Decode(ctx, r.Value, &ch); err != nil {
