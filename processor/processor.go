@@ -20,7 +20,6 @@ package processor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -94,14 +93,11 @@ func New(cfg Config) (*Processor, error) {
 // the batch in flight, commits or aborts it, and returns nil after both
 // sessions have closed. It returns ErrCrashed when Config.Crash fired.
 func (p *Processor) Run(ctx context.Context) error {
-	if err := p.cfg.Store.CheckServer(ctx); err != nil {
+	if err := p.cfg.Store.CheckAtStart(ctx, p.log); err != nil {
 		if ctx.Err() != nil {
 			return nil // cancelled while starting: a clean exit
 		}
-		if !errors.Is(err, store.ErrUnverified) {
-			return fmt.Errorf("processor: %w", err)
-		}
-		p.log.Warn("redis settings not verified, starting anyway", "err", err)
+		return fmt.Errorf("processor: %w", err)
 	}
 	admin, err := kgo.NewClient(append(p.baseOpts(), p.cfg.KafkaOpts...)...)
 	if err != nil {

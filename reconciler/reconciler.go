@@ -182,14 +182,11 @@ func New(cfg Config) (*Reconciler, error) {
 // flight has published what it polled and released the leases it had not
 // used.
 func (r *Reconciler) Run(ctx context.Context) error {
-	if err := r.cfg.Store.CheckServer(ctx); err != nil {
+	if err := r.cfg.Store.CheckAtStart(ctx, r.log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !errors.Is(err, store.ErrUnverified) {
-			return fmt.Errorf("reconciler: %w", err)
-		}
-		r.log.Warn("redis settings not verified, starting anyway", "err", err)
+		return fmt.Errorf("reconciler: %w", err)
 	}
 	prod, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),

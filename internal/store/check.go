@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -100,6 +101,18 @@ func CheckServer(ctx context.Context, c redis.UniversalClient) error {
 
 // CheckServer runs CheckServer on the store's client.
 func (s *Store) CheckServer(ctx context.Context) error { return CheckServer(ctx, s.cfg.Client) }
+
+// CheckAtStart is what a service runs before it uses the store: a refusal
+// or a failure to reach Redis is returned; settings the server would not
+// show (ErrUnverified) are logged as a warning and the service starts.
+func (s *Store) CheckAtStart(ctx context.Context, log *slog.Logger) error {
+	err := s.CheckServer(ctx)
+	if errors.Is(err, ErrUnverified) {
+		log.Warn("redis settings not verified, starting anyway", "err", err)
+		return nil
+	}
+	return err
+}
 
 // worst keeps the errors of the highest precedence (see CheckServer), in a
 // stable order.
