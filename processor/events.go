@@ -153,14 +153,18 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 		if err != nil {
 			return fmt.Errorf("encode status of %s: %w", inputs[i].Event.EnvelopeID, err)
 		}
-		var st struct {
-			Status schemas.Status `avro:"status"` // the rest is skipped
-		}
-		if err := avro.Unmarshal(p.statusSchema, res.Body, &st); err != nil {
-			return fmt.Errorf("status of the change of %s: %w", inputs[i].Event.EnvelopeID, err)
+		status := res.Status
+		if status == "" { // a replay: the store did not decode its change
+			var st struct {
+				Status schemas.Status `avro:"status"` // the rest is skipped
+			}
+			if err := avro.Unmarshal(p.statusSchema, res.Body, &st); err != nil {
+				return fmt.Errorf("status of the change of %s: %w", inputs[i].Event.EnvelopeID, err)
+			}
+			status = st.Status
 		}
 		ev := inputs[i].Event
-		p.emitted(change{status: st.Status, source: ev.Source, receivedAt: ev.ReceivedAt})
+		p.emitted(change{status: status, source: ev.Source, receivedAt: ev.ReceivedAt})
 		emit(&kgo.Record{Topic: p.cfg.Codec.Topics().Status, Key: []byte(inputs[i].Event.EnvelopeID), Value: val})
 	}
 	return nil

@@ -172,6 +172,10 @@ type Result struct {
 	// bytes it allocated, and leaving it out cut the Go CPU time per batch
 	// of BenchmarkApply by about a quarter. Change decodes it when wanted.
 	Body []byte
+	// Status is the envelope's status after an applied change, which the
+	// store has at hand (for the caller's metrics, without decoding Body);
+	// empty for a replay, whose stored change is not decoded.
+	Status schemas.Status
 }
 
 // Changed reports whether the input produced (or, replayed, had produced) a
@@ -517,6 +521,9 @@ func (s *Store) applyAll(envs []*working, storedAt []int, in []Input, ids, dedup
 				return err
 			}
 			res[i] = Result{Kind: Applied, Body: body}
+			if change != nil {
+				res[i].Status = change.Status
+			}
 			w.dedups = append(w.dedups, dedupWrite{id: ids[i], key: dedupKeys[i], value: val})
 		}
 		var err error
