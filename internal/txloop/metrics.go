@@ -145,6 +145,7 @@ func (l *lag) fetched(fetches kgo.Fetches) {
 func (l *lag) processed(recs []*kgo.Record) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	touched := map[int32]*partLag{} // the gauge is set once per partition, not per record
 	for _, r := range recs {
 		if r.Topic != l.topic {
 			continue
@@ -152,7 +153,10 @@ func (l *lag) processed(recs []*kgo.Record) {
 		p := l.part(r.Partition)
 		p.pos = max(p.pos, r.Offset+1)
 		p.hwm = max(p.hwm, p.pos)
-		l.set(r.Partition, p)
+		touched[r.Partition] = p
+	}
+	for part, p := range touched {
+		l.set(part, p)
 	}
 }
 
