@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/esignflow/esignflow/internal/promreg"
 	"github.com/esignflow/esignflow/internal/txloop"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -85,12 +86,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	loop, lerr := txloop.NewMetrics(reg)
 	m.loop = loop
 	err := errors.Join(
-		register(reg, &m.recordsIn), register(reg, &m.recordsOut), register(reg, &m.duplicates),
-		register(reg, &m.replays), register(reg, &m.unchanged),
-		register(reg, &m.commits), register(reg, &m.batchSeconds),
-		register(reg, &m.roundTrips), register(reg, &m.conflicts), register(reg, &m.restores),
-		register(reg, &m.created), register(reg, &m.failed),
-		register(reg, &m.statusChanges), register(reg, &m.eventToStatus), lerr,
+		promreg.Register(reg, &m.recordsIn), promreg.Register(reg, &m.recordsOut), promreg.Register(reg, &m.duplicates),
+		promreg.Register(reg, &m.replays), promreg.Register(reg, &m.unchanged),
+		promreg.Register(reg, &m.commits), promreg.Register(reg, &m.batchSeconds),
+		promreg.Register(reg, &m.roundTrips), promreg.Register(reg, &m.conflicts), promreg.Register(reg, &m.restores),
+		promreg.Register(reg, &m.created), promreg.Register(reg, &m.failed),
+		promreg.Register(reg, &m.statusChanges), promreg.Register(reg, &m.eventToStatus), lerr,
 	)
 	if loop != nil {
 		loop.DeadLetterReasons("processor", reasonUndecodable, reasonUnknownSchem, reasonIncompatible, reasonInvalid)
@@ -99,17 +100,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.statusChanges.WithLabelValues(string(st))
 	}
 	return m, err
-}
-
-// register registers *c with reg or, when reg already holds a collector
-// of that name, points *c at it: a processor restarted in the same process
-// (esignflow dev, tests) carries on with the counters of its previous life.
-func register[T prometheus.Collector](reg prometheus.Registerer, c *T) error {
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		*c = are.ExistingCollector.(T)
-		return nil
-	}
-	return err
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/internal/promreg"
 )
 
 // Metrics are the metrics every loop exports: consumer lag and aborted
@@ -46,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Records sent to the DLQ, by the component that sent them and why: undecodable, unknown_schema, incompatible_schema, invalid (processor); download_failed, digest_mismatch, no_downloader (sink).",
 		}, []string{"component", "reason"}),
 	}
-	return m, errors.Join(register(reg, &m.lag), register(reg, &m.aborted), register(reg, &m.deadLetters))
+	return m, errors.Join(promreg.Register(reg, &m.lag), promreg.Register(reg, &m.aborted), promreg.Register(reg, &m.deadLetters))
 }
 
 // DeadLetterReasons makes each reason of component exist at 0, so that
@@ -65,22 +67,6 @@ func (m *Metrics) DeadLettered(component, reason string) {
 	if m != nil {
 		m.deadLetters.WithLabelValues(component, reason).Inc()
 	}
-}
-
-// register registers *c with reg or, when reg already holds a collector of
-// that name, points *c at it.
-func register[T prometheus.Collector](reg prometheus.Registerer, c *T) error {
-	err := reg.Register(*c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		existing, ok := are.ExistingCollector.(T)
-		if !ok {
-			return err
-		}
-		*c = existing
-		return nil
-	}
-	return err
 }
 
 // abortedInit makes every reason of loop exist at 0, so that rate() sees

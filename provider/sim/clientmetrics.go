@@ -1,13 +1,14 @@
 package sim
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/esignflow/esignflow/internal/promreg"
 )
 
 // clientMetrics count the Client's provider API calls: one per HTTP
@@ -30,29 +31,16 @@ func newClientMetrics(reg prometheus.Registerer) (*clientMetrics, error) {
 			Help: "Provider answers that said to slow down (429), by provider and operation."}, []string{"provider", "operation"}),
 	}
 	var err error
-	if m.calls, err = reuse(reg, m.calls); err != nil {
+	if err = promreg.Register(reg, &m.calls); err != nil {
 		return nil, err
 	}
-	if m.seconds, err = reuse(reg, m.seconds); err != nil {
+	if err = promreg.Register(reg, &m.seconds); err != nil {
 		return nil, err
 	}
-	if m.rateLimited, err = reuse(reg, m.rateLimited); err != nil {
+	if err = promreg.Register(reg, &m.rateLimited); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// reuse registers c, or returns the collector of that name already
-// registered: several clients of one process (esignflow dev) share them.
-func reuse[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }
 
 // observe records one attempt.
