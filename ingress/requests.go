@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -264,7 +265,7 @@ func (in *Ingress) requestStatus(w http.ResponseWriter, r *http.Request, tenant 
 				at := s.UpdatedAt.UTC()
 				st.UpdatedAt = &at
 			}
-			if envID == "failed:"+rid { // the processor's envelope for a refused request
+			if envID == store.FailedEnvelopeID(rid) { // the processor's envelope for a refused request
 				st.State, st.EnvelopeID = "failed", ""
 			}
 		}

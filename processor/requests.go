@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -124,7 +125,7 @@ func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest) (
 		p.m.failed.Inc()
 		p.log.Warn("provider refused the request", "request_id", req.RequestID, "err", err)
 		failed, reason := schemas.StatusFailed, err.Error()
-		ev.EnvelopeID = "failed:" + req.RequestID
+		ev.EnvelopeID = store.FailedEnvelopeID(req.RequestID)
 		ev.Status, ev.Reason, ev.OccurredAt, ev.Type = &failed, &reason, now, "envelope.failed"
 	case err != nil:
 		return nil, fmt.Errorf("create envelope for request %s: %w", req.RequestID, err)

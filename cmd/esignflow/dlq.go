@@ -48,8 +48,9 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "skipping %s/%d@%d: %v\n", r.Topic, r.Partition, r.Offset, err)
 			return nil
 		}
+		p, fromWebhook := webhookProvider(dl)
 		if (*topic == "" || dl.Topic == *topic) && (*component == "" || dl.Component == *component) &&
-			(*provider == "" || dl.Component == "ingress/"+*provider) {
+			(*provider == "" || fromWebhook && p == *provider) {
 			letters = append(letters, dl)
 		}
 		return nil

@@ -184,3 +184,8 @@ func (s *Store) Client() redis.Cmdable { return s.cfg.Client }
 
 // Key returns name under the store's prefix.
 func (s *Store) Key(name string) string { return s.cfg.Prefix + name }
+
+// FailedEnvelopeID is the id of the envelope the processor records for a
+// request the provider refused: it never had a provider id, and the request
+// index must still say what became of the request.
+func FailedEnvelopeID(requestID string) string { return "failed:" + requestID }
