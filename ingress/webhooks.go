@@ -60,20 +60,13 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := in.cfg.Secrets.Keys(name)
-	if len(keys) == 0 {
-		// Not a forgery to shrug off: the operator enabled webhooks for
-		// name and gave no secret, so nothing it sends can be verified.
-		in.m.verifyFails.WithLabelValues(name, "no_secret").Inc()
-		in.log.Warn("webhook refused", "provider", name, "remote", r.RemoteAddr, "reason", "no_secret",
-			"err", fmt.Sprintf("no secret configured for provider %s", name))
-		in.problem(w, r, name, http.StatusUnauthorized, fmt.Sprintf("no secret configured for provider %s", name), nil)
-		return
-	}
 	var events []schemas.EnvelopeEvent
 	var verifyErr, parseErr error
 	reply := ""
-	switch name {
-	case "sim", "standard":
+	switch {
+	case len(keys) == 0:
+		verifyErr = fmt.Errorf("%w %s", errNoSecret, name)
+	case name == "sim", name == "standard":
 		sk := make([]stdwebhook.Secret, len(keys))
 		for i, k := range keys {
 			sk[i] = k
@@ -84,7 +77,7 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
 			}
 		}
-	case "docusign":
+	case name == "docusign":
 		if verifyErr = docusign.Verify(keys, r.Header, body); verifyErr == nil {
 			events, parseErr = docusign.Parse(body)
 			switch {
@@ -94,7 +87,7 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
 			}
 		}
-	case "dropboxsign":
+	case name == "dropboxsign":
 		reply = dropboxsign.Reply
 		cb, err := dropboxsign.Decode(r.Header.Get("Content-Type"), body)
 		if err != nil {
@@ -115,13 +108,20 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 		why := reason(verifyErr)
 		in.m.verifyFails.WithLabelValues(name, why).Inc()
 		level := slog.LevelInfo // forgeries and scanners are routine on a public endpoint
-		if why == "stale" || why == "future" {
+		detail := "signature verification failed"
+		switch why {
+		case "stale", "future":
 			// An authentic sender whose clock is off, or a replay:
 			// either way an operator should hear of it.
 			level = slog.LevelWarn
+		case "no_secret":
+			// Not a forgery to shrug off: the operator enabled webhooks
+			// for the provider and gave no secret, so nothing it sends
+			// can be verified.
+			level, detail = slog.LevelWarn, verifyErr.Error()
 		}
 		in.log.Log(r.Context(), level, "webhook refused", "provider", name, "remote", r.RemoteAddr, "reason", why, "err", verifyErr)
-		in.problem(w, r, name, http.StatusUnauthorized, "signature verification failed", nil)
+		in.problem(w, r, name, http.StatusUnauthorized, detail, nil)
 		return
 	}
 	switch {
@@ -203,9 +203,14 @@ func (in *Ingress) deadLetterWebhook(r *http.Request, name string, body []byte, 
 	return in.publish(r.Context(), &kgo.Record{Topic: in.cfg.Codec.Topics().DLQ, Value: val})
 }
 
+// errNoSecret is the verification failure of a provider with no secret.
+var errNoSecret = errors.New("no secret configured for provider")
+
 // reason is a short label for a verification failure.
 func reason(err error) string {
 	switch {
+	case errors.Is(err, errNoSecret):
+		return "no_secret"
 	case errors.Is(err, stdwebhook.ErrStale):
 		return "stale"
 	case errors.Is(err, stdwebhook.ErrFuture):
