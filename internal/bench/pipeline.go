@@ -175,7 +175,8 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 	defer cancel()
 	var namespace string
 	if len(cfg.Brokers) > 0 {
-		namespace = fmt.Sprintf("bench.%d.", time.Now().UnixNano())
+		namespace = runPrefix()
+		defer deleteTopics(cfg.Brokers, schemas.Prefixed(namespace))
 	}
 	st, err := stack.New(stack.Config{
 		RedisURL: cfg.RedisURL, Partitions: 8, Logger: cfg.Logger, Brokers: cfg.Brokers, Namespace: namespace,

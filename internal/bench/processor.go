@@ -217,22 +217,30 @@ func runKafka(ctx context.Context, brokers []string, partitions int32) (*benchKa
 		}
 		return &benchKafka{brokers: c.ListenAddrs(), names: schemas.DefaultNames(), close: c.Close}, nil
 	}
-	prefix := fmt.Sprintf("bench.%d.", time.Now().UnixNano())
+	prefix := runPrefix()
 	k := &benchKafka{brokers: brokers, prefix: prefix, names: schemas.Prefixed(prefix)}
-	k.close = func() {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-		if err != nil {
-			return
-		}
-		defer cl.Close()
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = kadm.NewClient(cl).DeleteTopics(dctx, k.names.All()...)
-	}
+	k.close = func() { deleteTopics(brokers, k.names) }
 	if err := fakes.EnsureTopics(ctx, brokers, k.names, partitions); err != nil {
 		return nil, fmt.Errorf("kafka %v: %w", brokers, err)
 	}
 	return k, nil
+}
+
+// runPrefix is a fresh topic and group prefix for one run on a real
+// cluster.
+func runPrefix() string { return fmt.Sprintf("bench.%d.", time.Now().UnixNano()) }
+
+// deleteTopics removes a run's topics from a real cluster, so that runs do
+// not fill it (best effort: a run's result does not depend on it).
+func deleteTopics(brokers []string, names schemas.Names) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names.All()...)
 }
 
 // countCommitted counts the committed data records of a topic (transaction

@@ -84,8 +84,8 @@ func (s *Simulator) api(fn apiFunc) http.HandlerFunc {
 			return
 		}
 		code, out := fn(r, body)
-		if r.Method != http.MethodGet {
-			s.changed()
+		if r.Method != http.MethodGet && code < 400 {
+			s.changed() // a refused call changed nothing worth a save
 		}
 		if s.roll("api-timeout", n) < f.APITimeout {
 			s.stats.apiTimeouts.Add(1)
