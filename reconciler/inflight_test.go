@@ -6,11 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/redistest"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/reconciler"
 	"github.com/esignflow/esignflow/schemas"
@@ -20,10 +19,9 @@ import (
 // ones are not in flight, and a status that empties reads 0.
 func TestCountInFlightByStatus(t *testing.T) {
 	ctx := context.Background()
-	mr := miniredis.RunT(t)
-	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rc.Close() })
-	st, err := store.New(store.Config{Client: rc})
+	rt := redistest.New(t)
+	rc := rt.Client
+	st, err := store.New(store.Config{Client: rc, Prefix: rt.Prefix})
 	if err != nil {
 		t.Fatal(err)
 	}

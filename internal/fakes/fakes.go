@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -101,8 +102,19 @@ func NewKafka(t testing.TB, partitions int32) *Kafka {
 	t.Helper()
 	k := &Kafka{Prefix: prefixFor(t)}
 	k.Names = schemas.Prefixed(k.Prefix)
-	if real := kafkatest.Brokers(); len(real) > 0 {
-		k.Brokers = real
+	if Real() {
+		k.Brokers = kafkatest.Brokers()
+		// The shared broker outlives the test: leave it as found.
+		t.Cleanup(func() {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+			if err != nil {
+				return
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, _ = kadm.NewClient(cl).DeleteTopics(ctx, k.Names.All()...)
+		})
 	} else {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1))
 		if err != nil {

@@ -13,14 +13,12 @@ import (
 	"github.com/esignflow/esignflow/ingress"
 	"github.com/esignflow/esignflow/internal/buildinfo"
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/redistest"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/processor"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/reconciler"
 	"github.com/esignflow/esignflow/sink"
-
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 )
 
 // names records the fully-qualified name of every metric registered
@@ -55,10 +53,9 @@ func (n *names) MustRegister(cs ...prometheus.Collector) {
 // components register.
 func TestDashboardMetricsExist(t *testing.T) {
 	k, codec := fakes.T(t, 2)
-	mr := miniredis.RunT(t)
-	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rc.Close() })
-	st, err := store.New(store.Config{Client: rc})
+	rt := redistest.New(t)
+	rc := rt.Client
+	st, err := store.New(store.Config{Client: rc, Prefix: rt.Prefix})
 	if err != nil {
 		t.Fatal(err)
 	}

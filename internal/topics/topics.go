@@ -70,7 +70,7 @@ func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 		rf = -1
 	}
 	names := cfg.Names.OrDefault()
-	var out, existing []Result
+	var out []Result
 	for _, t := range names.All() {
 		configs := map[string]*string{}
 		if keepsForever(names, t) {
@@ -93,18 +93,7 @@ func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 			return nil, fmt.Errorf("%w %s: %w (%s)", ErrRefused, t, r.Err, r.ErrMessage)
 		}
 	}
-	for _, r := range out {
-		if !r.Created {
-			existing = append(existing, r)
-		}
-	}
-	if len(existing) == 0 {
-		return out, nil
-	}
-	if err := check(ctx, adm, cfg, names, out); err != nil {
-		return out, err
-	}
-	return out, nil
+	return out, check(ctx, adm, cfg, names, out)
 }
 
 // check fills in the warnings of the topics in results that existed.
@@ -114,6 +103,9 @@ func check(ctx context.Context, adm *kadm.Client, cfg Config, names schemas.Name
 		if !r.Created {
 			topics = append(topics, r.Topic)
 		}
+	}
+	if len(topics) == 0 {
+		return nil // all created: nothing to compare
 	}
 	details, err := adm.ListTopics(ctx, topics...)
 	if err != nil {
