@@ -440,14 +440,23 @@ func TestChangedSincePaginates(t *testing.T) {
 }
 
 func TestDownloadDeclaresDigest(t *testing.T) {
+	// Before completion, on a simulator whose recipients never act: with
+	// 2ms steps an envelope could complete between create and download
+	// on a busy machine (seen in CI).
+	slow, _ := start(t, sim.Config{Step: time.Hour})
+	sc := client(t, slow, time.Second)
+	pending, err := sc.Create(context.Background(), "k", request("d", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Download(context.Background(), pending.ID, provider.ArtifactSigned); !provider.IsPermanent(err) {
+		t.Fatalf("download before completion: %v, want refused", err)
+	}
 	s, _ := start(t, sim.Config{})
 	c := client(t, s, time.Second)
 	env, err := c.Create(context.Background(), "k", request("d", 1))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := c.Download(context.Background(), env.ID, provider.ArtifactSigned); !provider.IsPermanent(err) {
-		t.Fatalf("download before completion: %v, want refused", err)
 	}
 	waitFor(t, 10*time.Second, "completion", allFinal(s, 1))
 	var first []byte
