@@ -24,7 +24,7 @@ type CreateBody struct {
 	Message    string            `json:"message,omitempty"`
 	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
-	Documents  []docSpec         `json:"documents,omitempty"`
+	Documents  []Document        `json:"documents,omitempty"`
 	Recipients []*recipient      `json:"recipients,omitempty"`
 }
 
@@ -38,9 +38,8 @@ type envelopeJSON struct {
 
 const maxBody = 8 << 20
 
-// Handler returns the simulator's HTTP API. Run serves it; tests may mount
-// it elsewhere.
-func (s *Simulator) Handler() http.Handler {
+// standardHandler is the standard dialect's HTTP API.
+func (s *Simulator) standardHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/envelopes", s.api(s.create))
 	mux.HandleFunc("PUT /v1/envelopes/{id}/documents", s.api(s.putDocuments))
@@ -89,17 +88,7 @@ func (s *Simulator) api(fn apiFunc) http.HandlerFunc {
 		}
 		if s.roll("api-timeout", n) < f.APITimeout {
 			s.stats.apiTimeouts.Add(1)
-			// Acted, now hang until the client gives up (or 30s).
-			select {
-			case <-r.Context().Done():
-			case <-time.After(30 * time.Second):
-			case <-s.stop:
-			}
-			if hj, ok := w.(http.Hijacker); ok {
-				if conn, _, err := hj.Hijack(); err == nil {
-					conn.Close()
-				}
-			}
+			s.hang(w, r) // acted, now never answer
 			return
 		}
 		switch v := out.(type) {
@@ -214,10 +203,11 @@ func (s *Simulator) createEnvelope(key string, body []byte) (int, any) {
 	defer s.mu.Unlock()
 	s.seq++
 	e := &envelope{
-		id: fmt.Sprintf("env-%06d-%s", s.seq, hashHex([]byte(key))[:8]), key: key,
-		status: "created", statusAt: now, createdAt: now, subject: in.Subject,
-		metadata: in.Metadata, documents: in.Documents, recipients: initRecipients(in.Recipients),
+		id: s.dialect.EnvelopeID(s.seq, key), key: key,
+		createdAt: now, subject: in.Subject,
+		metadata: in.Metadata, documents: in.Documents, recipients: initRecipients(in.Recipients, now),
 	}
+	e.setStatus("created", now)
 	if e.metadata == nil {
 		e.metadata = map[string]string{}
 	}
@@ -243,11 +233,12 @@ func validateRecipients(rs []*recipient) error {
 	return nil
 }
 
-func initRecipients(rs []*recipient) []*recipient {
+func initRecipients(rs []*recipient, now time.Time) []*recipient {
 	out := make([]*recipient, len(rs))
 	for i, r := range rs {
 		c := *r
-		c.status = "created"
+		c.status = "created" // statusAt stays zero until it is sent
+		c.history = []Change{{Status: "created", At: now}}
 		if c.RoutingOrder <= 0 {
 			c.RoutingOrder = 1
 		}
@@ -274,7 +265,7 @@ func (s *Simulator) configure(r *http.Request, apply func(e *envelope) error) (i
 }
 
 func (s *Simulator) putDocuments(r *http.Request, body []byte) (int, any) {
-	var docs []docSpec
+	var docs []Document
 	if err := json.Unmarshal(body, &docs); err != nil {
 		return fail(http.StatusBadRequest, "body is not a JSON array of documents: "+err.Error())
 	}
@@ -298,7 +289,7 @@ func (s *Simulator) putRecipients(r *http.Request, body []byte) (int, any) {
 		return fail(http.StatusUnprocessableEntity, err.Error())
 	}
 	return s.configure(r, func(e *envelope) error {
-		e.recipients = initRecipients(rs)
+		e.recipients = initRecipients(rs, time.Now())
 		return nil
 	})
 }

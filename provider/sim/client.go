@@ -110,9 +110,9 @@ func (c *Client) Create(ctx context.Context, key string, req schemas.SigningRequ
 	if env.Status != schemas.StatusCreated {
 		return env.Envelope, nil
 	}
-	docs := make([]docSpec, len(req.Documents))
+	docs := make([]Document, len(req.Documents))
 	for i, d := range req.Documents {
-		docs[i] = docSpec{Name: d.Name, ContentType: d.ContentType, Content: d.Content}
+		docs[i] = Document{Name: d.Name, ContentType: d.ContentType, Content: d.Content}
 		if d.URI != nil {
 			docs[i].URI = *d.URI
 		}

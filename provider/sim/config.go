@@ -18,10 +18,15 @@ type Config struct {
 	Addr string
 	// Listener, when set, is used instead of listening on Addr.
 	Listener net.Listener
+	// Dialect is the protocol spoken: the HTTP API served and the
+	// webhooks sent, overriding the default standard dialect (the /v1 API
+	// and Standard Webhooks signed with WebhookSecrets). See Dialect.
+	Dialect Dialect
 	// WebhookURL receives every transition as a signed webhook; empty
 	// sends none.
 	WebhookURL string
-	// WebhookSecrets sign every webhook (one signature entry each).
+	// WebhookSecrets sign every webhook of the standard dialect (one
+	// signature entry each); another dialect signs with its own keys.
 	WebhookSecrets []stdwebhook.Secret
 	// Step is the mean time a recipient takes for each step (sent →
 	// delivered → viewed → signed), overriding the default 2s; each step
@@ -47,8 +52,9 @@ type Config struct {
 	RetryBase, RetryMax time.Duration
 	// DeliveryTimeout bounds one webhook POST, overriding the default 5s.
 	DeliveryTimeout time.Duration
-	// RateLimit, when > 0, is the API calls per second allowed (with a
-	// burst of the same size) before 429 with Retry-After.
+	// RateLimit, when > 0, is the API calls per second the standard
+	// dialect allows (with a burst of the same size) before 429 with
+	// Retry-After; another dialect limits calls its own way.
 	RateLimit float64
 	// StateFile, when set, keeps the simulator's envelopes and idempotency
 	// keys across restarts, even abrupt ones: read when Run starts, then

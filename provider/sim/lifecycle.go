@@ -64,7 +64,7 @@ func (s *Simulator) send(e *envelope, now time.Time) {
 	default:
 		e.fate = "completed"
 	}
-	e.status, e.statusAt = "sent", now
+	e.setStatus("sent", now)
 	s.emit(e, "envelope.sent", nil, now)
 	s.startRound(e, now)
 	// A void or an expiry cuts the signing short somewhere along the way.
@@ -89,7 +89,7 @@ func (s *Simulator) startRound(e *envelope, now time.Time) {
 		if r.RoutingOrder != order || r.status != "created" {
 			continue
 		}
-		r.status, r.statusAt = "sent", now
+		r.setStatus("sent", now)
 		s.emit(e, "recipient.sent", r, now)
 		s.schedule(e.id, r.ID, 1)
 	}
@@ -121,12 +121,13 @@ func (s *Simulator) advance(envID, rid string, step int) {
 	next := steps[step+1]
 	last := r.RoutingOrder == maxOrder(e) && remaining(e) == 1
 	if next == "signed" && e.fate == "declined" && last {
-		r.status, r.statusAt = "declined", now
-		e.status, e.statusAt = "declined", now
+		r.setStatus("declined", now)
+		e.setStatus("declined", now)
+		e.reason = "declined by the signer"
 		s.emit(e, "recipient.declined", r, now)
 		return
 	}
-	r.status, r.statusAt = next, now
+	r.setStatus(next, now)
 	if next == "viewed" || next == "signed" {
 		r.ip = "198.51.100." + strconv.Itoa(1+int(s.roll("ip", envID, rid)*250))
 		r.agent = "Mozilla/5.0 (esignflow-sim)"
@@ -138,17 +139,17 @@ func (s *Simulator) advance(envID, rid string, step int) {
 	switch next {
 	case "delivered":
 		if e.status == "sent" {
-			e.status, e.statusAt = "delivered", now
+			e.setStatus("delivered", now)
 		}
 	case "viewed":
 		if e.status == "sent" || e.status == "delivered" {
-			e.status, e.statusAt = "viewed", now
+			e.setStatus("viewed", now)
 		}
 	case "signed":
 		if remaining(e) == 0 {
-			e.status, e.statusAt = "completed", now
+			e.setStatus("completed", now)
 		} else {
-			e.status, e.statusAt = "partially_signed", now
+			e.setStatus("partially_signed", now)
 		}
 	}
 	s.emit(e, "recipient."+next, r, now)
@@ -169,7 +170,8 @@ func (s *Simulator) cut(envID string) {
 		return
 	}
 	now := time.Now()
-	e.status, e.statusAt = e.fate, now
+	e.setStatus(e.fate, now)
+	e.reason = map[string]string{"voided": "voided by the sender", "expired": "the envelope expired"}[e.fate]
 	s.emit(e, "envelope."+e.fate, nil, now)
 }
 

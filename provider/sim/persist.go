@@ -37,19 +37,24 @@ type envelopeSnapshot struct {
 	CreatedAt  time.Time           `json:"created_at"`
 	Subject    string              `json:"subject"`
 	Metadata   map[string]string   `json:"metadata"`
-	Documents  []docSpec           `json:"documents"`
+	Documents  []Document          `json:"documents"`
 	Recipients []recipientSnapshot `json:"recipients"`
 	Fate       string              `json:"fate"`
 	Events     uint64              `json:"events"`
+	Reason     string              `json:"reason,omitempty"`
+	Attrs      map[string]string   `json:"attrs,omitempty"`
+	History    []Change            `json:"history,omitempty"`
 }
 
 type recipientSnapshot struct {
 	recipient
-	Status     string     `json:"status"`
-	StatusAt   time.Time  `json:"status_at"`
-	IP         string     `json:"ip"`
-	Agent      string     `json:"agent"`
-	VerifiedAt *time.Time `json:"verified_at"`
+	Status     string            `json:"status"`
+	StatusAt   time.Time         `json:"status_at"`
+	IP         string            `json:"ip"`
+	Agent      string            `json:"agent"`
+	VerifiedAt *time.Time        `json:"verified_at"`
+	Attrs      map[string]string `json:"attrs,omitempty"`
+	History    []Change          `json:"history,omitempty"`
 }
 
 // save writes the state to path atomically.
@@ -63,9 +68,10 @@ func (s *Simulator) save(path string) error {
 	}
 	for _, e := range s.envelopes {
 		es := envelopeSnapshot{ID: e.id, Key: e.key, Status: e.status, StatusAt: e.statusAt, CreatedAt: e.createdAt, Subject: e.subject,
-			Metadata: e.metadata, Documents: e.documents, Fate: e.fate, Events: e.events}
+			Metadata: e.metadata, Documents: e.documents, Fate: e.fate, Events: e.events, Reason: e.reason, Attrs: e.attrs, History: e.history}
 		for _, r := range e.recipients {
-			es.Recipients = append(es.Recipients, recipientSnapshot{recipient: *r, Status: r.status, StatusAt: r.statusAt, IP: r.ip, Agent: r.agent, VerifiedAt: r.verifiedAt})
+			es.Recipients = append(es.Recipients, recipientSnapshot{recipient: *r, Status: r.status, StatusAt: r.statusAt, IP: r.ip, Agent: r.agent, VerifiedAt: r.verifiedAt,
+				Attrs: r.attrs, History: r.history})
 		}
 		snap.Envelopes = append(snap.Envelopes, es)
 	}
@@ -189,10 +195,11 @@ func (s *Simulator) load(path string) error {
 	}
 	for _, es := range snap.Envelopes {
 		e := &envelope{id: es.ID, key: es.Key, status: es.Status, statusAt: es.StatusAt, createdAt: es.CreatedAt, subject: es.Subject,
-			metadata: es.Metadata, documents: es.Documents, fate: es.Fate, events: es.Events}
+			metadata: es.Metadata, documents: es.Documents, fate: es.Fate, events: es.Events, reason: es.Reason, attrs: es.Attrs, history: es.History}
 		for _, rs := range es.Recipients {
 			r := rs.recipient
 			r.status, r.statusAt, r.ip, r.agent, r.verifiedAt = rs.Status, rs.StatusAt, rs.IP, rs.Agent, rs.VerifiedAt
+			r.attrs, r.history = rs.Attrs, rs.History
 			e.recipients = append(e.recipients, &r)
 		}
 		s.envelopes[e.id] = e

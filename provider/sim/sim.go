@@ -36,6 +36,8 @@ type Simulator struct {
 	cfg     Config
 	log     *slog.Logger
 	limiter *rate.Limiter
+	dialect Dialect
+	handler http.Handler
 
 	mu        sync.Mutex
 	faults    Faults
@@ -67,10 +69,20 @@ type envelope struct {
 	createdAt  time.Time
 	subject    string
 	metadata   map[string]string
-	documents  []docSpec
+	documents  []Document
 	recipients []*recipient
 	fate       string // completed, declined, voided, expired
 	events     uint64 // webhook sequence
+	reason     string // why it was voided, declined or expired
+	attrs      map[string]string
+	history    []Change
+}
+
+// setStatus moves e to status at now and records it in its history.
+// Called with s.mu held.
+func (e *envelope) setStatus(status string, now time.Time) {
+	e.status, e.statusAt = status, now
+	e.history = append(e.history, Change{Status: status, At: now})
 }
 
 type recipient struct {
@@ -84,9 +96,19 @@ type recipient struct {
 	statusAt     time.Time
 	ip, agent    string
 	verifiedAt   *time.Time
+	attrs        map[string]string
+	history      []Change
 }
 
-type docSpec struct {
+// setStatus moves r to status at now and records it in its history.
+func (r *recipient) setStatus(status string, now time.Time) {
+	r.status, r.statusAt = status, now
+	r.history = append(r.history, Change{Status: status, At: now})
+}
+
+// Document is one document of an envelope, as the standard API takes it:
+// a name and either inline content or a URI with its SHA-256.
+type Document struct {
 	Name        string `json:"name"`
 	ContentType string `json:"content_type,omitempty"`
 	URI         string `json:"uri,omitempty"`
@@ -123,6 +145,12 @@ func New(cfg Config) (*Simulator, error) {
 	}
 	if cfg.RateLimit > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), int(math.Max(1, cfg.RateLimit)))
+	}
+	if s.dialect = cfg.Dialect; s.dialect == nil {
+		s.dialect = standard{secrets: cfg.WebhookSecrets}
+		s.handler = s.standardHandler()
+	} else {
+		s.handler = s.controlHandler(s.dialect.Handler(s))
 	}
 	return s, nil
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider"
-	"github.com/esignflow/esignflow/provider/stdwebhook"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -48,49 +47,48 @@ type WebhookRecipient struct {
 // delivery is one webhook on its way, attempt counting from 0.
 type delivery struct {
 	id      string
-	body    []byte
+	msg     Message
 	attempt int
 }
 
-// emit records a transition as a webhook and queues it, applying the drop,
-// duplicate and delay faults. Called with s.mu held.
+// emit records a transition and queues the webhooks the dialect makes of
+// it, applying the drop, duplicate and delay faults to each. Called with
+// s.mu held.
 func (s *Simulator) emit(e *envelope, typ string, r *recipient, now time.Time) {
 	s.changed()
 	e.events++
-	w := Webhook{
-		ID: "evt_" + e.id + "_" + itoa(e.events), Type: typ, CreatedAt: now,
-		Data: WebhookData{EnvelopeID: e.id, Status: e.status, StatusChangedAt: e.statusAt, Metadata: e.metadata},
-	}
-	if r != nil {
-		w.Data.Recipient = &WebhookRecipient{ID: r.ID, Email: r.Email, Name: r.Name, Status: r.status,
-			IPAddress: r.ip, UserAgent: r.agent, IDVerifiedAt: r.verifiedAt}
-	}
 	if s.cfg.WebhookURL == "" {
 		return
 	}
-	s.stats.webhooks.Add(1)
-	body, err := json.Marshal(w)
-	if err != nil {
-		s.log.Error("webhook encode", "err", err)
-		return
+	t := Transition{ID: "evt_" + e.id + "_" + itoa(e.events), Type: typ, At: now, Envelope: e.info()}
+	if r != nil {
+		ri := r.info()
+		t.Recipient = &ri
 	}
 	f := s.faults
-	if s.roll("drop", w.ID) < f.Drop {
-		s.stats.dropped.Add(1)
-		return
-	}
-	copies := 1
-	if s.roll("duplicate", w.ID) < f.Duplicate {
-		s.stats.duplicated.Add(1)
-		copies = 2
-	}
-	for c := range copies {
-		var wait time.Duration
-		if s.roll("delay", w.ID, strconv.Itoa(c)) < f.Delay {
-			s.stats.delayed.Add(1)
-			wait = time.Duration(s.roll("delay-for", w.ID, strconv.Itoa(c)) * float64(f.MaxDelay))
+	for i, m := range s.dialect.Webhooks(t) {
+		id := t.ID // the first webhook draws its faults as the standard one always did
+		if i > 0 {
+			id += "." + strconv.Itoa(i)
 		}
-		s.enqueue(delivery{id: w.ID, body: body}, wait)
+		s.stats.webhooks.Add(1)
+		if s.roll("drop", id) < f.Drop {
+			s.stats.dropped.Add(1)
+			continue
+		}
+		copies := 1
+		if s.roll("duplicate", id) < f.Duplicate {
+			s.stats.duplicated.Add(1)
+			copies = 2
+		}
+		for c := range copies {
+			var wait time.Duration
+			if s.roll("delay", id, strconv.Itoa(c)) < f.Delay {
+				s.stats.delayed.Add(1)
+				wait = time.Duration(s.roll("delay-for", id, strconv.Itoa(c)) * float64(f.MaxDelay))
+			}
+			s.enqueue(delivery{id: id, msg: m}, wait)
+		}
 	}
 }
 
@@ -157,13 +155,16 @@ func (s *Simulator) post(ctx context.Context, client *http.Client, d delivery) (
 			return f.PartitionFrom + f.PartitionFor - since, errPartition
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.WebhookURL, bytes.NewReader(d.body))
+	body, h := d.msg.Encode(d.attempt, time.Now())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "esignflow-sim/1")
-	stdwebhook.SetHeaders(req.Header, s.cfg.WebhookSecrets, d.id, time.Now(), d.body)
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
