@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ type conn struct {
 	registryUser     string
 	registryPassFile string
 	redisURL         string
+	redisCluster     bool
 	redisPassFile    string
 	compression      string // producing commands only; empty: the components' default
 	topicPrefix      string
@@ -85,6 +87,7 @@ func connFlags(fs *flag.FlagSet, withRedis bool) *conn {
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "give up with an error naming the address when Kafka, the Schema Registry or Redis does not answer within this `duration` at start")
 	if withRedis {
 		fs.StringVar(&c.redisURL, "redis-url", fromEnv(envRedisURL, "redis://127.0.0.1:6379/0"), "Redis `URL` (rediss:// for TLS; user in the URL; default from $"+envRedisURL+" when set)")
+		fs.BoolVar(&c.redisCluster, "redis-cluster", false, "treat --redis-url as a Redis Cluster seed: redis://host:port?addr=host2:port2&addr=…; every key a batch touches shares one hash slot, so Cluster works")
 		fs.StringVar(&c.redisPassFile, "redis-password-file", "", "`file` holding the Redis password")
 	}
 	return c
@@ -274,19 +277,48 @@ func (c *conn) newCodec(ctx context.Context, opts ...schemas.Option) (*schemas.C
 	}
 }
 
-// redisClient returns the Redis client and checks it answers within
-// --connect-timeout.
-func (c *conn) redisClient(ctx context.Context) (*redis.Client, error) {
-	opt, err := redis.ParseURL(c.redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --redis-url: %w", errUsage, err)
-	}
-	if c.redisPassFile != "" {
-		if opt.Password, err = readSecretFile("redis-password-file", c.redisPassFile); err != nil {
-			return nil, err
+// newRedis returns the client of --redis-url, a cluster client with
+// --redis-cluster, and the addresses it names, for errors.
+func (c *conn) newRedis() (redis.UniversalClient, string, error) {
+	pass := func(p *string) error {
+		if c.redisPassFile == "" {
+			return nil
 		}
+		var err error
+		*p, err = readSecretFile("redis-password-file", c.redisPassFile)
+		return err
 	}
-	cl := redis.NewClient(opt)
+	if !c.redisCluster {
+		opt, err := redis.ParseURL(c.redisURL)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: --redis-url: %w", errUsage, err)
+		}
+		if err := pass(&opt.Password); err != nil {
+			return nil, "", err
+		}
+		return redis.NewClient(opt), opt.Addr, nil
+	}
+	opt, err := redis.ParseClusterURL(c.redisURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: --redis-url (--redis-cluster): %w", errUsage, err)
+	}
+	// A cluster has database 0 only; ParseClusterURL ignores the path.
+	if u, _ := url.Parse(c.redisURL); u.Path != "" && u.Path != "/" && u.Path != "/0" {
+		return nil, "", fmt.Errorf("%w: --redis-url %s: a Redis Cluster has database 0 only", errUsage, u.Redacted())
+	}
+	if err := pass(&opt.Password); err != nil {
+		return nil, "", err
+	}
+	return redis.NewClusterClient(opt), strings.Join(opt.Addrs, ","), nil
+}
+
+// redisClient returns the Redis client, a cluster client with
+// --redis-cluster, and checks it answers within --connect-timeout.
+func (c *conn) redisClient(ctx context.Context) (redis.UniversalClient, error) {
+	cl, addr, err := c.newRedis()
+	if err != nil {
+		return nil, err
+	}
 	tctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	for {
@@ -297,7 +329,7 @@ func (c *conn) redisClient(ctx context.Context) (*redis.Client, error) {
 		var refused redis.Error // an answer (wrong password, …): no use waiting
 		if errors.As(err, &refused) {
 			cl.Close()
-			return nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
+			return nil, fmt.Errorf("redis %s: %w", addr, err)
 		}
 		if ctx.Err() != nil {
 			cl.Close()
@@ -306,7 +338,7 @@ func (c *conn) redisClient(ctx context.Context) (*redis.Client, error) {
 		select {
 		case <-tctx.Done():
 			cl.Close()
-			return nil, fmt.Errorf("redis %s: %w within %s: %w", opt.Addr, errUnreachable, c.timeout(), err)
+			return nil, fmt.Errorf("redis %s: %w within %s: %w", addr, errUnreachable, c.timeout(), err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -368,7 +400,7 @@ func serveOps(ctx context.Context, addr, flagName string, reg *prometheus.Regist
 type services struct {
 	kafka []kgo.Opt
 	codec *schemas.Codec
-	redis *redis.Client // nil for a service without Redis
+	redis redis.UniversalClient // nil for a service without Redis
 }
 
 // connect checks the Kafka options, registers the schemas and, when the
