@@ -1,5 +1,7 @@
-// Package docusign verifies and normalises DocuSign Connect webhooks (JSON
-// SIM, Connect 2.0, REST v2.1).
+// Package docusign is esignflow's DocuSign provider: a client for the
+// eSignature REST API v2.1 authenticated with the JWT grant (Client, a
+// provider.Provider), and the verification and normalisation of DocuSign
+// Connect webhooks (JSON SIM, Connect 2.0, REST v2.1: Verify, Parse).
 //
 // Connect signs the raw body with every active HMAC key, one header each:
 // X-DocuSign-Signature-1, -2, … = base64(HMAC-SHA256(key, body)), where the
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,8 +88,10 @@ type Payload struct {
 type Summary struct {
 	Status                string `json:"status"`
 	StatusChangedDateTime string `json:"statusChangedDateTime"`
+	VoidedReason          string `json:"voidedReason"`
 	Recipients            struct {
-		Signers []Signer `json:"signers"`
+		Signers      []Signer `json:"signers"`
+		CarbonCopies []Signer `json:"carbonCopies"`
 	} `json:"recipients"`
 	CustomFields struct {
 		TextCustomFields []struct {
@@ -96,32 +101,57 @@ type Summary struct {
 	} `json:"customFields"`
 }
 
-// Signer is one signer of envelopeSummary.recipients.
+// Signer is one signer (or carbon copy) of envelopeSummary.recipients.
 type Signer struct {
-	RecipientID   string `json:"recipientId"`
-	Email         string `json:"email"`
-	Name          string `json:"name"`
-	Status        string `json:"status"`
-	RoutingOrder  string `json:"routingOrder"`
-	SignedDate    string `json:"signedDateTime"`
-	DeliveredDate string `json:"deliveredDateTime"`
+	RecipientID         string `json:"recipientId"`
+	Email               string `json:"email"`
+	Name                string `json:"name"`
+	Status              string `json:"status"`
+	RoutingOrder        string `json:"routingOrder"`
+	SignedDate          string `json:"signedDateTime"`
+	DeliveredDate       string `json:"deliveredDateTime"`
+	DeclinedReason      string `json:"declinedReason"`
+	AutoRespondedReason string `json:"autoRespondedReason"`
 }
 
-var envelopeStatus = map[string]schemas.Status{
-	"created": schemas.StatusCreated, "sent": schemas.StatusSent, "delivered": schemas.StatusDelivered,
-	"signed": schemas.StatusPartiallySigned, "completed": schemas.StatusCompleted,
-	"declined": schemas.StatusDeclined, "voided": schemas.StatusVoided,
-}
-
-var recipientStatus = map[string]schemas.RecipientStatus{
-	"created": schemas.RecipientCreated, "sent": schemas.RecipientSent,
-	"delivered": schemas.RecipientViewed, // DocuSign's delivered means opened
-	"signed":    schemas.RecipientSigned, "completed": schemas.RecipientSigned,
+// recipientEvent is the recipient status a recipient-* event reports;
+// keep means the recipient's status in the summary (the event itself moves
+// nothing: a failed authentication can be retried, a resend re-sends).
+var recipientEvent = map[string]schemas.RecipientStatus{
+	"sent": schemas.RecipientSent, "resent": schemas.RecipientSent,
+	"delivered": schemas.RecipientViewed, "finish-later": schemas.RecipientViewed,
+	"completed": schemas.RecipientSigned, "signed": schemas.RecipientSigned,
 	"declined": schemas.RecipientDeclined, "autoresponded": schemas.RecipientFailed,
-	"authenticationfailed": schemas.RecipientFailed,
+	"authenticationfailed": keep, "reassign": keep, "delegate": keep,
+}
+
+// keep is recipientEvent's "the summary's status".
+const keep schemas.RecipientStatus = ""
+
+// envelopeEvent is the envelope status an envelope-* event reports; keep
+// (the summary's status) for a correction or a resend, which never move
+// the status, and absent for events that say nothing about it.
+var envelopeEvent = map[string]bool{
+	"created": true, "sent": true, "delivered": true, "signed": true, "completed": true,
+	"declined": true, "voided": true,
+	"corrected": false, "resent": false,
 }
 
 // Parse normalises a verified Connect message into events.
+//
+// Envelope events set the envelope's status from the event (an expired
+// envelope, voided by DocuSign with a reason saying so, is EXPIRED) and
+// carry every recipient of the summary; envelope-corrected and
+// envelope-resent carry the summary's status, so they are recorded without
+// moving anything back; envelope-purge, -deleted and -discard are
+// ErrIgnored. Recipient events carry the named recipient (data.recipientId)
+// with the event's status, and the summary's envelope status;
+// recipient-authenticationfailed keeps the recipient's summary status (an
+// authentication can be retried) with a reason; recipient-reassign and
+// -delegate carry every recipient of the summary, the new one included.
+// The request id and tenant come from the envelope's text custom fields
+// (provider.RequestIDKey, provider.TenantKey), which are also the event's
+// metadata. The event's Type is DocuSign's event name.
 func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 	var p Payload
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -130,12 +160,14 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 	if p.Event == "" || p.Data.EnvelopeID == "" || p.GeneratedDateTime.IsZero() {
 		return nil, fmt.Errorf("%w: event, generatedDateTime and data.envelopeId are required", ErrMalformed)
 	}
-	kind, action, _ := strings.Cut(p.Event, "-")
+	sum := p.Data.EnvelopeSummary
+	kind, action, _ := strings.Cut(strings.ToLower(p.Event), "-")
 	ev := schemas.EnvelopeEvent{
 		Provider: "docusign", EnvelopeID: p.Data.EnvelopeID, Source: schemas.SourceWebhook, Type: p.Event,
 		OccurredAt: p.GeneratedDateTime, Recipients: []schemas.RecipientUpdate{}, Metadata: map[string]string{},
 	}
-	for _, f := range p.Data.EnvelopeSummary.CustomFields.TextCustomFields {
+	for _, f := range sum.CustomFields.TextCustomFields {
+		ev.Metadata[f.Name] = f.Value
 		switch f.Name {
 		case provider.RequestIDKey:
 			v := f.Value
@@ -145,30 +177,78 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 			ev.Tenant = &v
 		}
 	}
-	if st, ok := envelopeStatus[strings.ToLower(p.Data.EnvelopeSummary.Status)]; ok {
+	if st, ok := normaliseStatus(sum.Status, sum.VoidedReason); ok {
 		ev.Status = &st
+	}
+	everyone := slices.Concat(sum.Recipients.Signers, sum.Recipients.CarbonCopies)
+	reason := func(r string) {
+		if r != "" {
+			ev.Reason = &r
+		}
 	}
 	switch kind {
 	case "envelope":
-		if st, ok := envelopeStatus[action]; ok {
+		fromEvent, ok := envelopeEvent[action]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrIgnored, p.Event)
+		}
+		if fromEvent {
+			st, _ := normaliseStatus(action, sum.VoidedReason)
 			ev.Status = &st // trigger on the event, not the summary
 		}
+		for _, s := range everyone {
+			if u, ok := s.update(); ok {
+				ev.Recipients = append(ev.Recipients, u)
+			}
+		}
+		if action == "voided" {
+			reason(sum.VoidedReason)
+		}
 	case "recipient":
-		rs, ok := recipientStatus[action]
+		rs, ok := recipientEvent[action]
 		if !ok || p.Data.RecipientID == "" {
 			return nil, fmt.Errorf("%w: %s", ErrIgnored, p.Event)
 		}
-		u := schemas.RecipientUpdate{RecipientID: p.Data.RecipientID, Status: rs}
-		for _, s := range p.Data.EnvelopeSummary.Recipients.Signers {
+		named := Signer{RecipientID: p.Data.RecipientID}
+		for _, s := range everyone {
 			if s.RecipientID == p.Data.RecipientID {
-				u.Email, u.Name = s.Email, s.Name
+				named = s
 			}
 		}
-		ev.Recipients = append(ev.Recipients, u)
+		switch action {
+		case "reassign", "delegate":
+			for _, s := range everyone {
+				if u, ok := s.update(); ok {
+					ev.Recipients = append(ev.Recipients, u)
+				}
+			}
+			reason("recipient " + p.Data.RecipientID + " " + action + "d")
+		case "authenticationfailed":
+			if u, ok := named.update(); ok {
+				ev.Recipients = append(ev.Recipients, u)
+			}
+			reason("recipient " + p.Data.RecipientID + " failed authentication")
+		default:
+			ev.Recipients = append(ev.Recipients, schemas.RecipientUpdate{
+				RecipientID: p.Data.RecipientID, Email: named.Email, Name: named.Name, Status: rs})
+			switch action {
+			case "declined":
+				reason(named.DeclinedReason)
+			case "autoresponded":
+				reason(named.AutoRespondedReason)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%w: %s", ErrIgnored, p.Event)
 	}
 	if ev.Status == nil && len(ev.Recipients) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrIgnored, p.Event)
 	}
 	ev.EventID = envelope.EventID("docusign", p.Data.EnvelopeID, p.Event, p.Data.RecipientID, p.GeneratedDateTime)
 	return []schemas.EnvelopeEvent{ev}, nil
+}
+
+// update converts a summary recipient; false when its status is unknown.
+func (s Signer) update() (schemas.RecipientUpdate, bool) {
+	return recipient{RecipientID: s.RecipientID, Email: s.Email, Name: s.Name, Status: s.Status}.update()
 }

@@ -1,0 +1,309 @@
+package docusign
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/esignflow/esignflow/provider"
+)
+
+// Client is a provider.Provider for DocuSign's eSignature REST API v2.1,
+// authenticated with the JWT grant. It retries transient failures with
+// backoff and jitter, makes Create idempotent with a transactionId, stops
+// every call while the account's hourly or burst limit is exceeded, and
+// backs an envelope off after a per-envelope limit error. It is safe for
+// concurrent use and holds no goroutine between calls.
+type Client struct {
+	cfg    Config
+	auth   *url.URL
+	key    *keyFile
+	tokens *tokens
+	log    *slog.Logger
+	m      *metrics // nil without Config.Metrics
+	lim    limits
+
+	baseMu sync.Mutex
+	base   string // <base>/restapi/v2.1/accounts/<id>, once known
+}
+
+var _ provider.Provider = (*Client)(nil)
+
+// New returns a Client for cfg. It reads and parses the private key, and
+// makes no call: the first call obtains the token (and asks userinfo for
+// the base URI). Use Check to find a bad configuration at start-up.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	auth, err := parseHTTPURL(cfg.AuthURL)
+	if err != nil {
+		return nil, fmt.Errorf("docusign: config: AuthURL: %w", err)
+	}
+	key, err := openKeyFile(cfg.PrivateKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, auth: auth, key: key, log: cfg.Logger.With("component", "docusign-client")}
+	c.tokens = &tokens{c: c}
+	c.lim.envelopes = map[string]envelopeBackoff{}
+	if cfg.BaseURL != "" {
+		u, err := parseHTTPURL(cfg.BaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("docusign: config: BaseURL: %w", err)
+		}
+		c.base = u.String() + "/restapi/v2.1/accounts/" + url.PathEscape(cfg.AccountID)
+	}
+	if cfg.Metrics != nil {
+		if c.m, err = newMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("docusign: metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Check obtains a token and the account's REST base: a configuration that
+// DocuSign refuses (no consent, wrong key, unknown account) fails here with
+// the error a call would get.
+func (c *Client) Check(ctx context.Context) error {
+	if _, err := c.tokens.get(ctx); err != nil {
+		return err
+	}
+	_, err := c.restBase(ctx)
+	return err
+}
+
+// Changed reports whether the private key file changed since it was last
+// read. With Reload, it makes the Client a reload.Source (SIGHUP and
+// periodic checks, as the secrets directory has); the Client also checks
+// the file by itself before each token it mints.
+func (c *Client) Changed() bool { return c.key.Changed() }
+
+// Reload re-reads the private key file and forgets the cached token, so
+// the next call authenticates with the new key. On error the previous key
+// stays in use.
+func (c *Client) Reload() error {
+	if err := c.key.Reload(); err != nil {
+		return err
+	}
+	c.tokens.mu.Lock()
+	c.tokens.cur = token{}
+	c.tokens.mu.Unlock()
+	return nil
+}
+
+// request is one REST call.
+type request struct {
+	method string
+	path   string // after <base>/restapi/v2.1/accounts/<id>
+	query  url.Values
+	body   any      // JSON-encoded when not nil
+	envs   []string // envelopes the call is about, for per-envelope limits
+	op     string   // operation label for metrics
+}
+
+// answer is a 2xx answer, read whole.
+type answer struct {
+	body        []byte
+	contentType string
+}
+
+// call runs r once: no retry. Every error is typed (TransientError,
+// PermanentError, RateLimitedError, EnvelopeLimitError, ErrNotFound) or is
+// the caller's own cancellation.
+func (c *Client) call(ctx context.Context, r request, limit int64) (answer, error) {
+	if err := c.lim.admit(c.cfg.Now(), r.envs); err != nil {
+		return answer{}, err
+	}
+	base, err := c.restBase(ctx)
+	if err != nil {
+		return answer{}, err
+	}
+	tok, err := c.tokens.get(ctx)
+	if err != nil {
+		return answer{}, err
+	}
+	var rd io.Reader
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return answer{}, &provider.PermanentError{Reason: "docusign: encode request: " + err.Error()}
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := base + r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
+	if err != nil {
+		return answer{}, &provider.PermanentError{Reason: err.Error()}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := c.cfg.HTTP.Do(req)
+	c.m.observe(r.op, start, resp, err)
+	if err != nil {
+		return answer{}, transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	c.lim.observe(c.m, resp.Header)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return answer{}, transportError(ctx, fmt.Errorf("read answer: %w", err))
+	}
+	if resp.StatusCode/100 == 2 {
+		if int64(len(raw)) > limit {
+			return answer{}, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("docusign: answer larger than %d bytes", limit)}
+		}
+		return answer{body: raw, contentType: resp.Header.Get("Content-Type")}, nil
+	}
+	return answer{}, c.classify(resp, raw, r, tok)
+}
+
+// transportError classifies a failed round trip: the caller's own
+// cancellation stays as it is; anything else (a timeout of one call
+// included) is transient.
+func transportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+		return err
+	}
+	return &provider.TransientError{Err: err}
+}
+
+// Rate-limit and per-envelope error codes (compared case-insensitively).
+const (
+	codeHourly = "HOURLY_APIINVOCATION_LIMIT_EXCEEDED"
+	codeBurst  = "BURST_APIINVOCATION_LIMIT_EXCEEDED"
+)
+
+// envelopeLimitBackoff is how long an envelope is left alone after a
+// per-envelope limit error: DocuSign does not publish the limits, so a
+// burst (30-second window) error waits the window out and an hourly one
+// an hour.
+func envelopeLimitBackoff(code string) time.Duration {
+	if strings.HasPrefix(strings.ToLower(code), "burst_") {
+		return 30 * time.Second
+	}
+	return time.Hour
+}
+
+// classify turns a non-2xx answer into a typed error, keyed on errorCode
+// first and on the HTTP status after.
+func (c *Client) classify(resp *http.Response, raw []byte, r request, tok string) error {
+	var eb struct {
+		ErrorCode string `json:"errorCode"`
+		Message   string `json:"message"`
+	}
+	_ = json.Unmarshal(raw, &eb)
+	ae := &APIError{Status: resp.StatusCode, Code: eb.ErrorCode, Message: eb.Message}
+	if ae.Message == "" && ae.Code == "" {
+		ae.Message = strings.TrimSpace(string(raw[:min(len(raw), 512)]))
+	}
+	code := strings.ToUpper(eb.ErrorCode)
+	now := c.cfg.Now()
+	switch {
+	case code == codeHourly || code == codeBurst:
+		until := c.lim.stop(now, code, resp.Header)
+		c.m.rateLimitedOp(r.op)
+		c.log.Warn("docusign account rate limit exceeded; no calls until the reset", "code", eb.ErrorCode, "until", until)
+		return &provider.RateLimitedError{RetryAfter: until.Sub(now)}
+	case strings.Contains(code, "_ENVELOPE_POLLING_LIMIT_EXCEEDED") || strings.Contains(code, "_APIINVOCATION_ENVELOPE_LIMIT_EXCEEDED"):
+		until := now.Add(envelopeLimitBackoff(code))
+		c.lim.backOff(now, r.envs, eb.ErrorCode, until)
+		c.m.envelopeLimited(eb.ErrorCode)
+		return &EnvelopeLimitError{EnvelopeIDs: r.envs, Code: eb.ErrorCode, Until: until}
+	case code == "ENVELOPE_DOES_NOT_EXIST" || resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %s", provider.ErrNotFound, ae)
+	case resp.StatusCode == http.StatusUnauthorized:
+		// An expired or revoked token: forget it, so the next attempt
+		// mints another.
+		c.tokens.drop(tok)
+		return &provider.TransientError{Err: ae}
+	case resp.StatusCode == http.StatusTooManyRequests:
+		until := c.lim.stop(now, "", resp.Header)
+		c.m.rateLimitedOp(r.op)
+		return &provider.RateLimitedError{RetryAfter: until.Sub(now)}
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout:
+		return &provider.TransientError{Err: ae}
+	default:
+		return &provider.PermanentError{Status: resp.StatusCode, Reason: "docusign: " + ae.Error()}
+	}
+}
+
+// retry runs fn until it succeeds, fails with an error that retrying
+// cannot fix, runs out of attempts or ctx ends. Transient errors wait a
+// full-jitter backoff; rate limits are not waited out here (they may last
+// up to an hour): the RateLimitedError is returned for the caller to
+// schedule.
+func (c *Client) retry(ctx context.Context, fn func(context.Context) error) error {
+	var err error
+	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
+		err = fn(ctx)
+		var rl *provider.RateLimitedError
+		var el *EnvelopeLimitError
+		if err == nil || !provider.IsTransient(err) || errors.As(err, &rl) || errors.As(err, &el) {
+			return err
+		}
+		if attempt == c.cfg.MaxAttempts-1 {
+			break
+		}
+		if werr := c.backoff(ctx, attempt, err); werr != nil {
+			return werr
+		}
+	}
+	return err
+}
+
+// backoff waits the full-jitter backoff after attempt (0-based) failed with
+// err, or returns when ctx ends.
+func (c *Client) backoff(ctx context.Context, attempt int, err error) error {
+	wait := c.cfg.BackoffBase << attempt
+	if wait > c.cfg.BackoffMax || wait <= 0 {
+		wait = c.cfg.BackoffMax
+	}
+	wait = time.Duration(rand.Int64N(int64(wait)) + 1)
+	c.log.Debug("retrying docusign call", "attempt", attempt+1, "wait", wait, "err", err)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+	case <-t.C:
+		return nil
+	}
+}
+
+// do runs r with retries and decodes a JSON answer into out (when not nil).
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	return c.retry(ctx, func(ctx context.Context) error {
+		a, err := c.call(ctx, r, 32<<20)
+		if err != nil {
+			return err
+		}
+		if out == nil || len(a.body) == 0 {
+			return nil
+		}
+		if err := json.Unmarshal(a.body, out); err != nil {
+			return &provider.TransientError{Err: fmt.Errorf("docusign: decode %s answer: %w", r.op, err)}
+		}
+		return nil
+	})
+}
