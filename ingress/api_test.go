@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -296,10 +297,11 @@ func TestRequestStatus(t *testing.T) {
 	}
 	sent, failed := schemas.StatusSent, schemas.StatusFailed
 	r1, r2, tenant, reason := "acme:s1", "acme:s2", "acme", "recipient e-mail refused"
-	if err := st.Restore(context.Background(), []schemas.EnvelopeState{
-		{EnvelopeID: "env-77", Provider: "sim", RequestID: &r1, Tenant: &tenant, Status: &sent, Version: 3, AuditSeq: 3, UpdatedAt: now},
-		{EnvelopeID: "failed:acme:s2", Provider: "sim", RequestID: &r2, Tenant: &tenant, Status: &failed, Version: 1, Reason: &reason, AuditSeq: 1, UpdatedAt: now},
-	}); err != nil {
+	failedID := store.FailedEnvelopeID(store.RequestKey{Tenant: tenant, ID: r2}.Scoped())
+	if err := st.Seed(context.Background(), 0,
+		envelope.Envelope{State: schemas.EnvelopeState{EnvelopeID: "env-77", Provider: "sim", RequestID: &r1, Tenant: &tenant, Status: &sent, Version: 3, AuditSeq: 3, UpdatedAt: now}},
+		envelope.Envelope{State: schemas.EnvelopeState{EnvelopeID: failedID, Provider: "sim", RequestID: &r2, Tenant: &tenant, Status: &failed, Version: 1, Reason: &reason, AuditSeq: 1, UpdatedAt: now}},
+	); err != nil {
 		t.Fatal(err)
 	}
 	if code, got, text := status(acmeToken, "acme:s1"); code != 200 || got.State != "created" || got.EnvelopeID != "env-77" || *got.Status != sent || got.Version != 3 {

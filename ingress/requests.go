@@ -241,13 +241,15 @@ func (in *Ingress) requestStatus(w http.ResponseWriter, r *http.Request, tenant 
 	rid := r.PathValue("request_id")
 	st := RequestStatus{RequestID: rid}
 	owner, found := "", false
-	envs, err := in.store.EnvelopesForRequests(ctx, []string{rid})
+	key := store.RequestKey{Tenant: tenant, ID: rid}
+	entries, err := in.store.Requests(ctx, []store.RequestKey{key})
 	if err != nil {
 		in.unavailable(w, r, ep, err)
 		return
 	}
-	if envID, ok := envs[rid]; ok {
-		env, ok, err := in.store.Envelope(ctx, envID)
+	if e, ok := entries[key]; ok && e.EnvelopeID != "" {
+		envID := e.EnvelopeID
+		env, ok, err := in.store.Envelope(ctx, e.Partition, envID)
 		if err != nil {
 			in.unavailable(w, r, ep, err)
 			return
@@ -265,7 +267,7 @@ func (in *Ingress) requestStatus(w http.ResponseWriter, r *http.Request, tenant 
 				at := s.UpdatedAt.UTC()
 				st.UpdatedAt = &at
 			}
-			if envID == store.FailedEnvelopeID(rid) { // the processor's envelope for a refused request
+			if envID == store.FailedEnvelopeID(key.Scoped()) { // the processor's envelope for a refused request
 				st.State, st.EnvelopeID = "failed", ""
 			}
 		}

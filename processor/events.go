@@ -25,7 +25,21 @@ func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record, emit f
 	p.m.recordsIn.WithLabelValues(p.cfg.Codec.Topics().Events).Add(float64(len(recs)))
 	p.resetChanges() // a batch that ended in a crash left its own
 	p.lettersEnded(p.cfg.Codec.Topics().Events, false)
+	p.resetEnds()
 	parts := byPartition(recs)
+	ends := txloop.Ends(ctx)
+	// A partition of which the batch holds only transaction markers still
+	// moves its checkpoint: the commit moves its offset past them.
+	markersOnly := map[int32]bool{}
+	for n := range ends {
+		markersOnly[n] = true
+	}
+	for _, part := range parts {
+		delete(markersOnly, part[0].Partition)
+	}
+	for n := range markersOnly {
+		parts = append(parts, []*kgo.Record{{Partition: n, Offset: -1}})
+	}
 	work, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, p.cfg.ApplyConcurrency)
@@ -41,29 +55,58 @@ func (p *Processor) handleEvents(ctx context.Context, recs []*kgo.Record, emit f
 				return
 			}
 			defer func() { <-sem }()
-			for len(part) > 0 && work.Err() == nil {
-				n := min(len(part), p.cfg.ApplyChunk)
-				if err := p.applyEvents(work, part[:n], emit); err != nil {
-					errs[i] = err
-					cancel() // the transaction aborts: stop the others
-					return
-				}
-				part = part[n:]
+			if err := p.applyPartition(work, part, ends, emit); err != nil {
+				errs[i] = err
+				cancel() // the transaction aborts: stop the others
 			}
 		}()
 	}
 	wg.Wait()
 	err := firstError(errs)
-	if errors.Is(err, store.ErrDataLoss) {
-		p.log.Warn("redis lost its data; restoring envelope state before going on")
-		if rerr := p.restore(ctx); rerr != nil {
-			return fmt.Errorf("restore after data loss: %w", rerr)
-		}
-	}
 	if err == nil {
 		err = ctx.Err() // cancelled from outside: the batch is incomplete
 	}
 	return err
+}
+
+// applyPartition applies one partition's records of the batch, chunk
+// after chunk, each chunk moving the partition's checkpoint to where the
+// batch would leave the group's offset.
+func (p *Processor) applyPartition(ctx context.Context, recs []*kgo.Record, ends map[int32]int64, emit func(*kgo.Record)) error {
+	n := recs[0].Partition
+	if recs[0].Offset < 0 {
+		recs = nil // markers only
+	}
+	st, ok := p.owned.get(n)
+	if !ok {
+		return fmt.Errorf("partition %d is not owned any more", n)
+	}
+	if st.token == "" {
+		return fmt.Errorf("partition %d is not verified", n)
+	}
+	b := store.Batch{Partition: n, Token: st.token, History: p.owned.history, Floor: st.floor}
+	for first := true; (first || len(recs) > 0) && ctx.Err() == nil; first = false {
+		k := min(len(recs), p.cfg.ApplyChunk)
+		b.Next = st.floor
+		if k > 0 {
+			b.Next = recs[k-1].Offset + 1
+		}
+		if k == len(recs) && ends[n] > b.Next {
+			b.Next = ends[n] // transaction markers after the last record
+		}
+		if err := p.applyEvents(ctx, b, st.ahead, recs[:k], emit); err != nil {
+			if errors.Is(err, store.ErrBehind) {
+				p.log.Warn("redis does not hold what was committed; the partition is verified again before its next batch", "partition", n, "err", err)
+				p.owned.distrust(n, false)
+			}
+			return err
+		}
+		b.Floor = b.Next
+		p.owned.update(n, func(st *part) { st.ahead = max(st.ahead, b.Next) })
+		recs = recs[k:]
+	}
+	p.batchEnds(n, b.Next)
+	return nil
 }
 
 // byPartition splits recs by partition, keeping each partition's order.
@@ -100,7 +143,13 @@ func firstError(errs []error) error {
 	return first
 }
 
-func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
+// errUnreadableApplied means a record that an attempt which did not commit
+// may have applied cannot be decoded now: dead-lettering it would leave its
+// change in Redis and never on the status topic, so the partition is
+// restored from its changelog first (which holds only committed changes).
+var errUnreadableApplied = errors.New("a record applied by an uncommitted attempt cannot be decoded now")
+
+func (p *Processor) applyEvents(ctx context.Context, b store.Batch, ahead int64, recs []*kgo.Record, emit func(*kgo.Record)) error {
 	inputs := make([]store.Input, 0, len(recs))
 	for _, r := range recs {
 		var ev schemas.EnvelopeEvent
@@ -112,6 +161,10 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 			if !schemas.IsPoison(err) && !errors.Is(err, errInvalid) {
 				return fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 			}
+			if r.Offset < ahead && schemas.IsPoison(err) {
+				p.owned.distrust(r.Partition, true)
+				return fmt.Errorf("%s/%d@%d: %w: %w", r.Topic, r.Partition, r.Offset, errUnreadableApplied, err)
+			}
 			dl, err := p.deadLetter(r, err)
 			if err != nil {
 				return err
@@ -121,17 +174,15 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 		}
 		inputs = append(inputs, store.Input{Event: ev, From: coord(r)})
 	}
-	if len(inputs) == 0 {
-		return nil
-	}
-	results, stats, err := p.cfg.Store.Apply(ctx, inputs)
-	p.m.roundTrips.Add(float64(stats.RoundTrips))
-	p.m.conflicts.Add(float64(stats.Conflicts))
+	out, err := p.cfg.Store.Apply(ctx, b, inputs)
+	p.m.roundTrips.Add(float64(out.Stats.RoundTrips))
+	p.m.conflicts.Add(float64(out.Stats.Conflicts))
 	if err != nil {
-		// ErrDataLoss included: handleEvents restores, the transaction
-		// aborts and the batch is consumed again on restored state.
+		// ErrBehind included: the transaction aborts, the partition is
+		// verified (restored) before the batch is consumed again.
 		return err
 	}
+	results := out.Results
 	if p.crash(AfterStore) {
 		return &txloop.Stop{Err: ErrCrashed}
 	}
@@ -166,6 +217,15 @@ func (p *Processor) applyEvents(ctx context.Context, recs []*kgo.Record, emit fu
 		ev := inputs[i].Event
 		p.emitted(change{status: status, source: ev.Source, receivedAt: ev.ReceivedAt})
 		emit(&kgo.Record{Topic: p.cfg.Codec.Topics().Status, Key: []byte(inputs[i].Event.EnvelopeID), Value: val})
+	}
+	// The changelog: each changed envelope's new state, to the partition
+	// with the input partition's number.
+	for _, c := range out.Envelopes {
+		val, err := p.cfg.Codec.Wrap(p.cfg.Codec.Topics().Envelopes, c.Body)
+		if err != nil {
+			return fmt.Errorf("encode state of %s: %w", c.EnvelopeID, err)
+		}
+		emit(&kgo.Record{Topic: p.cfg.Codec.Topics().Envelopes, Partition: b.Partition, Key: []byte(c.EnvelopeID), Value: val})
 	}
 	return nil
 }

@@ -37,15 +37,15 @@ func TestByPartitionKeepsOrder(t *testing.T) {
 func TestFirstErrorPrefersTheCause(t *testing.T) {
 	crash := &txloop.Stop{Err: ErrCrashed}
 	canceled := fmt.Errorf("apply: %w", context.Canceled)
-	loss := fmt.Errorf("apply: %w", store.ErrDataLoss)
+	loss := fmt.Errorf("apply: %w", store.ErrBehind)
 	for _, tc := range []struct {
 		name string
 		errs []error
 		want error
 	}{
 		{"none", []error{nil, nil}, nil},
-		{"one", []error{nil, loss}, store.ErrDataLoss},
-		{"cause after the cancellation it caused", []error{canceled, loss, canceled}, store.ErrDataLoss},
+		{"one", []error{nil, loss}, store.ErrBehind},
+		{"cause after the cancellation it caused", []error{canceled, loss, canceled}, store.ErrBehind},
 		{"only cancellations", []error{canceled, nil}, context.Canceled},
 		{"an injected crash first", []error{loss, crash, canceled}, ErrCrashed},
 	} {

@@ -320,7 +320,7 @@ func (h *harness) waitStored(sr *statusReader, w workload, d time.Duration) {
 		ids = append(ids, id)
 	}
 	waitFor(h.t, d, "the status topic at every envelope's stored version", func() bool {
-		stored, err := h.store.Envelopes(context.Background(), ids)
+		stored, err := h.stored(ids)
 		if err != nil {
 			return false
 		}
@@ -332,6 +332,21 @@ func (h *harness) waitStored(sr *statusReader, w workload, d time.Duration) {
 		}
 		return true
 	})
+}
+
+// partitionOf is the events partition an envelope's events go to: the
+// producers' partitioner, over the harness's 4 partitions.
+func partitionOf(id string) int32 {
+	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: []byte(id)}, 4))
+}
+
+// stored reads the stored state of envelopes, each from its partition.
+func (h *harness) stored(ids []string) (map[string]envelope.Envelope, error) {
+	refs := make([]store.Stale, len(ids))
+	for i, id := range ids {
+		refs[i] = store.Stale{EnvelopeID: id, Partition: partitionOf(id)}
+	}
+	return h.store.EnvelopesOf(context.Background(), refs)
 }
 
 // waitFinal waits until the status topic shows every envelope at its

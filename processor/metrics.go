@@ -12,18 +12,20 @@ import (
 
 // metrics are the processor's Prometheus metrics.
 type metrics struct {
-	recordsIn    *prometheus.CounterVec // by topic
-	recordsOut   *prometheus.CounterVec // by topic
-	duplicates   prometheus.Counter
-	replays      prometheus.Counter
-	unchanged    prometheus.Counter
-	commits      prometheus.Counter
-	batchSeconds *prometheus.HistogramVec
-	roundTrips   prometheus.Counter
-	conflicts    prometheus.Counter
-	restores     prometheus.Counter
-	created      prometheus.Counter
-	failed       prometheus.Counter
+	recordsIn  *prometheus.CounterVec // by topic
+	recordsOut *prometheus.CounterVec // by topic
+	duplicates prometheus.Counter
+	// duplicateRequests are requests that already had an envelope.
+	duplicateRequests prometheus.Counter
+	replays           prometheus.Counter
+	unchanged         prometheus.Counter
+	commits           prometheus.Counter
+	batchSeconds      *prometheus.HistogramVec
+	roundTrips        prometheus.Counter
+	conflicts         prometheus.Counter
+	restores          prometheus.Counter
+	created           prometheus.Counter
+	failed            prometheus.Counter
 	// statusChanges by status and eventToStatus by event source are
 	// counted when the transaction of the change commits.
 	statusChanges *prometheus.CounterVec
@@ -65,18 +67,19 @@ var statusBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		recordsIn:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_processor_records_in_total", Help: "Records consumed, by topic."}, []string{"topic"}),
-		recordsOut:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_processor_records_out_total", Help: "Records produced, by topic (counted when their transaction commits)."}, []string{"topic"}),
-		duplicates:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_duplicates_total", Help: "Events already applied from another record: dropped."}),
-		replays:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_replays_total", Help: "Events re-read from the record they were applied from (after a crash): their stored result re-emitted."}),
-		unchanged:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_unchanged_total", Help: "New events that changed nothing (older than the state, or confirming it)."}),
-		commits:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_transactions_committed_total", Help: "Transactions committed."}),
-		batchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_processor_batch_seconds", Help: "Time to process and commit one batch, by input.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"input"}),
-		roundTrips:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_round_trips_total", Help: "Redis round trips made applying events."}),
-		conflicts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_conflicts_total", Help: "Compare-and-set losses that forced a re-read."}),
-		restores:     prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_restores_total", Help: "Times envelope state was restored from the status topic."}),
-		created:      prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_envelopes_created_total", Help: "Envelopes created at a provider."}),
-		failed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_requests_failed_total", Help: "Requests the provider refused (envelope FAILED)."}),
+		recordsIn:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_processor_records_in_total", Help: "Records consumed, by topic."}, []string{"topic"}),
+		recordsOut:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_processor_records_out_total", Help: "Records produced, by topic (counted when their transaction commits)."}, []string{"topic"}),
+		duplicates:        prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_duplicates_total", Help: "Events already applied from another record: dropped."}),
+		duplicateRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_duplicate_requests_total", Help: "Signing requests whose (tenant, request id) already had an envelope: skipped."}),
+		replays:           prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_replays_total", Help: "Events re-read from the record they were applied from (after a crash): their stored result re-emitted."}),
+		unchanged:         prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_unchanged_total", Help: "New events that changed nothing (older than the state, or confirming it)."}),
+		commits:           prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_transactions_committed_total", Help: "Transactions committed."}),
+		batchSeconds:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_processor_batch_seconds", Help: "Time to process and commit one batch, by input.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"input"}),
+		roundTrips:        prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_round_trips_total", Help: "Redis round trips made applying events."}),
+		conflicts:         prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_conflicts_total", Help: "Compare-and-set losses that forced a re-read."}),
+		restores:          prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_restores_total", Help: "Partitions restored from their changelog (Redis was behind, foreign or had lost them)."}),
+		created:           prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_envelopes_created_total", Help: "Envelopes created at a provider."}),
+		failed:            prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_requests_failed_total", Help: "Requests the provider refused (envelope FAILED)."}),
 		statusChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_status_changes_total",
 			Help: "Status changes published to the status topic, by the status the envelope has after the change (a recipient update counts under the status it leaves unchanged); counted when their transaction commits."}, []string{"status"}),
 		eventToStatus: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_event_to_status_seconds",
@@ -86,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	loop, lerr := txloop.NewMetrics(reg)
 	m.loop = loop
 	err := errors.Join(
-		promreg.Register(reg, &m.recordsIn), promreg.Register(reg, &m.recordsOut), promreg.Register(reg, &m.duplicates),
+		promreg.Register(reg, &m.recordsIn), promreg.Register(reg, &m.recordsOut), promreg.Register(reg, &m.duplicates), promreg.Register(reg, &m.duplicateRequests),
 		promreg.Register(reg, &m.replays), promreg.Register(reg, &m.unchanged),
 		promreg.Register(reg, &m.commits), promreg.Register(reg, &m.batchSeconds),
 		promreg.Register(reg, &m.roundTrips), promreg.Register(reg, &m.conflicts), promreg.Register(reg, &m.restores),

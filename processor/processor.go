@@ -27,6 +27,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/kafkalog"
 	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/store"
@@ -44,6 +45,12 @@ type Processor struct {
 	known map[string]bool
 
 	restoreMu sync.Mutex // one restore at a time
+	// owned is the events session's partitions and their protocol state.
+	owned owned
+	// ends are where the events batch in flight leaves each partition's
+	// offset, applied to owned once it commits.
+	endsMu sync.Mutex
+	ends   map[int32]int64
 
 	// statusSchema decodes the status of a change the store made.
 	statusSchema avro.Schema
@@ -88,8 +95,10 @@ func New(cfg Config) (*Processor, error) {
 
 // Run checks Redis (store.CheckServer: a server that may evict keys or is
 // a read-only replica is refused, one that cannot be checked is logged),
-// creates missing topics, restores Redis from the status topic if it
-// lost its data, and processes until ctx ends. On cancellation it finishes
+// creates missing topics, refuses a changelog with another partition count
+// than the events topic's (ErrPartitionMismatch), and processes until ctx
+// ends, verifying each events partition it is assigned (and restoring it
+// from its changelog where Redis is behind) before its first batch. On cancellation it finishes
 // the batch in flight, commits or aborts it, and returns nil after both
 // sessions have closed. It returns ErrCrashed when Config.Crash fired.
 func (p *Processor) Run(ctx context.Context) error {
@@ -106,24 +115,34 @@ func (p *Processor) Run(ctx context.Context) error {
 	tc := p.cfg.Topics
 	tc.Names = p.cfg.Codec.Topics()
 	err = topics.Ensure(ctx, admin, tc)
-	admin.Close()
 	if ctx.Err() != nil {
+		admin.Close()
 		return nil // cancelled while starting: a clean exit
 	}
 	if err != nil {
+		admin.Close()
 		return fmt.Errorf("processor: %w", err)
 	}
-	if err := p.ensureRestored(ctx); err != nil {
+	// A changelog that is not co-partitioned with the events topic stops
+	// the processor here, with both counts.
+	if _, err := p.history(ctx, kadm.NewClient(admin)); err != nil {
+		admin.Close()
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	admin.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	requests := p.loop("requests", p.cfg.Codec.Topics().Requests, p.handleRequests)
 	requests.MaxBatch = p.cfg.RequestBatch
-	loops := []txloop.Config{requests, p.loop("events", p.cfg.Codec.Topics().Events, p.handleEvents)}
+	events := p.loop("events", p.cfg.Codec.Topics().Events, p.handleEvents)
+	events.Hooks.Prepare = p.prepare
+	events.Hooks.Assigned = p.owned.assigned
+	events.Hooks.Revoked = p.owned.revoked
+	events.ExplicitPartitions = []string{p.cfg.Codec.Topics().Envelopes}
+	loops := []txloop.Config{requests, events}
 	errs := make(chan error, len(loops))
 	for _, l := range loops {
 		go func() {
@@ -155,6 +174,7 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 			Committed: func(produced map[string]int, took time.Duration) {
 				if name == "events" {
 					p.committedChanges()
+					p.committedEnds()
 				}
 				p.lettersEnded(topic, true)
 				p.m.commits.Inc()
@@ -166,6 +186,7 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 			Aborted: func(string) {
 				if name == "events" {
 					p.resetChanges()
+					p.resetEnds()
 				}
 				p.lettersEnded(topic, false)
 			},
@@ -177,6 +198,33 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 			},
 		},
 	}
+}
+
+// batchEnds notes where the events batch in flight leaves partition n.
+func (p *Processor) batchEnds(n int32, next int64) {
+	p.endsMu.Lock()
+	defer p.endsMu.Unlock()
+	if p.ends == nil {
+		p.ends = map[int32]int64{}
+	}
+	p.ends[n] = next
+}
+
+// committedEnds moves the floors of the partitions the batch just
+// committed: Redis must hold at least that much from now on.
+func (p *Processor) committedEnds() {
+	p.endsMu.Lock()
+	defer p.endsMu.Unlock()
+	for n, next := range p.ends {
+		p.owned.update(n, func(st *part) { st.floor = max(st.floor, next) })
+	}
+	clear(p.ends)
+}
+
+func (p *Processor) resetEnds() {
+	p.endsMu.Lock()
+	clear(p.ends)
+	p.endsMu.Unlock()
 }
 
 // emitted notes a status change emitted in the events batch in flight.

@@ -172,8 +172,14 @@ func TestRedisLossRestores(t *testing.T) {
 	}
 	waitFinal(t, sr, w, 60*time.Second)
 	checkExactlyOnce(t, sr.snapshot(), w.final)
-	if ok, err := h.store.HasMarker(context.Background()); err != nil || !ok {
-		t.Fatalf("marker after restore: %v %v", ok, err)
+	ckpts, err := h.store.Checkpoints(context.Background(), []int32{0, 1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, c := range ckpts {
+		if c == nil {
+			t.Errorf("partition %d has no checkpoint after the restore", p)
+		}
 	}
 }
 

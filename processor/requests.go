@@ -2,6 +2,9 @@ package processor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -26,9 +29,13 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 	out := make([][]*kgo.Record, len(recs))
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, p.cfg.CreateConcurrency)
-	seen := make(map[string]bool, len(recs))
+	seen := make(map[store.RequestKey]bool, len(recs))
 	reqs := make([]*schemas.SigningRequest, len(recs))
-	var ids []string
+	var (
+		idx    []int // of reqs claimed
+		keys   []store.RequestKey
+		hashes []string
+	)
 	for i, r := range recs {
 		var req schemas.SigningRequest
 		err := p.cfg.Codec.Decode(ctx, r.Value, &req)
@@ -49,26 +56,50 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 			out[i] = []*kgo.Record{dl}
 			continue
 		}
-		if seen[req.RequestID] {
+		key := store.RequestKey{Tenant: req.Tenant, ID: req.RequestID}
+		if seen[key] {
 			continue // the same request twice in one batch
 		}
-		seen[req.RequestID] = true
+		seen[key] = true
 		reqs[i] = &req
-		ids = append(ids, req.RequestID)
+		idx = append(idx, i)
+		keys = append(keys, key)
+		hash, err := requestHash(req)
+		if err != nil {
+			return err
+		}
+		hashes = append(hashes, hash)
 	}
-	// Requests that already have an envelope are duplicates: one lookup
-	// for the batch.
-	known, err := p.cfg.Store.EnvelopesForRequests(ctx, ids)
+	// Claim each request's identity with its content's hash (one round
+	// trip for the batch): one that already has an envelope is a
+	// duplicate; one claimed first with other content is a conflicting
+	// request, dead-lettered; one claimed with the same content and no
+	// envelope yet is created (again: the provider's idempotency makes a
+	// retried create return the first envelope).
+	entries, err := p.cfg.Store.ClaimRequests(ctx, keys, hashes)
 	if err != nil {
 		return err
+	}
+	for j, i := range idx {
+		e := entries[j]
+		switch {
+		case e.Hash != "" && e.Hash != hashes[j]:
+			err := fmt.Errorf("%w: request %q of tenant %q was accepted before with other content (envelope %q); a request id names one request per tenant",
+				errConflictingRequest, keys[j].ID, keys[j].Tenant, e.EnvelopeID)
+			dl, derr := p.deadLetter(recs[i], err)
+			if derr != nil {
+				return derr
+			}
+			out[i], reqs[i] = []*kgo.Record{dl}, nil
+		case e.EnvelopeID != "":
+			p.log.Debug("request already has an envelope", "tenant", keys[j].Tenant, "request_id", keys[j].ID, "envelope_id", e.EnvelopeID)
+			p.m.duplicateRequests.Inc()
+			reqs[i] = nil
+		}
 	}
 	var wg sync.WaitGroup
 	for i, req := range reqs {
 		if req == nil {
-			continue
-		}
-		if env, ok := known[req.RequestID]; ok {
-			p.log.Debug("request already has an envelope", "request_id", req.RequestID, "envelope_id", env)
 			continue
 		}
 		wg.Add(1)
@@ -89,6 +120,20 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 		}
 	}
 	return nil
+}
+
+var errConflictingRequest = errors.New("conflicting request")
+
+// requestHash identifies a request's content: the SHA-256 of its JSON form
+// (whose map keys are sorted, so equal requests hash equally whatever
+// schema version or client encoded them).
+func requestHash(req schemas.SigningRequest) (string, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return "", fmt.Errorf("hash request %s: %w", req.RequestID, err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 func providerOf(req schemas.SigningRequest) string {
@@ -119,13 +164,13 @@ func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest) (
 		Source: schemas.SourceAPI, Type: "envelope.created", ReceivedAt: now, Recipients: []schemas.RecipientUpdate{},
 		Metadata: map[string]string{},
 	}
-	env, err := p.cfg.Providers[providerOf(req)].Create(ctx, req.RequestID, req)
+	env, err := p.cfg.Providers[providerOf(req)].Create(ctx, store.RequestKey{Tenant: req.Tenant, ID: req.RequestID}.Scoped(), req)
 	switch {
 	case provider.IsPermanent(err):
 		p.m.failed.Inc()
 		p.log.Warn("provider refused the request", "request_id", req.RequestID, "err", err)
 		failed, reason := schemas.StatusFailed, err.Error()
-		ev.EnvelopeID = store.FailedEnvelopeID(req.RequestID)
+		ev.EnvelopeID = store.FailedEnvelopeID(store.RequestKey{Tenant: req.Tenant, ID: req.RequestID}.Scoped())
 		ev.Status, ev.Reason, ev.OccurredAt, ev.Type = &failed, &reason, now, "envelope.failed"
 	case err != nil:
 		return nil, fmt.Errorf("create envelope for request %s: %w", req.RequestID, err)

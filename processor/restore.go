@@ -2,82 +2,465 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
+	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/esignflow/esignflow/internal/topicread"
+	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/schemas"
 )
 
-// ensureRestored restores Redis from the status topic when its marker is
-// missing (a new or emptied Redis).
-func (p *Processor) ensureRestored(ctx context.Context) error {
-	ok, err := p.cfg.Store.HasMarker(ctx)
-	if err != nil {
-		return fmt.Errorf("processor: %w", err)
-	}
-	if ok {
-		return nil
-	}
-	return p.restore(ctx)
+// checkEvery is how often the checkpoints of the partitions a member owns
+// are compared with what it committed while no batch shows a difference:
+// a Redis flushed or rolled back under an idle partition is restored
+// within this time.
+const checkEvery = 5 * time.Second
+
+// owned is what the events session knows of the partitions it owns: the
+// protocol's per-partition state (DESIGN.md, processing protocol).
+type owned struct {
+	mu        sync.Mutex
+	parts     map[int32]*part
+	history   string // the Kafka history, once known
+	lastCheck time.Time
 }
 
-// restore reads esignflow.status.v1 (read_committed) up to its last stable
-// offsets, keeps the last state per envelope, writes them to Redis where
-// Redis has nothing newer, and sets the marker. Dedup records are not
-// restored; the monotonic state machine makes a redelivered event change
-// nothing.
-func (p *Processor) restore(ctx context.Context) error {
-	p.restoreMu.Lock()
-	defer p.restoreMu.Unlock()
-	if ok, err := p.cfg.Store.HasMarker(ctx); err == nil && ok {
-		return nil // another session restored meanwhile
+// part is one owned partition.
+type part struct {
+	// token is our fencing token in the partition's checkpoint; "" until
+	// the partition is claimed and verified, and again once a batch or a
+	// check finds the checkpoint untrustworthy.
+	token string
+	// floor is the offset we last committed for the partition (or found
+	// committed at assignment): Redis must hold at least everything
+	// before it.
+	floor int64
+	// ahead is the highest checkpoint seen or written: records below it
+	// and at or above floor may have been applied by an attempt that did
+	// not commit.
+	ahead int64
+	// restore forces a restore at the next verification.
+	restore bool
+}
+
+func (o *owned) assigned(ps []int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.parts == nil {
+		o.parts = map[int32]*part{}
 	}
-	start := time.Now()
-	p.log.Info("restoring envelope state from the status topic")
-	latest := map[string]schemas.EnvelopeState{}
-	var read int64
-	lastLog := time.Now()
-	err := topicread.All(ctx, append(p.baseOpts(), p.cfg.KafkaOpts...), p.cfg.Codec.Topics().Status, func(r *kgo.Record) error {
-		read++
-		if time.Since(lastLog) > 2*time.Second {
-			lastLog = time.Now()
-			p.log.Info("restoring", "read", read, "envelopes", len(latest))
-		}
-		var ch schemas.EnvelopeStatusChanged
-		if err := p.cfg.Codec.Decode(ctx, r.Value, &ch); err != nil {
-			if schemas.IsPoison(err) {
-				return nil
-			}
-			return err
-		}
-		if cur, ok := latest[ch.EnvelopeID]; !ok || ch.State.AuditSeq > cur.AuditSeq {
-			latest[ch.EnvelopeID] = ch.State
-		}
-		return nil
+	for _, p := range ps {
+		o.parts[p] = &part{}
+	}
+}
+
+func (o *owned) revoked(ps []int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, p := range ps {
+		delete(o.parts, p)
+	}
+}
+
+// get returns a copy of p's state; false when p is not owned.
+func (o *owned) get(p int32) (part, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st, ok := o.parts[p]
+	if !ok {
+		return part{}, false
+	}
+	return *st, true
+}
+
+// update changes p's state, if p is still owned.
+func (o *owned) update(p int32, fn func(*part)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if st, ok := o.parts[p]; ok {
+		fn(st)
+	}
+}
+
+// distrust makes p be verified again before its next batch, restored if
+// force.
+func (o *owned) distrust(p int32, force bool) {
+	o.update(p, func(st *part) {
+		st.token = ""
+		st.restore = st.restore || force
 	})
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	batch := make([]schemas.EnvelopeState, 0, 500)
-	for _, st := range latest {
-		batch = append(batch, st)
-		if len(batch) == cap(batch) {
-			if err := p.cfg.Store.Restore(ctx, batch); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := p.cfg.Store.Restore(ctx, batch); err != nil {
+}
+
+// prepare runs before every events batch and while idle, outside any
+// transaction: it verifies (claims, compares, restores) every partition of
+// recs not verified yet, and every checkEvery compares the checkpoints of
+// all owned partitions with what this member committed.
+func (p *Processor) prepare(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	if err := p.ensureHistory(ctx, cl); err != nil {
 		return err
 	}
-	if err := p.cfg.Store.SetMarker(ctx); err != nil {
+	o := &p.owned
+	o.mu.Lock()
+	periodic := recs == nil || time.Since(o.lastCheck) >= checkEvery
+	var verified []int32
+	if periodic {
+		o.lastCheck = time.Now()
+		for n, st := range o.parts {
+			if st.token != "" {
+				verified = append(verified, n)
+			}
+		}
+	}
+	o.mu.Unlock()
+	if len(verified) > 0 {
+		if err := p.checkOwned(ctx, verified); err != nil {
+			return err
+		}
+	}
+	var todo []int32
+	seen := map[int32]bool{}
+	o.mu.Lock()
+	consider := func(n int32) {
+		if st, ok := o.parts[n]; ok && st.token == "" && !seen[n] {
+			seen[n] = true
+			todo = append(todo, n)
+		}
+	}
+	if recs == nil {
+		for n := range o.parts {
+			consider(n)
+		}
+	}
+	for _, r := range recs {
+		consider(r.Partition)
+	}
+	o.mu.Unlock()
+	sort.Slice(todo, func(i, j int) bool { return todo[i] < todo[j] })
+	for _, n := range todo {
+		if err := p.verify(ctx, cl, n); err != nil {
+			return fmt.Errorf("partition %d: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// ensureHistory learns the Kafka history (cluster id and the events
+// topic's id) once, and checks that the changelog is co-partitioned with
+// the events topic.
+func (p *Processor) ensureHistory(ctx context.Context, cl *kgo.Client) error {
+	p.owned.mu.Lock()
+	known := p.owned.history != ""
+	p.owned.mu.Unlock()
+	if known {
+		return nil
+	}
+	h, err := p.history(ctx, kadm.NewClient(cl))
+	if err != nil {
+		return err
+	}
+	p.owned.mu.Lock()
+	p.owned.history = h
+	p.owned.mu.Unlock()
+	return nil
+}
+
+// ErrPartitionMismatch means the changelog does not have the events
+// topic's partition count, so partition p of one does not hold the
+// envelopes of partition p of the other.
+var ErrPartitionMismatch = errors.New("processor: the changelog and the events topic must have the same partition count")
+
+// history returns the Kafka history, having checked the partition counts.
+func (p *Processor) history(ctx context.Context, adm *kadm.Client) (string, error) {
+	names := p.cfg.Codec.Topics()
+	md, err := adm.Metadata(ctx, names.Events, names.Envelopes)
+	if err != nil {
+		return "", fmt.Errorf("processor: metadata: %w", err)
+	}
+	ev, cl := md.Topics[names.Events], md.Topics[names.Envelopes]
+	if ev.Err != nil {
+		return "", fmt.Errorf("processor: topic %s: %w", names.Events, ev.Err)
+	}
+	if cl.Err != nil {
+		return "", fmt.Errorf("processor: topic %s: %w", names.Envelopes, cl.Err)
+	}
+	if len(ev.Partitions) != len(cl.Partitions) {
+		return "", fmt.Errorf("%w: %s has %d partitions, %s has %d; re-create %s with %d partitions (compacted)",
+			ErrPartitionMismatch, names.Events, len(ev.Partitions), names.Envelopes, len(cl.Partitions), names.Envelopes, len(ev.Partitions))
+	}
+	return store.History(md.Cluster, ev.ID.String()), nil
+}
+
+// checkOwned compares the checkpoints of verified partitions with what
+// this member committed, and makes every one that does not hold up be
+// verified again.
+func (p *Processor) checkOwned(ctx context.Context, ps []int32) error {
+	ckpts, err := p.cfg.Store.Checkpoints(ctx, ps)
+	if err != nil {
+		return err
+	}
+	for i, n := range ps {
+		st, ok := p.owned.get(n)
+		if !ok || st.token == "" {
+			continue
+		}
+		c := ckpts[i]
+		var why string
+		switch {
+		case c == nil:
+			why = "no checkpoint"
+		case c.Owner != st.token:
+			why = "checkpoint of another owner " + c.Owner
+		case c.History != p.owned.history:
+			why = "checkpoint of another history"
+		case c.Next < st.floor:
+			why = fmt.Sprintf("checkpoint %d behind the committed %d", c.Next, st.floor)
+		}
+		if why != "" {
+			p.log.Warn("redis does not hold what was committed; verifying the partition again", "partition", n, "why", why)
+			p.owned.distrust(n, false)
+		}
+	}
+	return nil
+}
+
+// verify claims partition n (fencing every earlier owner), compares its
+// checkpoint with the group's committed offset, fetched stable, and
+// restores it from its changelog when Redis is behind or foreign.
+func (p *Processor) verify(ctx context.Context, cl *kgo.Client, n int32) error {
+	_, gen := cl.GroupMetadata()
+	token := store.Token(gen)
+	old, err := p.cfg.Store.Claim(ctx, n, token)
+	if err != nil {
+		return err
+	}
+	committed, err := p.committed(ctx, cl, n)
+	if err != nil {
+		return err
+	}
+	st, ok := p.owned.get(n)
+	if !ok {
+		return nil // revoked meanwhile
+	}
+	floor := max(committed, 0)
+	history := p.owned.history
+	var why string
+	switch {
+	case st.restore:
+		why = "a record applied by an attempt that did not commit cannot be read any more"
+	case old == nil:
+		empty, err := p.changelogEmpty(ctx, cl, n)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			why = "no checkpoint while the changelog holds envelopes (Redis lost the partition)"
+		} else if err := p.cfg.Store.SetCheckpoint(ctx, n, token, floor, history); err != nil {
+			return err
+		}
+	case old.History != history:
+		why = fmt.Sprintf("checkpoint of another Kafka history (%s, not %s)", old.History, history)
+	case committed >= 0 && old.Next < committed:
+		why = fmt.Sprintf("checkpoint at offset %d, behind the committed %d (Redis lost writes)", old.Next, committed)
+	}
+	ahead := floor
+	if why != "" {
+		if err := p.restorePartition(ctx, n, token, floor, why); err != nil {
+			return err
+		}
+	} else if old != nil {
+		ahead = max(ahead, old.Next)
+	}
+	p.owned.update(n, func(st *part) {
+		st.token, st.floor, st.ahead, st.restore = token, floor, ahead, false
+	})
+	return nil
+}
+
+// committed returns the group's committed offset for events partition n,
+// -1 when there is none, fetched stable: it waits while a transaction
+// that committed offsets for n is open.
+func (p *Processor) committed(ctx context.Context, cl *kgo.Client, n int32) (int64, error) {
+	adm := kadm.NewClient(cl)
+	group := p.cfg.Group + "-events"
+	topic := p.cfg.Codec.Topics().Events
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		resp, err := adm.FetchOffsets(kadm.RequireStable(ctx), group)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err == nil {
+			if o, ok := resp.Lookup(topic, n); ok {
+				if o.Err != nil {
+					err = o.Err
+				} else {
+					return o.At, nil
+				}
+			} else {
+				return -1, nil
+			}
+		}
+		if !errors.Is(err, kerr.UnstableOffsetCommit) {
+			return 0, fmt.Errorf("committed offset of %s/%d: %w", topic, n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// changelogEnds returns changelog partition n's start and end offsets.
+func (p *Processor) changelogEnds(ctx context.Context, cl *kgo.Client, n int32) (start, end int64, err error) {
+	adm := kadm.NewClient(cl)
+	topic := p.cfg.Codec.Topics().Envelopes
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("start offsets of %s: %w", topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	s, ok1 := starts.Lookup(topic, n)
+	e, ok2 := ends.Lookup(topic, n)
+	if !ok1 || !ok2 {
+		return 0, 0, fmt.Errorf("%s has no partition %d", topic, n)
+	}
+	return s.Offset, e.Offset, nil
+}
+
+func (p *Processor) changelogEmpty(ctx context.Context, cl *kgo.Client, n int32) (bool, error) {
+	start, end, err := p.changelogEnds(ctx, cl, n)
+	return start >= end, err
+}
+
+// restorePartition replaces partition n's keys with the states of
+// changelog partition n, read until its last stable offset is its high
+// watermark (no transaction open on it), and sets the checkpoint to
+// (next, token). Records are streamed into Redis: memory does not grow
+// with the partition. A partition that cannot be read or a record that
+// cannot be decoded fails the restore, which leaves no checkpoint and is
+// tried again.
+func (p *Processor) restorePartition(ctx context.Context, n int32, token string, next int64, why string) error {
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	start := time.Now()
+	topic := p.cfg.Codec.Topics().Envelopes
+	p.log.Warn("restoring a partition from its changelog", "partition", n, "why", why)
+	rs, err := p.cfg.Store.BeginRestore(ctx, n, token)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append(p.baseOpts(),
+		append(p.cfg.KafkaOpts,
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {n: kgo.NewOffset().AtStart()}}),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.KeepControlRecords(),
+		)...)...)
+	if err != nil {
+		return fmt.Errorf("restore partition %d: %w", n, err)
+	}
+	defer cl.Close()
+	end, err := settledEnd(ctx, kadm.NewClient(cl), topic, n)
+	if err != nil {
+		return fmt.Errorf("restore partition %d: %w", n, err)
+	}
+	var read int64
+	lastLog := time.Now()
+	for pos := int64(0); pos < end; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) {
+			if ferr == nil {
+				ferr = fmt.Errorf("read %s/%d: %w", topic, n, err)
+			}
+		})
+		if ferr != nil {
+			return fmt.Errorf("restore partition %d: %w", n, ferr)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			pos = max(pos, r.Offset+1)
+			if ferr != nil || r.Attrs.IsControl() || r.Offset >= end {
+				return
+			}
+			read++
+			if r.Value == nil {
+				return // a tombstone
+			}
+			var e schemas.Envelope
+			if err := p.cfg.Codec.Decode(ctx, r.Value, &e); err != nil {
+				ferr = fmt.Errorf("decode %s/%d@%d: %w", topic, n, r.Offset, err)
+				return
+			}
+			env := envelope.Envelope{State: e.State, Pending: e.Pending}
+			ferr = rs.Put(ctx, &env)
+		})
+		if ferr != nil {
+			return fmt.Errorf("restore partition %d: %w", n, ferr)
+		}
+		if time.Since(lastLog) > 2*time.Second {
+			lastLog = time.Now()
+			p.log.Info("restoring", "partition", n, "records", read, "of_about", end)
+		}
+	}
+	envs, err := rs.Finish(ctx, next, p.owned.history)
+	if err != nil {
 		return err
 	}
 	p.m.restores.Inc()
-	p.log.Info("restored envelope state", "records", read, "envelopes", len(latest), "took", time.Since(start).Round(time.Millisecond))
+	p.log.Info("restored a partition", "partition", n, "records", read, "envelopes", envs, "next", next, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// settledEnd returns where partition n of topic ends once no transaction
+// is open on it (its last stable offset equals its high watermark): only
+// the partition's owner writes it, and we are the owner, so an open one
+// belongs to a fenced zombie and will abort or time out.
+func settledEnd(ctx context.Context, adm *kadm.Client, topic string, n int32) (int64, error) {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		stable, err := adm.ListCommittedOffsets(ctx, topic)
+		if err == nil {
+			err = stable.Error()
+		}
+		var hw kadm.ListedOffsets
+		if err == nil {
+			hw, err = adm.ListEndOffsets(ctx, topic)
+			if err == nil {
+				err = hw.Error()
+			}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+		}
+		s, ok1 := stable.Lookup(topic, n)
+		h, ok2 := hw.Lookup(topic, n)
+		if !ok1 || !ok2 {
+			return 0, fmt.Errorf("%s has no partition %d", topic, n)
+		}
+		if s.Offset >= h.Offset {
+			return h.Offset, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }

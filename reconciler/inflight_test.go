@@ -10,6 +10,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/redistest"
+	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/reconciler"
 	"github.com/esignflow/esignflow/schemas"
@@ -40,7 +41,7 @@ func TestCountInFlightByStatus(t *testing.T) {
 	put := func(id string, s schemas.Status) {
 		t.Helper()
 		seq++
-		if err := st.Restore(ctx, []schemas.EnvelopeState{{EnvelopeID: id, Provider: "sim", Status: &s, Version: seq, AuditSeq: seq,
+		if err := st.Seed(ctx, int32(seq%3), envelope.Envelope{State: schemas.EnvelopeState{EnvelopeID: id, Provider: "sim", Status: &s, Version: seq, AuditSeq: seq,
 			UpdatedAt: time.Now(), Recipients: []schemas.RecipientState{}}}); err != nil {
 			t.Fatal(err)
 		}

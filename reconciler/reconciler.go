@@ -244,7 +244,17 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 	if len(leased) == 0 {
 		return nil
 	}
-	states, err := r.cfg.Store.Envelopes(ctx, leased)
+	isLeased := make(map[string]bool, len(leased))
+	for _, id := range leased {
+		isLeased[id] = true
+	}
+	var refs []store.Stale
+	for _, s := range stale {
+		if isLeased[s.EnvelopeID] {
+			refs = append(refs, s)
+		}
+	}
+	states, err := r.cfg.Store.EnvelopesOf(ctx, refs)
 	if err != nil {
 		r.release(leased)
 		return err
@@ -324,11 +334,7 @@ func (r *Reconciler) CountInFlight(ctx context.Context) error {
 	for len(all) > 0 {
 		page := all[:min(len(all), inFlightPage)]
 		all = all[len(page):]
-		ids := make([]string, len(page))
-		for i, s := range page {
-			ids[i] = s.EnvelopeID
-		}
-		envs, err := r.cfg.Store.Envelopes(ctx, ids)
+		envs, err := r.cfg.Store.EnvelopesOf(ctx, page)
 		if err != nil {
 			return err
 		}

@@ -21,13 +21,16 @@ const (
 	TopicRequests  = "esignflow.requests.v1"
 	TopicEvents    = "esignflow.events.v1"
 	TopicStatus    = "esignflow.status.v1"
+	// TopicEnvelopes is the compacted changelog of envelope states,
+	// partitioned as the events topic (DESIGN.md, processing protocol).
+	TopicEnvelopes = "esignflow.envelopes.v1"
 	TopicFinalized = "esignflow.finalized.v1"
 	TopicDLQ       = "esignflow.dlq.v1"
 )
 
 // Topics lists every topic esignflow uses, in data-flow order.
 func Topics() []string {
-	return []string{TopicRequests, TopicEvents, TopicStatus, TopicFinalized, TopicDLQ}
+	return []string{TopicRequests, TopicEvents, TopicStatus, TopicEnvelopes, TopicFinalized, TopicDLQ}
 }
 
 // Names are the topic names one installation of esignflow uses: the
@@ -36,7 +39,7 @@ func Topics() []string {
 // keep out of each other's way. The topic-name strategy follows the names,
 // so a prefixed installation's subjects are prefixed too.
 type Names struct {
-	Requests, Events, Status, Finalized, DLQ string
+	Requests, Events, Status, Envelopes, Finalized, DLQ string
 }
 
 // DefaultNames are the Topic constants.
@@ -46,12 +49,12 @@ func DefaultNames() Names { return Prefixed("") }
 func Prefixed(prefix string) Names {
 	return Names{
 		Requests: prefix + TopicRequests, Events: prefix + TopicEvents, Status: prefix + TopicStatus,
-		Finalized: prefix + TopicFinalized, DLQ: prefix + TopicDLQ,
+		Envelopes: prefix + TopicEnvelopes, Finalized: prefix + TopicFinalized, DLQ: prefix + TopicDLQ,
 	}
 }
 
 // All lists the names in data-flow order.
-func (n Names) All() []string { return []string{n.Requests, n.Events, n.Status, n.Finalized, n.DLQ} }
+func (n Names) All() []string { return []string{n.Requests, n.Events, n.Status, n.Envelopes, n.Finalized, n.DLQ} }
 
 // Of returns the name of the topic whose default name is topic (one of the
 // Topic constants), or topic itself when it is not one.
@@ -63,6 +66,8 @@ func (n Names) Of(topic string) string {
 		return n.Events
 	case TopicStatus:
 		return n.Status
+	case TopicEnvelopes:
+		return n.Envelopes
 	case TopicFinalized:
 		return n.Finalized
 	case TopicDLQ:
@@ -97,6 +102,7 @@ func bindings() []binding {
 		{TopicRequests, "SigningRequest.avsc", reflect.TypeFor[SigningRequest]()},
 		{TopicEvents, "EnvelopeEvent.avsc", reflect.TypeFor[EnvelopeEvent]()},
 		{TopicStatus, "EnvelopeStatusChanged.avsc", reflect.TypeFor[EnvelopeStatusChanged]()},
+		{TopicEnvelopes, "Envelope.avsc", reflect.TypeFor[Envelope]()},
 		{TopicFinalized, "EnvelopeFinalized.avsc", reflect.TypeFor[EnvelopeFinalized]()},
 		{TopicDLQ, "DeadLetter.avsc", reflect.TypeFor[DeadLetter]()},
 	}

@@ -143,6 +143,13 @@ type EnvelopeStatusChanged struct {
 	Audit          []AuditEntry  `avro:"audit" json:"audit"`
 }
 
+// Envelope mirrors Envelope.avsc: an envelope's committed state, the value
+// of the compacted changelog, and byte for byte what Redis holds for it.
+type Envelope struct {
+	State   EnvelopeState `avro:"state" json:"state"`
+	Pending []AuditEntry  `avro:"pending" json:"pending"`
+}
+
 // EnvelopeState is the whole state of one envelope.
 type EnvelopeState struct {
 	EnvelopeID string           `avro:"envelope_id" json:"envelope_id"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -34,8 +35,9 @@ type Config struct {
 var ErrRefused = errors.New("broker refused to create topic")
 
 // Ensure creates every esignflow topic that does not exist yet. The status
-// topic keeps its records forever (retention.ms=-1): it is the audit trail
-// and the source Redis is rebuilt from.
+// topic keeps its records forever (retention.ms=-1): it is the audit
+// trail. The changelog is compacted, with the events topic's partition
+// count: it is what Redis is rebuilt from, partition by partition.
 func Ensure(ctx context.Context, cl *kgo.Client, cfg Config) error {
 	_, err := Create(ctx, cl, cfg)
 	return err
@@ -76,10 +78,24 @@ func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 		if keepsForever(names, t) {
 			configs["retention.ms"] = kadm.StringPtr("-1")
 		}
+		n := parts
+		if t == names.Envelopes {
+			// The changelog is compacted (its last record per envelope is
+			// the state) and co-partitioned with the events topic,
+			// whatever that was created with.
+			configs["cleanup.policy"] = kadm.StringPtr("compact")
+			details, err := adm.ListTopics(ctx, names.Events)
+			if err != nil {
+				return nil, fmt.Errorf("describe topic %s: %w", names.Events, err)
+			}
+			if d, ok := details[names.Events]; ok && d.Err == nil && len(d.Partitions) > 0 {
+				n = int32(len(d.Partitions))
+			}
+		}
 		if cfg.MinInsyncReplicas > 0 {
 			configs["min.insync.replicas"] = kadm.StringPtr(strconv.Itoa(cfg.MinInsyncReplicas))
 		}
-		resp, err := adm.CreateTopics(ctx, parts, rf, configs, t)
+		resp, err := adm.CreateTopics(ctx, n, rf, configs, t)
 		if err != nil {
 			return nil, fmt.Errorf("create topic %s: %w", t, err)
 		}
@@ -137,7 +153,10 @@ func check(ctx context.Context, adm *kadm.Client, cfg Config, names schemas.Name
 				continue
 			}
 			if c.Key == "retention.ms" && keepsForever(names, r.Topic) && *c.Value != "-1" {
-				r.Warnings = append(r.Warnings, fmt.Sprintf("has retention.ms=%s: its records expire; esignflow needs -1 (kept forever: the audit trail, and what Redis is rebuilt from)", *c.Value))
+				r.Warnings = append(r.Warnings, fmt.Sprintf("has retention.ms=%s: its records expire; esignflow needs -1 (kept forever: it is the audit trail)", *c.Value))
+			}
+			if c.Key == "cleanup.policy" && r.Topic == names.Envelopes && !strings.Contains(*c.Value, "compact") {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("has cleanup.policy=%s: the changelog must be compacted (cleanup.policy=compact), or restoring Redis reads every change ever made", *c.Value))
 			}
 			if c.Key == "min.insync.replicas" && cfg.MinInsyncReplicas > 0 {
 				if n, err := strconv.Atoi(*c.Value); err == nil && n < cfg.MinInsyncReplicas {

@@ -43,6 +43,16 @@ type Hooks struct {
 	// AfterProduce runs once the batch is produced, before the commit; a
 	// non-nil error ends Run there with that error (tests crash here).
 	AfterProduce func() error
+	// Prepare runs before every batch with its records, and after every
+	// idle IdleEvery with none, outside any transaction and the batch
+	// deadline, on the session's client: where work that must precede a
+	// batch but may take long (a restore) belongs. An error abandons the
+	// polled records, which are consumed again after a backoff.
+	Prepare func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error
+	// Assigned and Revoked are told which partitions of Topic the session
+	// gained and lost (revoked or lost). Assigned runs before the new
+	// partitions are fetched.
+	Assigned, Revoked func(partitions []int32)
 }
 
 // Config configures a loop. Brokers, Topic, Group and Handler are
@@ -64,8 +74,15 @@ type Config struct {
 	// BatchTimeout bounds one batch's work, which shutdown waits for,
 	// default 2m.
 	BatchTimeout time.Duration
-	Handler      Handler
-	Hooks        Hooks
+	// IdleEvery is how long a poll waits for records before Hooks.Prepare
+	// runs without any, default 2s (only with a Prepare hook).
+	IdleEvery time.Duration
+	// ExplicitPartitions are topics whose records are produced to the
+	// partition the handler sets on them (kgo.Record.Partition) instead
+	// of by their key's hash.
+	ExplicitPartitions []string
+	Handler            Handler
+	Hooks              Hooks
 	// Metrics, when set, receive the loop's consumer lag and aborted
 	// transactions (under the loop label Name); nil exports nothing.
 	Metrics *Metrics
@@ -84,6 +101,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.BatchTimeout <= 0 {
 		cfg.BatchTimeout = 2 * time.Minute
+	}
+	if cfg.IdleEvery <= 0 {
+		cfg.IdleEvery = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -122,13 +142,18 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordPartitioner(explicitFor(cfg.ExplicitPartitions, kgo.StickyKeyPartitioner(nil))),
 		// Transaction markers are returned, never handled: the loop sees
 		// where they are, so its lag does not count them, and commits
 		// past them with the next batch.
 		kgo.KeepControlRecords(),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, rev map[string][]int32) { lag.drop(rev) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { lag.drop(lost) }),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, added map[string][]int32) {
+			if cfg.Hooks.Assigned != nil && len(added[cfg.Topic]) > 0 {
+				cfg.Hooks.Assigned(added[cfg.Topic])
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, rev map[string][]int32) { lag.drop(rev); revoked(cfg, rev) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { lag.drop(lost); revoked(cfg, lost) }),
 		compression.DefaultOpt(),
 	}
 	if cfg.AtLeastOnce {
@@ -155,9 +180,15 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	backoff := time.Duration(0)
 	for {
-		fetches := tx.poll(ctx, cfg.MaxBatch)
+		fetches := poll(ctx, cfg, tx)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
+		}
+		if fetches.Empty() && cfg.Hooks.Prepare != nil {
+			if err := cfg.Hooks.Prepare(ctx, tx.client(), nil); err != nil && ctx.Err() == nil {
+				log.Warn("preparing failed; trying again", "err", err)
+			}
+			continue
 		}
 		fetches.EachError(func(t string, part int32, err error) {
 			log.Warn("fetch error", "topic", t, "partition", part, "err", err)
@@ -169,9 +200,30 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 			lag.processed(all) // markers only: nothing to process
 			continue
 		}
+		if cfg.Hooks.Prepare != nil {
+			if err := cfg.Hooks.Prepare(ctx, tx.client(), recs); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				// Give the records back: an aborted transaction rewinds
+				// the session to the committed offsets.
+				if rerr := rewind(ctx, tx); rerr != nil {
+					return rerr
+				}
+				backoff = min(max(2*backoff, 50*time.Millisecond), cfg.RetryMax)
+				log.Warn("preparing the batch failed; consuming it again", "records", len(recs), "err", err, "backoff", backoff)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				continue
+			}
+		}
 		// The batch in flight finishes even when ctx ends: shutdown waits
 		// for it, bounded.
 		work, done := context.WithTimeout(context.WithoutCancel(ctx), cfg.BatchTimeout)
+		work = context.WithValue(work, endsKey{}, ends(all))
 		committed, err := batch(work, cfg, tx, recs)
 		done()
 		var stop *Stop
@@ -196,6 +248,99 @@ func session(ctx context.Context, cfg Config, log *slog.Logger) error {
 			backoff = 0
 		}
 	}
+}
+
+// poll waits for the next records, at most IdleEvery when there is a
+// Prepare hook to run while idle.
+func poll(ctx context.Context, cfg Config, tx txn) kgo.Fetches {
+	if cfg.Hooks.Prepare == nil {
+		return tx.poll(ctx, cfg.MaxBatch)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.IdleEvery)
+	defer cancel()
+	f := tx.poll(pctx, cfg.MaxBatch)
+	if ctx.Err() == nil && pctx.Err() != nil {
+		// The wait ended, not the session: drop the deadline's error.
+		var out kgo.Fetches
+		for _, fetch := range f {
+			for _, t := range fetch.Topics {
+				for _, p := range t.Partitions {
+					if len(p.Records) > 0 || (p.Err != nil && !errors.Is(p.Err, context.DeadlineExceeded)) {
+						out = append(out, kgo.Fetch{Topics: []kgo.FetchTopic{{Topic: t.Topic, Partitions: []kgo.FetchPartition{p}}}})
+					}
+				}
+			}
+		}
+		return out
+	}
+	return f
+}
+
+// revoked tells Hooks.Revoked which partitions of Topic went.
+func revoked(cfg Config, parts map[string][]int32) {
+	if cfg.Hooks.Revoked != nil && len(parts[cfg.Topic]) > 0 {
+		cfg.Hooks.Revoked(parts[cfg.Topic])
+	}
+}
+
+// rewind gives back what the session polled and did not process: an
+// empty transaction, aborted, resets it to the committed offsets.
+func rewind(ctx context.Context, tx txn) error {
+	if err := tx.begin(); err != nil {
+		return &fatalError{fmt.Errorf("begin transaction: %w", err)}
+	}
+	if _, err := tx.end(ctx, false); err != nil {
+		return &fatalError{fmt.Errorf("abort transaction: %w", err)}
+	}
+	return nil
+}
+
+type endsKey struct{}
+
+// ends returns, per partition, the offset after the last of recs (control
+// records included): where the group's offset lands if they commit.
+func ends(recs []*kgo.Record) map[int32]int64 {
+	out := map[int32]int64{}
+	for _, r := range recs {
+		if r.Offset+1 > out[r.Partition] {
+			out[r.Partition] = r.Offset + 1
+		}
+	}
+	return out
+}
+
+// Ends returns, inside a Handler, the offset each partition of the batch
+// commits to if the batch commits: after its last record, transaction
+// markers included (the handler sees only data records). Nil outside a
+// Handler.
+func Ends(ctx context.Context) map[int32]int64 {
+	m, _ := ctx.Value(endsKey{}).(map[int32]int64)
+	return m
+}
+
+// explicitFor partitions the records of topics by the partition set on
+// them, and the rest with fallback.
+func explicitFor(topics []string, fallback kgo.Partitioner) kgo.Partitioner {
+	if len(topics) == 0 {
+		return fallback
+	}
+	set := map[string]bool{}
+	for _, t := range topics {
+		set[t] = true
+	}
+	return explicit{set: set, fallback: fallback}
+}
+
+type explicit struct {
+	set      map[string]bool
+	fallback kgo.Partitioner
+}
+
+func (e explicit) ForTopic(t string) kgo.TopicPartitioner {
+	if e.set[t] {
+		return kgo.ManualPartitioner().ForTopic(t)
+	}
+	return e.fallback.ForTopic(t)
 }
 
 // dataRecords returns recs without their control records (transaction
@@ -285,9 +430,12 @@ type txn interface {
 	flush(ctx context.Context) error
 	end(ctx context.Context, commit bool) (bool, error)
 	close()
+	client() *kgo.Client
 }
 
 type groupTxn struct{ sess *kgo.GroupTransactSession }
+
+func (g *groupTxn) client() *kgo.Client { return g.sess.Client() }
 
 func (g *groupTxn) poll(ctx context.Context, max int) kgo.Fetches {
 	return g.sess.PollRecords(ctx, max)
@@ -304,6 +452,8 @@ func (g *groupTxn) close() { g.sess.Close() }
 
 // plainTxn is at-least-once: produce, flush, then commit the offsets.
 type plainTxn struct{ cl *kgo.Client }
+
+func (c *plainTxn) client() *kgo.Client { return c.cl }
 
 func (c *plainTxn) poll(ctx context.Context, max int) kgo.Fetches { return c.cl.PollRecords(ctx, max) }
 func (c *plainTxn) begin() error                                  { return nil }
