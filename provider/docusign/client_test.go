@@ -344,7 +344,9 @@ func TestCreateBody(t *testing.T) {
 			}
 			CarbonCopies []struct{ RecipientID, Email string }
 		}
-		CustomFields struct{ TextCustomFields []struct{ Name, Value string } }
+		CustomFields struct {
+			TextCustomFields []struct{ Name, Value string }
+		}
 	}
 	if err := json.Unmarshal(raw, &def); err != nil {
 		t.Fatal(err)

@@ -222,7 +222,7 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 					ev.Recipients = append(ev.Recipients, u)
 				}
 			}
-			reason("recipient " + p.Data.RecipientID + " " + action + "d")
+			reason("recipient " + p.Data.RecipientID + map[string]string{"reassign": " reassigned", "delegate": " delegated"}[action])
 		case "authenticationfailed":
 			if u, ok := named.update(); ok {
 				ev.Recipients = append(ev.Recipients, u)

@@ -2,6 +2,7 @@ package docusign_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -109,4 +110,100 @@ func FuzzParse(f *testing.F) {
 		_, _ = docusign.Parse(b)
 		_ = docusign.Verify([][]byte{[]byte(key)}, http.Header{"X-Docusign-Signature-1": {string(b)}}, b)
 	})
+}
+
+// connect builds a Connect JSON SIM message for event about recipient
+// rid (none when ""), with the summary's envelope status and signers.
+func connect(event, rid, status, voidedReason string, signers ...string) []byte {
+	var sg []string
+	for _, s := range signers { // "id:status"
+		id, st, _ := strings.Cut(s, ":")
+		sg = append(sg, `{"recipientId":"`+id+`","email":"r`+id+`@example.com","name":"R`+id+`","status":"`+st+`","declinedReason":"no thanks"}`)
+	}
+	data := `"envelopeId":"env-1"`
+	if rid != "" {
+		data += `,"recipientId":"` + rid + `"`
+	}
+	return []byte(`{"event":"` + event + `","generatedDateTime":"2026-11-27T10:15:42.5170000Z","data":{` + data +
+		`,"envelopeSummary":{"status":"` + status + `","voidedReason":"` + voidedReason + `","recipients":{"signers":[` + strings.Join(sg, ",") + `]},` +
+		`"customFields":{"textCustomFields":[{"name":"esignflow_request_id","value":"req-7"},{"name":"esignflow_tenant","value":"acme"}]}}}}`)
+}
+
+// TestParseEvents: every JSON SIM event of PROVIDER-APIS.md section 1.12.
+func TestParseEvents(t *testing.T) {
+	type rcp struct {
+		id string
+		st schemas.RecipientStatus
+	}
+	tests := []struct {
+		name    string
+		body    []byte
+		status  schemas.Status // "" for none
+		rcps    []rcp
+		reason  string
+		ignored bool
+	}{
+		{"envelope-sent", connect("envelope-sent", "", "sent", "", "1:sent"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
+		{"envelope-delivered", connect("envelope-delivered", "", "delivered", "", "1:delivered"), schemas.StatusDelivered, []rcp{{"1", schemas.RecipientViewed}}, "", false},
+		{"envelope-completed", connect("envelope-completed", "", "completed", "", "1:completed", "2:completed"), schemas.StatusCompleted,
+			[]rcp{{"1", schemas.RecipientSigned}, {"2", schemas.RecipientSigned}}, "", false},
+		{"envelope-declined", connect("envelope-declined", "", "declined", "", "1:declined"), schemas.StatusDeclined, []rcp{{"1", schemas.RecipientDeclined}}, "", false},
+		{"envelope-voided", connect("envelope-voided", "", "voided", "changed my mind", "1:sent"), schemas.StatusVoided, []rcp{{"1", schemas.RecipientSent}}, "changed my mind", false},
+		{"envelope-voided by expiry", connect("envelope-voided", "", "voided", "Envelope has expired.", "1:sent"), schemas.StatusExpired, []rcp{{"1", schemas.RecipientSent}}, "Envelope has expired.", false},
+		{"envelope-corrected keeps the status", connect("envelope-corrected", "", "delivered", "", "1:sent"), schemas.StatusDelivered, []rcp{{"1", schemas.RecipientSent}}, "", false},
+		{"envelope-resent keeps the status", connect("envelope-resent", "", "sent", "", "1:sent"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
+		{"recipient-sent", connect("recipient-sent", "1", "sent", "", "1:sent", "2:created"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
+		{"recipient-resent", connect("recipient-resent", "1", "sent", "", "1:sent"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
+		{"recipient-delivered", connect("recipient-delivered", "1", "sent", "", "1:delivered"), schemas.StatusSent, []rcp{{"1", schemas.RecipientViewed}}, "", false},
+		{"recipient-completed", connect("recipient-completed", "2", "sent", "", "1:completed", "2:completed"), schemas.StatusSent, []rcp{{"2", schemas.RecipientSigned}}, "", false},
+		{"recipient-declined", connect("recipient-declined", "1", "declined", "", "1:declined"), schemas.StatusDeclined, []rcp{{"1", schemas.RecipientDeclined}}, "no thanks", false},
+		{"recipient-autoresponded", connect("recipient-autoresponded", "1", "sent", "", "1:autoresponded"), schemas.StatusSent, []rcp{{"1", schemas.RecipientFailed}}, "", false},
+		{"recipient-authenticationfailed is not final", connect("recipient-authenticationfailed", "1", "sent", "", "1:sent"), schemas.StatusSent,
+			[]rcp{{"1", schemas.RecipientSent}}, "recipient 1 failed authentication", false},
+		{"recipient-finish-later", connect("recipient-finish-later", "1", "delivered", "", "1:delivered"), schemas.StatusDelivered, []rcp{{"1", schemas.RecipientViewed}}, "", false},
+		{"recipient-reassign brings the new one", connect("recipient-reassign", "1", "sent", "", "1:completed", "3:sent"), schemas.StatusSent,
+			[]rcp{{"1", schemas.RecipientSigned}, {"3", schemas.RecipientSent}}, "recipient 1 reassigned", false},
+		{"recipient-delegate brings the new one", connect("recipient-delegate", "1", "sent", "", "3:sent"), schemas.StatusSent,
+			[]rcp{{"3", schemas.RecipientSent}}, "recipient 1 delegated", false},
+		{"envelope-purge", connect("envelope-purge", "", "", ""), "", nil, "", true},
+		{"envelope-deleted", connect("envelope-deleted", "", "completed", ""), "", nil, "", true},
+		{"envelope-discard", connect("envelope-discard", "", "created", ""), "", nil, "", true},
+		{"recipient event without a recipient", connect("recipient-sent", "", "sent", ""), "", nil, "", true},
+		{"unknown kind", connect("template-created", "", "sent", ""), "", nil, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evs, err := docusign.Parse(tt.body)
+			if tt.ignored {
+				if !errors.Is(err, docusign.ErrIgnored) {
+					t.Fatalf("got %v, want ErrIgnored", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := evs[0]
+			if ev.Status == nil || *ev.Status != tt.status {
+				t.Errorf("status %v, want %s", ev.Status, tt.status)
+			}
+			var got []rcp
+			for _, r := range ev.Recipients {
+				got = append(got, rcp{r.RecipientID, r.Status})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.rcps) {
+				t.Errorf("recipients %v, want %v", got, tt.rcps)
+			}
+			reason := ""
+			if ev.Reason != nil {
+				reason = *ev.Reason
+			}
+			if reason != tt.reason {
+				t.Errorf("reason %q, want %q", reason, tt.reason)
+			}
+			if *ev.RequestID != "req-7" || *ev.Tenant != "acme" || ev.Metadata["esignflow_request_id"] != "req-7" || ev.Type != tt.name[:len(strings.Fields(tt.name)[0])] {
+				t.Errorf("event %+v", ev)
+			}
+		})
+	}
 }
