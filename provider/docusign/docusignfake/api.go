@@ -649,11 +649,12 @@ func (d *Dialect) auditEvents(r *http.Request, _ []byte) (int, any) {
 	}
 	type event struct {
 		at     time.Time
+		last   bool // the envelope's end, after the recipient action that made it
 		fields []nameValue
 	}
 	var evs []event
 	add := func(at time.Time, source, user, action, message, status, ip string) {
-		evs = append(evs, event{at: at, fields: []nameValue{
+		evs = append(evs, event{at: at, last: action == "Completed", fields: []nameValue{
 			{"logTime", dsTime(at)}, {"Source", source}, {"UserName", user}, {"UserId", guid(sha256Of(user))},
 			{"Action", action}, {"Message", message}, {"EnvelopeStatus", status}, {"ClientIPAddress", ip},
 			{"Information", ""}, {"GeoLocation", ""}, {"Language", "english"},
@@ -685,7 +686,12 @@ func (d *Dialect) auditEvents(r *http.Request, _ []byte) (int, any) {
 			}
 		}
 	}
-	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at.Before(evs[j].at) })
+	sort.SliceStable(evs, func(i, j int) bool {
+		if evs[i].at.Equal(evs[j].at) {
+			return !evs[i].last && evs[j].last
+		}
+		return evs[i].at.Before(evs[j].at)
+	})
 	type auditEvent struct {
 		EventFields []nameValue `json:"eventFields"`
 	}
