@@ -182,6 +182,8 @@ type Dialect struct {
 	}
 }
 
+var _ sim.Dialect = (*Dialect)(nil)
+
 // window counts calls in a fixed window starting at a multiple of its
 // length since the epoch.
 type window struct {
