@@ -6,6 +6,11 @@
 // meet (dropped, duplicated, delayed webhooks; 5xx and timeouts after
 // acting; corrupted downloads; a network partition). It knows the truth, so
 // tests and benchmarks can check what esignflow concluded against it.
+//
+// What it speaks is a Dialect over that engine: by default its own /v1 API
+// and Standard Webhooks; a provider's dialect (e.g.
+// provider/docusign/docusignfake) serves that provider's API and webhooks
+// with the same lifecycle, faults and truth.
 package sim
 
 import (
