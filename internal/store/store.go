@@ -334,7 +334,7 @@ func (s *Store) Apply(ctx context.Context, b Batch, in []Input) (Output, error) 
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	var plan *writePlan
-	err := s.optimistic(ctx, &out.Stats, func(tx *redis.Tx) (*writePlan, error) {
+	err := s.optimistic(ctx, b.Partition, &out.Stats, func(tx *redis.Tx) (*writePlan, error) {
 		var err error
 		out.Results, plan, err = s.plan(ctx, tx, sc, b, in)
 		return plan, err
@@ -378,10 +378,23 @@ func (s *Store) indexRequests(ctx context.Context, p int32, reqs map[RequestKey]
 // depends on (one round trip); the write is one MULTI/EXEC that Redis
 // refuses when any of those keys changed since, in which case it starts
 // over, at most Config.MaxRetries times.
-func (s *Store) optimistic(ctx context.Context, stats *Stats, read func(*redis.Tx) (*writePlan, error)) error {
+//
+// On a Redis Cluster it runs on the master of partition p's slot: the
+// cluster client's Watch would send a WATCH of its own, a round trip more.
+func (s *Store) optimistic(ctx context.Context, p int32, stats *Stats, read func(*redis.Tx) (*writePlan, error)) error {
+	var node interface {
+		Watch(context.Context, func(*redis.Tx) error, ...string) error
+	} = s.cfg.Client
+	if cc, ok := s.cfg.Client.(*redis.ClusterClient); ok {
+		n, err := cc.MasterForKey(ctx, s.ckptKey(p))
+		if err != nil {
+			return fmt.Errorf("store: partition %d: %w", p, err)
+		}
+		node = n
+	}
 	for attempt := 0; ; attempt++ {
 		var done bool // false: a watched key changed, start over
-		err := s.cfg.Client.Watch(ctx, func(tx *redis.Tx) error {
+		err := node.Watch(ctx, func(tx *redis.Tx) error {
 			plan, err := read(tx)
 			stats.RoundTrips++
 			if err == nil && !plan.empty() {
