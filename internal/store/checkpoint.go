@@ -60,7 +60,9 @@ func (b Batch) check(ckpt *Checkpoint) error {
 	switch {
 	case ckpt == nil:
 		return &BehindError{b.Partition, "no checkpoint (Redis lost the partition's keys or never had them)"}
-	case ckpt.Owner != b.Token && generationOf(ckpt.Owner) > generationOf(b.Token):
+	case ckpt.Owner != b.Token && generationOf(ckpt.Owner) >= generationOf(b.Token):
+		// A later claim, or another of the same generation (Claim lets
+		// it take over): we are fenced.
 		return fmt.Errorf("%w: partition %d is owned by %q, not %q", ErrFenced, b.Partition, ckpt.Owner, b.Token)
 	case ckpt.Owner != b.Token:
 		// An owner of an earlier generation: Redis went back to before
