@@ -114,33 +114,51 @@ func selfCPU(b *testing.B) time.Duration {
 }
 
 // redisCPU returns the CPU time the Redis server has used (INFO cpu, user
-// and system), zero on miniredis. The server is the whole machine's, so
-// the figure is only meaningful on a server the benchmark has to itself.
+// and system), summed over the masters of a cluster; zero on miniredis.
+// The servers are the whole machine's, so the figure is only meaningful on
+// servers the benchmark has to itself.
 func redisCPU(b *testing.B, r *redistest.Redis) time.Duration {
 	if !redistest.Real() {
 		return 0
 	}
-	info, err := r.Client.Info(context.Background(), "cpu").Result()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var total time.Duration
+	add := func(ctx context.Context, n redis.Cmdable) error {
+		info, err := n.Info(ctx, "cpu").Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			name, val, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if name == "used_cpu_user" || name == "used_cpu_sys" {
+				secs, err := strconv.ParseFloat(val, 64)
+				if err != nil {
+					return fmt.Errorf("INFO cpu: %s: %w", line, err)
+				}
+				mu.Lock()
+				total += time.Duration(secs * float64(time.Second))
+				mu.Unlock()
+			}
+		}
+		return nil
+	}
+	var err error
+	if cc, ok := r.Client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return add(ctx, n) })
+	} else {
+		err = add(ctx, r.Client)
+	}
 	if err != nil {
 		b.Fatal(err)
-	}
-	var total time.Duration
-	for _, line := range strings.Split(info, "\n") {
-		name, val, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if name == "used_cpu_user" || name == "used_cpu_sys" {
-			secs, err := strconv.ParseFloat(val, 64)
-			if err != nil {
-				b.Fatalf("INFO cpu: %s: %v", line, err)
-			}
-			total += time.Duration(secs * float64(time.Second))
-		}
 	}
 	return total
 }
 
 // benchBatch returns batch number i of partition p: size events, at
-// offsets i*size on, perEnv (1 or 4) for each of size/perEnv envelopes. With 4 they are an envelope's whole life
-// (created, sent, a recipient viewing, completed); with 1, each envelope
+// offsets i*size on, perEnv (1 or 4) for each of size/perEnv envelopes.
+// With 4 they are an envelope's whole life (created, sent, a recipient
+// viewing, completed); with 1, each envelope
 // has its next step, as when a processor's batch holds one event for each
 // of many envelopes: envelope k of batch i is at step i%4 of its life.
 func benchBatch(p int32, i, perEnv, size int) []store.Input {
