@@ -236,7 +236,7 @@ func (s *Store) Active(ctx context.Context) (int64, error) {
 // store holding envelopes without running the processor (a processor that
 // claims p restores it from its changelog instead of trusting them).
 func (s *Store) Seed(ctx context.Context, p int32, envs ...envelope.Envelope) error {
-	r := &Restore{s: s, p: p, enc: s.codec.encoder(), pipe: s.cfg.Client.Pipeline()}
+	r := &Restore{s: s, p: p, enc: s.codec.encoder(), reqs: s.cfg.Client.Pipeline()}
 	for i := range envs {
 		if err := r.Put(ctx, &envs[i]); err != nil {
 			return err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -22,10 +23,11 @@ const restoreChunk = 1000
 type Restore struct {
 	s     *Store
 	p     int32
-	token string
+	token string // "": not fenced (Seed)
 	enc   *encoder
-	pipe  redis.Pipeliner
-	n     int // envelopes in pipe
+	cmds  []redis.Cmder   // the chunk's writes of p's keys
+	reqs  redis.Pipeliner // the chunk's request index writes
+	n     int             // envelopes in the chunk
 	total int
 }
 
@@ -35,10 +37,38 @@ func (s *Store) BeginRestore(ctx context.Context, p int32, token string) (*Resto
 	if err := s.dropCheckpoint(ctx, p, token); err != nil {
 		return nil, err
 	}
-	if err := s.deletePartition(ctx, p); err != nil {
+	if err := s.deletePartition(ctx, p, token); err != nil {
 		return nil, err
 	}
-	return &Restore{s: s, p: p, token: token, enc: s.codec.encoder(), pipe: s.cfg.Client.Pipeline()}, nil
+	return &Restore{s: s, p: p, token: token, enc: s.codec.encoder(), reqs: s.cfg.Client.Pipeline()}, nil
+}
+
+// asOwner runs cmds, all of them on keys of p, in one MULTI/EXEC provided
+// token is still p's last claim (ErrFenced otherwise), so that a member
+// that lost the partition while restoring it never writes over the new
+// owner's keys.
+func (s *Store) asOwner(ctx context.Context, p int32, token string, cmds []redis.Cmder) error {
+	key := s.ownerKey(p)
+	err := s.cfg.Client.Watch(ctx, func(tx *redis.Tx) error {
+		owner, err := tx.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if owner != token {
+			return fmt.Errorf("%w: partition %d %w", ErrFenced, p, errClaimLost)
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, c := range cmds {
+				_ = pipe.Process(ctx, c)
+			}
+			return nil
+		})
+		return err
+	}, key)
+	if errors.Is(err, redis.TxFailedErr) { // claimed between the GET and the EXEC
+		return fmt.Errorf("%w: partition %d %w", ErrFenced, p, errClaimLost)
+	}
+	return err
 }
 
 // dropCheckpoint deletes p's checkpoint if token is still its last claim.
@@ -59,9 +89,9 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
-// deletePartition deletes every key of p but its owner: on a
-// Redis Cluster, on the node that holds p's slot.
-func (s *Store) deletePartition(ctx context.Context, p int32) error {
+// deletePartition deletes every key of p but its owner, as the holder of
+// token: on a Redis Cluster, on the node that holds p's slot.
+func (s *Store) deletePartition(ctx context.Context, p int32, token string) error {
 	var node redis.Cmdable = s.cfg.Client
 	if cc, ok := s.cfg.Client.(*redis.ClusterClient); ok {
 		n, err := cc.MasterForKey(ctx, s.ckptKey(p))
@@ -77,9 +107,13 @@ func (s *Store) deletePartition(ctx context.Context, p int32) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := node.Unlink(ctx, batch...).Err()
+		args := make([]any, 1+len(batch))
+		args[0] = "unlink"
+		for i, k := range batch {
+			args[1+i] = k
+		}
 		batch = batch[:0]
-		return err
+		return s.asOwner(ctx, p, token, []redis.Cmder{redis.NewIntCmd(ctx, args...)})
 	}
 	for iter.Next(ctx) {
 		if k := iter.Val(); k != keep {
@@ -122,12 +156,12 @@ func (r *Restore) Put(ctx context.Context, e *envelope.Envelope) error {
 		return err
 	}
 	id := e.State.EnvelopeID
-	r.pipe.Set(ctx, r.s.envKey(r.p, id), val, 0)
+	r.cmds = append(r.cmds, redis.NewStatusCmd(ctx, "set", r.s.envKey(r.p, id), val))
 	if !e.Terminal() {
-		r.pipe.ZAdd(ctx, r.s.activeKey(r.p), redis.Z{Score: float64(e.State.UpdatedAt.UnixMilli()), Member: id})
+		r.cmds = append(r.cmds, redis.NewIntCmd(ctx, "zadd", r.s.activeKey(r.p), e.State.UpdatedAt.UnixMilli(), id))
 	}
 	if e.State.RequestID != nil && *e.State.RequestID != "" {
-		r.pipe.HSet(ctx, r.s.reqKey(RequestKey{Tenant: deref(e.State.Tenant), ID: *e.State.RequestID}), "env", id, "p", r.p)
+		r.reqs.HSet(ctx, r.s.reqKey(RequestKey{Tenant: deref(e.State.Tenant), ID: *e.State.RequestID}), "env", id, "p", r.p)
 	}
 	r.total++
 	if r.n++; r.n >= restoreChunk {
@@ -140,8 +174,28 @@ func (r *Restore) flush(ctx context.Context) error {
 	if r.n == 0 {
 		return nil
 	}
-	_, err := r.pipe.Exec(ctx)
-	r.n = 0
+	cmds := r.cmds
+	r.cmds, r.n = nil, 0
+	var err error
+	if r.token == "" {
+		_, err = r.s.cfg.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, c := range cmds {
+				_ = pipe.Process(ctx, c)
+			}
+			return nil
+		})
+	} else {
+		err = r.s.asOwner(ctx, r.p, r.token, cmds)
+	}
+	if err == nil {
+		// The request index is not partition-scoped, so it cannot be in
+		// the MULTI; a zombie's entries are the changelog's, as true as
+		// the new owner's.
+		_, err = r.reqs.Exec(ctx)
+	}
+	if errors.Is(err, ErrFenced) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("store: restore partition %d: write: %w", r.p, err)
 	}
