@@ -24,6 +24,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			return runBenchProcessor(ctx, e, args[1:])
 		case "ingress":
 			return runBenchIngress(ctx, e, args[1:])
+		case "restore":
+			return runBenchRestore(ctx, e, args[1:])
 		}
 	}
 	return runBenchPipeline(ctx, e, args)
@@ -88,6 +90,40 @@ func runBenchProcessor(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+func runBenchRestore(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("bench restore", e, "Fill the changelog with N envelope states, start a processor on an empty Redis and measure how fast it\nrestores every partition (envelopes/s) and the process's peak RSS over its baseline (the processor runs in\nthis process, and so do kfake and miniredis when no --brokers or --redis-url is given).")
+	bk := registerBenchKafka(fs)
+	envelopes := fs.Int("envelopes", 100000, "envelope states in the changelog (2 recipients and 2 pending audit entries each; every fifth completed)")
+	partitions := fs.Int("partitions", 4, "`partitions` of the events topic and the changelog")
+	redisURL := fs.String("redis-url", "", "real Redis `URL` (keys under a fresh prefix, removed after); in-process miniredis when empty")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := atLeastOne(intFlag{"envelopes", *envelopes}, intFlag{"partitions", *partitions}); err != nil {
+		return err
+	}
+	brokers, kopts, err := bk.parse()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "bench restore: %d envelopes on %d partitions…\n", *envelopes, *partitions)
+	r, err := bench.Restore(ctx, bench.RestoreConfig{Envelopes: *envelopes, Partitions: int32(*partitions), Brokers: brokers, RedisURL: *redisURL,
+		KafkaOpts: kopts, Timeout: *timeout})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(r)
+	}
+	fmt.Fprintf(e.stdout, "changelog    %d envelopes, %d MiB of values, on %d partitions, filled in %s\n", r.Envelopes, r.ChangelogBytes>>20, r.Partitions, r.Fill.Round(time.Millisecond))
+	fmt.Fprintf(e.stdout, "restore      %d partitions in %s (%s from the processor's start to every checkpoint): %.0f envelopes/s\n", r.Restores, r.Restoring.Round(time.Millisecond), r.Elapsed.Round(time.Millisecond), r.EnvelopesPerSec)
+	fmt.Fprintf(e.stdout, "memory       RSS baseline %d MiB, peak %d MiB, growth %d MiB; Go heap growth %d MiB (in process)\n", r.BaselineRSSKiB>>10, r.PeakRSSKiB>>10, r.GrowthRSSKiB>>10, r.HeapGrowthKiB>>10)
+	fmt.Fprintf(e.stdout, "redis        %d envelopes after the restore\n", r.InRedis)
+	return nil
+}
+
 func runBenchIngress(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("bench ingress", e, "Drive signed webhooks over loopback at the real ingress and at a bare verify-only handler, and compare.")
 	bk := registerBenchKafka(fs)
@@ -121,7 +157,7 @@ func runBenchIngress(ctx context.Context, e *env, args []string) error {
 }
 
 func runBenchPipeline(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("bench", e, "Drive the whole system (in process, loopback only) with N envelopes through the simulator and report\nthroughput, latency, correctness (against the simulator's truth and a read_committed consumer) and work.\nExits non-zero when any correctness figure is not zero. Also: 'bench processor', 'bench ingress'.")
+	fs := newFlagSet("bench", e, "Drive the whole system (in process, loopback only) with N envelopes through the simulator and report\nthroughput, latency, correctness (against the simulator's truth and a read_committed consumer) and work.\nExits non-zero when any correctness figure is not zero. Also: 'bench processor', 'bench ingress', 'bench restore'.")
 	n := fs.Int("envelopes", 10000, "signing requests to send")
 	bk := registerBenchKafka(fs)
 	rate := fs.Float64("rate", 0, "requests per second (0: as fast as they go)")

@@ -19,7 +19,7 @@ func referencePaths() [][]string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	subs := map[string][]string{"request": {"send"}, "dlq": {"list", "replay"}, "topics": {"create"}, "audit": {"verify", "export"}, "bench": {"", "processor", "ingress"}}
+	subs := map[string][]string{"request": {"send"}, "dlq": {"list", "replay"}, "topics": {"create"}, "audit": {"verify", "export"}, "bench": {"", "processor", "ingress", "restore"}}
 	for _, n := range names {
 		if n == "version" {
 			continue
