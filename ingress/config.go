@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/registry"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -63,9 +65,14 @@ type Config struct {
 	// source IP is the TCP peer.
 	TrustedProxies []netip.Prefix
 	// Providers are the providers a signing request may name (those the
-	// processor creates envelopes with), overriding the default ["sim"];
-	// any other is answered 400 at once.
+	// processor creates envelopes with), overriding the default: the
+	// registry's default provider alone. Any other is answered 400 at
+	// once. A request that names none is given the first.
 	Providers []string
+	// Webhooks are the webhook schemes served, by provider name (POST
+	// /webhooks/{name}), overriding the default: every provider of the
+	// registry that sends webhooks.
+	Webhooks map[string]provider.Webhook
 	// Topics says how missing topics are created when Run starts (names
 	// from Codec); /readyz fails until the ingress's topics exist.
 	Topics topics.Config
@@ -139,7 +146,10 @@ func (c *Config) defaults() {
 		}
 	}
 	if len(c.Providers) == 0 {
-		c.Providers = []string{"sim"}
+		c.Providers = []string{registry.Default()}
+	}
+	if c.Webhooks == nil {
+		c.Webhooks = registry.Webhooks()
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 1 << 20

@@ -124,7 +124,7 @@ func (in *Ingress) signingRequest(w http.ResponseWriter, r *http.Request, tenant
 	}
 	release := func() { _, _ = releaseClaim(context.WithoutCancel(ctx), in.cfg.Redis, rkey, claim) }
 
-	req, fields := decodeRequest(body, scope(tenant)+":"+key, tenant, in.cfg.Now())
+	req, fields := decodeRequest(body, scope(tenant)+":"+key, tenant, in.cfg.Providers[0], in.cfg.Now())
 	if req.Provider != "" && !slices.Contains(in.cfg.Providers, req.Provider) {
 		fields = append(fields, FieldError{"provider", fmt.Sprintf("%q is not an enabled provider (enabled: %s)", req.Provider, strings.Join(in.cfg.Providers, ", "))})
 	}
@@ -332,16 +332,19 @@ func (in *Ingress) replay(w http.ResponseWriter, r *http.Request, rkey, hash str
 }
 
 // DecodeRequest parses and validates a signing request's JSON, filling the
-// defaults (request_id from key, provider sim, auth EMAIL, routing order 1,
-// requested_at now), and returns every field error at once. The CLI uses it
-// too, so a request is judged the same way whichever way it comes in.
+// defaults (request_id from key, auth EMAIL, routing order 1, requested_at
+// now), and returns every field error at once. A request that names no
+// provider keeps none: the processor creates it with its default
+// provider. The CLI uses it too, so a request is judged the same way
+// whichever way it comes in.
 func DecodeRequest(body []byte, key string, now time.Time) (schemas.SigningRequest, []FieldError) {
-	return decodeRequest(body, key, "", now)
+	return decodeRequest(body, key, "", "", now)
 }
 
-// decodeRequest is DecodeRequest with the tenant of the caller's token:
-// an empty body tenant becomes it.
-func decodeRequest(body []byte, key, tenant string, now time.Time) (schemas.SigningRequest, []FieldError) {
+// decodeRequest is DecodeRequest with the tenant of the caller's token (an
+// empty body tenant becomes it) and the provider of a request that names
+// none.
+func decodeRequest(body []byte, key, tenant, defaultProvider string, now time.Time) (schemas.SigningRequest, []FieldError) {
 	var req schemas.SigningRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -357,7 +360,7 @@ func decodeRequest(body []byte, key, tenant string, now time.Time) (schemas.Sign
 		req.Tenant = tenant
 	}
 	if req.Provider == "" {
-		req.Provider = "sim"
+		req.Provider = defaultProvider
 	}
 	if req.Tenant == "" {
 		add("tenant", "is required")

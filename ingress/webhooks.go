@@ -11,15 +11,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/esignflow/esignflow/provider/docusign"
-	"github.com/esignflow/esignflow/provider/dropboxsign"
-	"github.com/esignflow/esignflow/provider/sim"
-	"github.com/esignflow/esignflow/provider/stdwebhook"
+	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/schemas"
 )
-
-// Providers lists the webhook endpoints: POST /webhooks/{provider}.
-func Providers() []string { return []string{"sim", "standard", "docusign", "dropboxsign"} }
 
 // errUnparsed marks an authentic webhook that could not be normalised; it
 // goes to the DLQ with its raw body.
@@ -32,8 +26,8 @@ var errIgnored = errors.New("authentic webhook carries no status")
 //
 // Answers: 401 for a missing or wrong signature or a timestamp outside the
 // window (nothing published); 413 for a body over the limit; 404 for an
-// unknown provider; 400 for a Dropbox Sign body whose signature cannot even
-// be read; 503 with Retry-After when the broker does not acknowledge in
+// unknown provider (one without a scheme in Config.Webhooks); 400 for a
+// body whose signature cannot even be read (provider.ErrWebhookMalformed); 503 with Retry-After when the broker does not acknowledge in
 // time. An authentic webhook that cannot be parsed is published to the DLQ
 // with its raw body and answered 202: the provider must not retry (or
 // disable the endpoint) for a payload only an operator can fix, and nothing
@@ -41,11 +35,8 @@ var errIgnored = errors.New("authentic webhook carries no status")
 // (callback_test, envelope-purge…) is answered 200 and counted.
 func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("provider")
-	known := false
-	for _, p := range Providers() {
-		known = known || p == name
-	}
-	if !known {
+	scheme := in.cfg.Webhooks[name]
+	if scheme == nil {
 		in.problem(w, r, "unknown", http.StatusNotFound, fmt.Sprintf("no webhook endpoint for provider %q", name), nil)
 		return
 	}
@@ -62,46 +53,23 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 	keys := in.cfg.Secrets.Keys(name)
 	var events []schemas.EnvelopeEvent
 	var verifyErr, parseErr error
-	reply := ""
-	switch {
-	case len(keys) == 0:
+	reply := scheme.Reply()
+	if len(keys) == 0 {
 		verifyErr = fmt.Errorf("%w %s", errNoSecret, name)
-	case name == "sim", name == "standard":
-		sk := make([]stdwebhook.Secret, len(keys))
-		for i, k := range keys {
-			sk[i] = k
-		}
-		if _, verifyErr = stdwebhook.Verify(sk, r.Header, body, in.cfg.Now(), in.cfg.Tolerance); verifyErr == nil {
-			events, parseErr = sim.ParseWebhook(body)
-			if parseErr != nil {
-				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
-			}
-		}
-	case name == "docusign":
-		if verifyErr = docusign.Verify(keys, r.Header, body); verifyErr == nil {
-			events, parseErr = docusign.Parse(body)
-			switch {
-			case errors.Is(parseErr, docusign.ErrIgnored):
-				parseErr = errIgnored
-			case parseErr != nil:
-				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
-			}
-		}
-	case name == "dropboxsign":
-		reply = dropboxsign.Reply
-		cb, err := dropboxsign.Decode(r.Header.Get("Content-Type"), body)
-		if err != nil {
-			in.problem(w, r, name, http.StatusBadRequest, err.Error(), nil)
-			return
-		}
-		if verifyErr = dropboxsign.Verify(keys, cb); verifyErr == nil {
-			events, parseErr = dropboxsign.Parse(cb)
-			switch {
-			case errors.Is(parseErr, dropboxsign.ErrIgnored):
-				parseErr = errIgnored
-			case parseErr != nil:
-				parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
-			}
+	} else {
+		verifyErr = scheme.Verify(keys, r.Header, body, in.cfg.Now(), in.cfg.Tolerance)
+	}
+	if errors.Is(verifyErr, provider.ErrWebhookMalformed) {
+		in.problem(w, r, name, http.StatusBadRequest, verifyErr.Error(), nil)
+		return
+	}
+	if verifyErr == nil {
+		events, parseErr = scheme.Parse(r.Header, body)
+		switch {
+		case errors.Is(parseErr, provider.ErrWebhookIgnored):
+			parseErr = errIgnored
+		case parseErr != nil:
+			parseErr = fmt.Errorf("%w: %w", errUnparsed, parseErr)
 		}
 	}
 	if verifyErr != nil {
@@ -148,9 +116,6 @@ func (in *Ingress) webhook(w http.ResponseWriter, r *http.Request) {
 	for i := range events {
 		ev := &events[i]
 		ev.ReceivedAt, ev.BodySHA256, ev.SourceIP = now, &bodyHash, &ip
-		if ev.Provider == "sim" && name == "standard" {
-			ev.Provider = "standard"
-		}
 		if ua != "" {
 			ev.UserAgent = &ua
 		}
@@ -206,20 +171,16 @@ func (in *Ingress) deadLetterWebhook(r *http.Request, name string, body []byte, 
 // errNoSecret is the verification failure of a provider with no secret.
 var errNoSecret = errors.New("no secret configured for provider")
 
-// reason is a short label for a verification failure.
+// reason is a short label for a verification failure: the scheme's
+// (provider.VerifyError), or no_secret.
 func reason(err error) string {
+	var ve *provider.VerifyError
 	switch {
 	case errors.Is(err, errNoSecret):
 		return "no_secret"
-	case errors.Is(err, stdwebhook.ErrStale):
-		return "stale"
-	case errors.Is(err, stdwebhook.ErrFuture):
-		return "future"
-	case errors.Is(err, stdwebhook.ErrMissingHeaders), errors.Is(err, docusign.ErrNoSignature):
-		return "missing"
-	case errors.Is(err, stdwebhook.ErrBadTimestamp):
-		return "bad_timestamp"
+	case errors.As(err, &ve):
+		return ve.Reason
 	default:
-		return "mismatch"
+		return provider.VerifyMismatch
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/registry"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -48,11 +49,17 @@ type Config struct {
 	// Store is the Redis envelope store.
 	Store *store.Store
 	// Providers create envelopes, by the provider name a request carries
-	// ("sim" when it carries none).
+	// (DefaultProvider when it carries none): the enabled providers. A
+	// request for any other is dead-lettered with the reason the registry
+	// gives (for a provider esignflow has an API client for, the flags
+	// that enable it).
 	Providers map[string]Creator
+	// DefaultProvider is the provider of a request that names none,
+	// overriding the registry's default (registry.Default).
+	DefaultProvider string
 	// KnownProviders are the provider names an event may carry; an event
-	// of any other goes to the DLQ. Defaults to sim, standard, docusign
-	// and dropboxsign plus the names in Providers.
+	// of any other goes to the DLQ. Defaults to every provider of the
+	// registry (registry.Names) plus the names in Providers.
 	KnownProviders []string
 	// Group is the consumer group, overriding the default
 	// "esignflow-processor". Requests are consumed by Group+"-requests",
@@ -148,10 +155,13 @@ func (c *Config) defaults() {
 		c.CreateConcurrency = 32
 	}
 	if len(c.KnownProviders) == 0 {
-		c.KnownProviders = []string{"sim", "standard", "docusign", "dropboxsign"}
+		c.KnownProviders = registry.Names()
 		for name := range c.Providers {
 			c.KnownProviders = append(c.KnownProviders, name)
 		}
+	}
+	if c.DefaultProvider == "" {
+		c.DefaultProvider = registry.Default()
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/registry"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -42,8 +43,8 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 		if err == nil {
 			err = validateRequest(req)
 		}
-		if err == nil && p.cfg.Providers[providerOf(req)] == nil {
-			err = fmt.Errorf("%w: unknown provider %q", errInvalid, req.Provider)
+		if err == nil && p.cfg.Providers[p.providerOf(req)] == nil {
+			err = fmt.Errorf("%w: request %q of tenant %q: %w", errInvalidRequest, req.RequestID, req.Tenant, registry.NotEnabled(p.providerOf(req)))
 		}
 		if err != nil {
 			if !schemas.IsPoison(err) && !errors.Is(err, errInvalid) {
@@ -136,21 +137,33 @@ func requestHash(req schemas.SigningRequest) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-func providerOf(req schemas.SigningRequest) string {
+// providerOf is the provider a request is created with: the one it
+// names, or the default.
+func (p *Processor) providerOf(req schemas.SigningRequest) string {
 	if req.Provider == "" {
-		return "sim"
+		return p.cfg.DefaultProvider
 	}
 	return req.Provider
 }
 
+// errInvalidRequest marks a signing request that cannot be created as it
+// is: it is dead-lettered, as an invalid record (errors.Is errInvalid
+// holds), with a reason that says it is a request.
+var errInvalidRequest error = invalidRequest{}
+
+type invalidRequest struct{}
+
+func (invalidRequest) Error() string        { return "invalid request" }
+func (invalidRequest) Is(target error) bool { return target == errInvalid }
+
 func validateRequest(req schemas.SigningRequest) error {
 	switch {
 	case req.RequestID == "":
-		return fmt.Errorf("%w: request_id is empty", errInvalid)
+		return fmt.Errorf("%w: request_id is empty", errInvalidRequest)
 	case len(req.Recipients) == 0:
-		return fmt.Errorf("%w: request %s has no recipients", errInvalid, req.RequestID)
+		return fmt.Errorf("%w: request %s has no recipients", errInvalidRequest, req.RequestID)
 	case len(req.Documents) == 0:
-		return fmt.Errorf("%w: request %s has no documents", errInvalid, req.RequestID)
+		return fmt.Errorf("%w: request %s has no documents", errInvalidRequest, req.RequestID)
 	}
 	return nil
 }
@@ -160,11 +173,11 @@ func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest) (
 	now := time.Now()
 	rid, tenant := req.RequestID, req.Tenant
 	ev := schemas.EnvelopeEvent{
-		EventID: "api:" + req.RequestID, Provider: providerOf(req), RequestID: &rid, Tenant: &tenant,
+		EventID: "api:" + req.RequestID, Provider: p.providerOf(req), RequestID: &rid, Tenant: &tenant,
 		Source: schemas.SourceAPI, Type: "envelope.created", ReceivedAt: now, Recipients: []schemas.RecipientUpdate{},
 		Metadata: map[string]string{},
 	}
-	env, err := p.cfg.Providers[providerOf(req)].Create(ctx, store.RequestKey{Tenant: req.Tenant, ID: req.RequestID}.Scoped(), req)
+	env, err := p.cfg.Providers[p.providerOf(req)].Create(ctx, store.RequestKey{Tenant: req.Tenant, ID: req.RequestID}.Scoped(), req)
 	switch {
 	case provider.IsPermanent(err):
 		p.m.failed.Inc()

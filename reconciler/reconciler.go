@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +40,17 @@ type Poller interface {
 	Get(ctx context.Context, id string) (provider.Envelope, error)
 }
 
+// BatchPoller is a Poller whose provider answers for many envelopes in one
+// call (DocuSign's listStatusChanges with envelope_ids). The reconciler
+// uses GetMany for such a provider, one rate-limit token per call of up to
+// Config.BatchSize envelopes. GetMany leaves out the envelopes the provider
+// does not know; with an error it may still return the envelopes it read
+// (the others are polled again later).
+type BatchPoller interface {
+	Poller
+	GetMany(ctx context.Context, ids []string) ([]provider.Envelope, error)
+}
+
 // Config configures a Reconciler. Brokers, Codec, Store and Pollers are
 // required.
 type Config struct {
@@ -56,8 +68,15 @@ type Config struct {
 	// Interval between scans, default 1m.
 	Interval time.Duration
 	// MinPollInterval is the least time between two polls of one envelope,
-	// by any replica, default 15m (DocuSign's rule).
+	// by any replica, default 15m.
 	MinPollInterval time.Duration
+	// PollIntervals overrides MinPollInterval for the envelopes of the
+	// providers it names (a provider's own polling rule, from the
+	// registry).
+	PollIntervals map[string]time.Duration
+	// BatchSize bounds the envelopes asked about in one GetMany call,
+	// default 100.
+	BatchSize int
 	// Rate is the polls per hour allowed per provider account, default
 	// 3000, with bursts of Burst (default 500).
 	Rate  float64
@@ -109,6 +128,9 @@ func (c *Config) defaults() {
 	}
 	if c.ScanLimit <= 0 {
 		c.ScanLimit = 1000
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 100
 	}
 	if c.InFlightEvery == 0 {
 		c.InFlightEvery = time.Minute
@@ -220,7 +242,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 }
 
 // Scan runs one scan: find stale envelopes, lease them, poll within the
-// rate limit, publish the answers.
+// rate limit — in batches where the provider answers for many envelopes
+// in one call (BatchPoller), one by one otherwise — and publish the
+// answers.
 func (r *Reconciler) Scan(ctx context.Context) error {
 	now := r.cfg.Now()
 	stale, err := r.cfg.Store.Stale(ctx, now.Add(-r.cfg.StaleAfter), r.cfg.ScanLimit)
@@ -232,11 +256,23 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 		return nil
 	}
 	r.m.stale.Add(float64(len(stale)))
-	ids := make([]string, len(stale))
-	for i, s := range stale {
-		ids[i] = s.EnvelopeID
+	// The states first: an envelope's provider says how long its lease
+	// lasts (the provider's polling rule).
+	states, err := r.cfg.Store.EnvelopesOf(ctx, stale)
+	if err != nil {
+		return err
 	}
-	leased, err := r.lease(ctx, ids)
+	ids := make([]string, 0, len(stale))
+	ttls := make([]time.Duration, 0, len(stale))
+	for _, s := range stale {
+		st, ok := states[s.EnvelopeID]
+		if !ok {
+			continue // settled since the index was read
+		}
+		ids = append(ids, s.EnvelopeID)
+		ttls = append(ttls, r.interval(st.State.Provider))
+	}
+	leased, err := r.lease(ctx, ids, ttls)
 	if err != nil {
 		return err
 	}
@@ -244,20 +280,15 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 	if len(leased) == 0 {
 		return nil
 	}
-	isLeased := make(map[string]bool, len(leased))
+	// Leased envelopes by provider, in the order found.
+	var order []string
+	byProvider := map[string][]string{}
 	for _, id := range leased {
-		isLeased[id] = true
-	}
-	var refs []store.Stale
-	for _, s := range stale {
-		if isLeased[s.EnvelopeID] {
-			refs = append(refs, s)
+		name := states[id].State.Provider
+		if _, ok := byProvider[name]; !ok {
+			order = append(order, name)
 		}
-	}
-	states, err := r.cfg.Store.EnvelopesOf(ctx, refs)
-	if err != nil {
-		r.release(leased)
-		return err
+		byProvider[name] = append(byProvider[name], id)
 	}
 	var recs []*kgo.Record
 	var unpolled []string
@@ -270,47 +301,107 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 			}
 		}
 	}()
-	for i, id := range leased {
-		st, ok := states[id]
-		poller := r.cfg.Pollers[st.State.Provider]
-		if !ok || poller == nil {
-			r.m.errors.WithLabelValues("no-poller").Inc()
+	answer := func(id string, pe provider.Envelope) {
+		st := states[id]
+		if st.State.Status == nil || *st.State.Status != pe.Status {
+			r.m.repairs.Inc()
+		}
+		recs = append(recs, r.record(ctx, pollEvent(st, pe, now)))
+	}
+	missing := func(id string) {
+		r.m.notFound.Inc()
+		recs = append(recs, r.record(ctx, notFoundEvent(states[id], now)))
+	}
+	// rest is every leased id not polled yet from provider k's i'th on.
+	rest := func(k, i int) []string {
+		out := append([]string(nil), byProvider[order[k]][i:]...)
+		for _, name := range order[k+1:] {
+			out = append(out, byProvider[name]...)
+		}
+		return out
+	}
+	for k, name := range order {
+		group := byProvider[name]
+		poller := r.cfg.Pollers[name]
+		if poller == nil {
+			r.m.errors.WithLabelValues("no-poller").Add(float64(len(group)))
 			continue
 		}
-		if err := r.wait(ctx); err != nil {
-			unpolled = append(unpolled, leased[i:]...)
-			return nil
+		bp, batched := poller.(BatchPoller)
+		size := 1
+		if batched {
+			size = r.cfg.BatchSize
 		}
-		r.m.polls.Inc()
-		pe, err := poller.Get(ctx, id)
-		var rl *provider.RateLimitedError
-		switch {
-		case errors.As(err, &rl):
-			r.m.waits.Inc()
-			r.m.errors.WithLabelValues("rate-limited").Inc()
-			unpolled = append(unpolled, leased[i:]...)
-			r.log.Info("provider rate limit; pausing", "retry_after", rl.RetryAfter)
-			select {
-			case <-ctx.Done():
-			case <-time.After(rl.RetryAfter):
+		for i := 0; i < len(group); i += size {
+			chunk := group[i:min(len(group), i+size)]
+			if err := r.wait(ctx); err != nil {
+				unpolled = append(unpolled, rest(k, i)...)
+				return nil
 			}
-			return nil
-		case errors.Is(err, provider.ErrNotFound):
-			r.m.notFound.Inc()
-			recs = append(recs, r.record(ctx, notFoundEvent(st, now)))
-		case err != nil:
-			r.m.errors.WithLabelValues("poll").Inc()
-			unpolled = append(unpolled, id)
-			r.log.Warn("poll failed", "envelope_id", id, "err", err)
-		default:
-			ev := pollEvent(st, pe, now)
-			if st.State.Status == nil || *st.State.Status != pe.Status {
-				r.m.repairs.Inc()
+			r.m.polls.Add(float64(len(chunk)))
+			var envs []provider.Envelope
+			if batched {
+				envs, err = bp.GetMany(ctx, chunk)
+			} else {
+				var pe provider.Envelope
+				if pe, err = poller.Get(ctx, chunk[0]); err == nil {
+					envs = []provider.Envelope{pe}
+				}
 			}
-			recs = append(recs, r.record(ctx, ev))
+			var rl *provider.RateLimitedError
+			switch {
+			case errors.As(err, &rl):
+				// The provider's account limit: every call waits.
+				r.m.waits.Inc()
+				r.m.errors.WithLabelValues("rate-limited").Inc()
+				unpolled = append(unpolled, rest(k, i)...)
+				r.log.Info("provider rate limit; pausing", "provider", name, "retry_after", rl.RetryAfter)
+				select {
+				case <-ctx.Done():
+				case <-time.After(rl.RetryAfter):
+				}
+				return nil
+			case !batched && errors.Is(err, provider.ErrNotFound):
+				missing(chunk[0])
+				continue
+			}
+			got := make(map[string]bool, len(envs))
+			for _, pe := range envs {
+				if slices.Contains(chunk, pe.ID) && !got[pe.ID] {
+					got[pe.ID] = true
+					answer(pe.ID, pe)
+				}
+			}
+			if err != nil {
+				// A failed call, or envelopes the provider refuses to be
+				// asked about for now (a per-envelope limit): what it did
+				// answer is published, the rest is polled again later.
+				r.m.errors.WithLabelValues("poll").Inc()
+				r.log.Warn("poll failed", "provider", name, "envelopes", len(chunk), "answered", len(got), "err", err)
+				for _, id := range chunk {
+					if !got[id] {
+						unpolled = append(unpolled, id)
+					}
+				}
+				continue
+			}
+			for _, id := range chunk {
+				if !got[id] {
+					missing(id)
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// interval is the least time between two polls of one envelope of the
+// provider called name.
+func (r *Reconciler) interval(name string) time.Duration {
+	if d, ok := r.cfg.PollIntervals[name]; ok && d > 0 {
+		return d
+	}
+	return r.cfg.MinPollInterval
 }
 
 // inFlightPage bounds the envelopes read at once while counting.
@@ -367,15 +458,19 @@ func (r *Reconciler) wait(ctx context.Context) error {
 }
 
 // lease takes, in one round trip, a lease on each envelope not leased by
-// anyone: SET NX with a TTL of MinPollInterval. A lease is not released
+// anyone: SET NX with a TTL of its provider's minimum poll interval
+// (ttls[i] for ids[i]). A lease is not released
 // after a poll — it is what keeps the envelope from being polled again
 // within the interval, here or on another replica — only when the poll did
 // not happen; a crashed replica's leases expire.
-func (r *Reconciler) lease(ctx context.Context, ids []string) ([]string, error) {
+func (r *Reconciler) lease(ctx context.Context, ids []string, ttls []time.Duration) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	pipe := r.cfg.Store.Client().Pipeline()
 	cmds := make([]*redis.BoolCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.SetNX(ctx, r.leaseKey(id), r.cfg.InstanceID, r.cfg.MinPollInterval)
+		cmds[i] = pipe.SetNX(ctx, r.leaseKey(id), r.cfg.InstanceID, ttls[i])
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("reconciler: lease: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/bench"
 	"github.com/esignflow/esignflow/internal/compression"
+	"github.com/esignflow/esignflow/provider/registry"
 	"github.com/esignflow/esignflow/provider/sim"
 )
 
@@ -161,6 +162,7 @@ func runBenchPipeline(ctx context.Context, e *env, args []string) error {
 	n := fs.Int("envelopes", 10000, "signing requests to send")
 	bk := registerBenchKafka(fs)
 	rate := fs.Float64("rate", 0, "requests per second (0: as fast as they go)")
+	dialect := fs.String("dialect", registry.Dialects()[0], "`protocol` the simulator speaks, used through that provider's own client: "+strings.Join(registry.Dialects(), " or "))
 	chaos := fs.Bool("chaos", false, "the chaos scenario: dropped, duplicated, reordered webhooks, failing and timing-out API calls, 3 processor restarts, a Redis flush, broker produce faults (kfake only: a real broker is left alone)")
 	seed := fs.Uint64("seed", 1, "seed of the simulator's choices and the chaos timing")
 	step := fs.Duration("step", 50*time.Millisecond, "simulated recipients' mean time per step")
@@ -189,7 +191,7 @@ func runBenchPipeline(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tty := isTerminal(e.stderr)
-	cfg := bench.PipelineConfig{Envelopes: *n, Rate: *rate, Chaos: *chaos, Seed: *seed, Step: *step, RedisURL: *redisURL, Timeout: *timeout,
+	cfg := bench.PipelineConfig{Envelopes: *n, Dialect: *dialect, Rate: *rate, Chaos: *chaos, Seed: *seed, Step: *step, RedisURL: *redisURL, Timeout: *timeout,
 		Brokers: brokers, KafkaOpts: kopts,
 		Faults: sim.Faults{Drop: *drop, Duplicate: *dup},
 		Progress: func(p bench.Progress) {
@@ -227,7 +229,7 @@ func runBenchPipeline(ctx context.Context, e *env, args []string) error {
 
 func printPipeline(e *env, r *bench.PipelineResult) {
 	w := e.stdout
-	fmt.Fprintf(w, "%d envelopes in %s (chaos: %v)\n", r.Envelopes, r.Elapsed.Round(time.Millisecond), r.Chaos)
+	fmt.Fprintf(w, "%d envelopes in %s (dialect: %s, chaos: %v)\n", r.Envelopes, r.Elapsed.Round(time.Millisecond), r.Dialect, r.Chaos)
 	fmt.Fprintf(w, "throughput   requests %.0f/s  webhooks accepted %.0f/s  events processed %.0f/s  status changes %.0f/s\n",
 		r.Throughput.RequestsPerSec, r.Throughput.WebhooksPerSec, r.Throughput.EventsPerSec, r.Throughput.StatusChangesPerSec)
 	l := r.Latency.EventToStatus

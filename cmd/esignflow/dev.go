@@ -10,7 +10,19 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/internal/stack"
+	"github.com/esignflow/esignflow/provider/registry"
 )
+
+// simulatable are the providers the simulator can play.
+func simulatable() []string {
+	var out []string
+	for _, p := range registry.All() {
+		if registry.CanSimulate(p.Name) {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
 
 // reconcilerFlags are the reconciler's own flags, shared with dev.
 type reconcilerFlags struct {
@@ -40,6 +52,8 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	redisURL := fs.String("redis-url", "", "use this real Redis `URL` instead of the embedded one")
 	partitions := fs.Int("partitions", 4, "`partitions` per topic")
 	maxBatch := fs.Int("max-batch", 2000, "processor: most `records` per transaction")
+	simulated := fs.String("provider", registry.Default(), "`provider` the simulator plays, in that provider's dialect ("+strings.Join(simulatable(), ", ")+"); requests that name none go to it")
+	pv := registry.RegisterFlags(fs, false)
 	buildSim := simFlags(fs, "sim-")
 	fs.Lookup("sim-addr").Value.Set("127.0.0.1:8090")
 	ing := registerIngressAddrs(fs)
@@ -55,7 +69,20 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := stack.New(stack.Config{
+	if !registry.CanSimulate(*simulated) {
+		return fmt.Errorf("%w: --provider %q: the simulator plays %s", errUsage, *simulated, strings.Join(simulatable(), ", "))
+	}
+	for _, name := range pv.Enabled() {
+		if name == *simulated {
+			return fmt.Errorf("%w: --provider %s runs the simulator as %s; its credential flags are for the real %s (give one or the other)", errUsage, name, name, name)
+		}
+	}
+	// Real providers enabled by their flags run beside the simulated one.
+	real, err := pv.Open(ctx, registry.Options{Logger: e.log})
+	if err != nil {
+		return err
+	}
+	st, err := stack.New(stack.Config{Provider: *simulated, Providers: real,
 		DataDir: *dataDir, KafkaAddr: *kafkaAddr, Brokers: brokers, KafkaOpts: kopts, RegistryAddr: *registryAddr, RedisAddr: *redisAddr, RedisURL: *redisURL,
 		SimAddr: simCfg.Addr, HTTPAddr: ing.httpAddr, APIAddr: ing.apiAddr, Partitions: int32(*partitions), Sim: simCfg, ProcessorBatch: *maxBatch,
 		StaleAfter: rf.staleAfter, Interval: rf.interval, MinPollInterval: rf.minPoll, PollRate: rf.rate, Logger: e.log,
@@ -98,7 +125,8 @@ func printBanner(w io.Writer, st *stack.Stack) {
 	}
 	api := st.APIURL()
 	fmt.Fprintf(w, "  %-28s %s/metrics, %s/readyz\n", "metrics and readiness", api, api)
-	fmt.Fprintf(w, "  %-28s %s/secrets/sim\n", "webhook secret", st.DataDir())
+	fmt.Fprintf(w, "  %-28s %s   (in its dialect)\n", "simulated provider", st.Provider())
+	fmt.Fprintf(w, "  %-28s %s/secrets/%s\n", "webhook secret", st.DataDir(), st.Provider())
 	fmt.Fprintf(w, "  %-28s %s   (tenant dev, in %s)\n", "API token", st.APIToken(), filepath.Join(st.DataDir(), "api-tokens"))
 	conn := fmt.Sprintf("--brokers %s --registry %s", strings.Join(st.Brokers, ","), st.RegistryURL())
 	if ns := st.Namespace(); ns != "" {
@@ -108,7 +136,7 @@ func printBanner(w io.Writer, st *stack.Stack) {
 	fmt.Fprintf(w, "  esignflow request send %s --demo 5\n", conn)
 	fmt.Fprintf(w, "  esignflow watch %s --from-beginning\n", conn)
 	fmt.Fprintf(w, "  curl -sS -H 'Authorization: Bearer %s' -H 'Idempotency-Key: try-1' \\\n", st.APIToken())
-	fmt.Fprintf(w, "       -d '{\"documents\":[{\"name\":\"nda.pdf\",\"uri\":\"s3://docs/nda.pdf\"}],\"recipients\":[{\"id\":\"r1\",\"name\":\"Ann\",\"email\":\"ann@example.com\"}]}' \\\n")
+	fmt.Fprintf(w, "       -d '{\"documents\":[{\"name\":\"nda.pdf\",\"content\":\"JVBERi0xLjQKJSVFT0YK\"}],\"recipients\":[{\"id\":\"r1\",\"name\":\"Ann\",\"email\":\"ann@example.com\"}]}' \\\n")
 	fmt.Fprintf(w, "       %s/v1/signing-requests\n", api)
 	fmt.Fprintf(w, "  curl -sS -H 'Authorization: Bearer %s' %s/v1/signing-requests/dev:try-1\n", st.APIToken(), api)
 	fmt.Fprintln(w, "Ctrl-C stops.")

@@ -10,20 +10,8 @@ import (
 	"github.com/esignflow/esignflow/ingress"
 	"github.com/esignflow/esignflow/internal/secrets"
 	"github.com/esignflow/esignflow/internal/topics"
-	"github.com/esignflow/esignflow/provider/stdwebhook"
+	"github.com/esignflow/esignflow/provider/registry"
 )
-
-// decodeSecret turns a line of a provider's secrets file into key bytes:
-// Standard Webhooks secrets (sim, standard) are whsec_<base64>; DocuSign
-// HMAC keys and Dropbox Sign API keys are used as their bytes.
-func decodeSecret(provider, line string) ([]byte, error) {
-	switch provider {
-	case "sim", "standard":
-		return stdwebhook.ParseSecret(line)
-	default:
-		return []byte(line), nil
-	}
-}
 
 // ingressFlags are the ingress's own flags.
 type ingressFlags struct {
@@ -49,8 +37,8 @@ func registerIngressFlags(fs flagRegistrar, defaultSecrets string) *ingressFlags
 	fs.StringVar(&f.tokensFile, "api-tokens-file", "", "`file` of API bearer tokens, one 'TOKEN TENANT' pair per line (# comments); a token acts for its tenant only; re-read on SIGHUP and on change")
 	fs.BoolVar(&f.insecureNoAuth, "api-insecure-no-auth", false, "serve the signing-request API without tokens, for any tenant, to anyone who reaches --api-addr")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `CIDR` list of proxies whose X-Forwarded-For / Forwarded headers are believed for the recorded source IP")
-	fs.StringVar(&f.providers, "providers", "sim", "comma-separated `names` of the providers signing requests may name (those the processor creates envelopes with)")
-	fs.StringVar(&f.secretsDir, "webhook-secrets-dir", defaultSecrets, "`directory` with one secrets file per provider (sim, standard, docusign, dropboxsign), one secret per line; re-read on SIGHUP and on change")
+	fs.StringVar(&f.providers, "providers", registry.Default(), "comma-separated `names` of the providers signing requests may name (those the processor creates envelopes with); the first is given to a request that names none")
+	fs.StringVar(&f.secretsDir, "webhook-secrets-dir", defaultSecrets, "`directory` with one secrets file per provider ("+strings.Join(registry.Names(), ", ")+"), one secret per line; re-read on SIGHUP and on change")
 	fs.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body in `bytes`")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", 1024, "most requests handled at once before answering 503")
 	fs.DurationVar(&f.publishTimeout, "publish-timeout", 5*time.Second, "longest wait for the broker's acknowledgement before answering 503")
@@ -106,7 +94,7 @@ func runIngress(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir, err := secrets.Open(f.secretsDir, decodeSecret, e.log)
+	dir, err := secrets.Open(f.secretsDir, registry.DecodeSecret, e.log)
 	if err != nil {
 		return fmt.Errorf("--webhook-secrets-dir: %w", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/processor"
-	"github.com/esignflow/esignflow/provider/sim"
 )
 
 // processorFlags are the processor's own flags, shared with dev.
@@ -21,13 +20,12 @@ type processorFlags struct {
 	maxBatch    int
 	partitions  int
 	replication int
-	simURL      string
 	dedupTTL    time.Duration
 	applyChunk  int
 	applyConc   int
 }
 
-func registerProcessorFlags(fs flagRegistrar, withSimURL bool) *processorFlags {
+func registerProcessorFlags(fs flagRegistrar) *processorFlags {
 	f := &processorFlags{}
 	host, _ := os.Hostname()
 	fs.StringVar(&f.group, "group", "esignflow-processor", "consumer group `prefix` (-requests and -events are appended)")
@@ -38,16 +36,14 @@ func registerProcessorFlags(fs flagRegistrar, withSimURL bool) *processorFlags {
 	fs.IntVar(&f.partitions, "partitions", 12, "`partitions` per topic when creating missing topics")
 	fs.IntVar(&f.replication, "replication", -1, "replication `factor` when creating missing topics (-1: broker default)")
 	fs.DurationVar(&f.dedupTTL, "dedup-ttl", 7*24*time.Hour, "how long event dedup records are kept, a `duration` longer than any provider retries")
-	if withSimURL {
-		fs.StringVar(&f.simURL, "sim-url", "http://127.0.0.1:8090", "`URL` of the simulator provider that creates envelopes")
-	}
 	return f
 }
 
 func runProcessor(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("processor", e, "Apply signing requests and events exactly once and publish status changes.")
 	c := connFlags(fs, true).producing(fs)
-	pf := registerProcessorFlags(fs, true)
+	pf := registerProcessorFlags(fs)
+	pv := registerProviders(fs)
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9101", "`address` serving /metrics, /healthz and /readyz (ready while Redis answers)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -66,12 +62,16 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	reg := newRegistry()
-	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: pf.simURL, Metrics: reg, Logger: e.log})
+	clients, err := openProviders(ctx, e, pv, reg)
 	if err != nil {
 		return err
 	}
+	creators := map[string]processor.Creator{}
+	for name, cl := range clients {
+		creators[name] = cl
+	}
 	p, err := processor.New(processor.Config{
-		Brokers: c.brokerList(), Codec: codec, Store: st, Providers: map[string]processor.Creator{"sim": simc},
+		Brokers: c.brokerList(), Codec: codec, Store: st, Providers: creators,
 		Group: pf.group, InstanceID: pf.instanceID, MaxBatch: pf.maxBatch, ApplyChunk: pf.applyChunk, ApplyConcurrency: pf.applyConc,
 		Topics:    topics.Config{Partitions: int32(pf.partitions), Replication: int16(pf.replication)},
 		KafkaOpts: kopts, Metrics: reg, Logger: e.log,

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/esignflow/esignflow/internal/store"
-	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/reconciler"
 	"time"
 )
@@ -13,7 +12,8 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("reconciler", e, "Poll the provider for envelopes whose webhooks are late, and publish what it says as POLL events.")
 	c := connFlags(fs, true).producing(fs)
 	rf := registerReconcilerFlags(fs, time.Hour, time.Minute, 15*time.Minute)
-	simURL := fs.String("sim-url", "http://127.0.0.1:8090", "`URL` of the simulator provider to poll")
+	fs.Lookup("min-poll-interval").Usage = "least `duration` between two polls of one envelope, across replicas, for every provider (default: each provider's own rule where it has one — DocuSign's 15m — else 15m)"
+	pv := registerProviders(fs)
 	instance := fs.String("instance-id", "", "this replica's `name` in its leases (random when empty)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9102", "`address` serving /metrics, /healthz and /readyz (ready while Redis answers)")
 	if err := parseFlags(fs, args); err != nil {
@@ -30,12 +30,16 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	reg := newRegistry()
-	simc, err := sim.NewClient(sim.ClientConfig{BaseURL: *simURL, Metrics: reg, Logger: e.log})
+	clients, err := openProviders(ctx, e, pv, reg)
 	if err != nil {
 		return err
 	}
+	pollers := map[string]reconciler.Poller{}
+	for name, cl := range clients {
+		pollers[name] = cl
+	}
 	r, err := reconciler.New(reconciler.Config{Brokers: c.brokerList(), KafkaOpts: kopts, Codec: codec, Store: st,
-		Pollers: map[string]reconciler.Poller{"sim": simc}, StaleAfter: rf.staleAfter, Interval: rf.interval,
+		Pollers: pollers, PollIntervals: pollIntervals(fs, clients), StaleAfter: rf.staleAfter, Interval: rf.interval,
 		MinPollInterval: rf.minPoll, Rate: rf.rate, Burst: rf.burst, InstanceID: *instance, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err

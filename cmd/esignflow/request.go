@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/ingress"
+	"github.com/esignflow/esignflow/provider/registry"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -40,7 +41,7 @@ func runRequest(ctx context.Context, e *env, args []string) error {
 	c := connFlags(fs, false).producing(fs)
 	file := fs.String("file", "", "JSON `file` of requests (- for stdin)")
 	demo := fs.Int("demo", 0, "send `N` generated sample requests")
-	provider := fs.String("provider", "sim", "provider for --demo requests")
+	provider := fs.String("provider", "", "`provider` of the --demo requests ("+strings.Join(registry.Names(), ", ")+"; default none: the processor's default provider)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -161,8 +162,15 @@ func newRequestID() string {
 	return fmt.Sprintf("req-%d-%06d", time.Now().UnixMilli(), rand.IntN(1_000_000))
 }
 
-// demoRequests makes n plausible requests: an NDA or an offer letter, one
-// to three signers, some with SMS or ID verification.
+// demoPDF is a small document carried inline, which every provider takes
+// (DocuSign takes documents only inline or from an http(s) or file URI).
+func demoPDF(id, name string) []byte {
+	return []byte("%PDF-1.4\n% esignflow demo document " + name + " for " + id + "\n%%EOF\n")
+}
+
+// demoRequests makes n plausible requests: an NDA or an offer letter
+// (inline), one to three signers, some with ID verification. An empty
+// provider leaves the choice to the processor (its default provider).
 func demoRequests(n int, provider string) []schemas.SigningRequest {
 	names := []string{"Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Edsger Dijkstra", "Barbara Liskov"}
 	docs := []string{"nda.pdf", "offer-letter.pdf", "msa.pdf", "consent-form.pdf"}
@@ -170,9 +178,11 @@ func demoRequests(n int, provider string) []schemas.SigningRequest {
 	for i := range out {
 		id := newRequestID()
 		doc := docs[rand.IntN(len(docs))]
-		uri := "s3://contracts/" + id + "/" + doc
+		content := demoPDF(id, doc)
+		sum := sha256.Sum256(content)
+		hash := hex.EncodeToString(sum[:])
 		r := schemas.SigningRequest{RequestID: id, Tenant: "demo", Provider: provider, Subject: "Please sign " + doc,
-			Documents: []schemas.Document{{Name: doc, ContentType: "application/pdf", URI: &uri}},
+			Documents: []schemas.Document{{Name: doc, ContentType: "application/pdf", Content: content, SHA256: &hash}},
 			Metadata:  map[string]string{"source": "esignflow request send --demo"}, RequestedAt: time.Now()}
 		for j := range 1 + rand.IntN(3) {
 			name := names[rand.IntN(len(names))]

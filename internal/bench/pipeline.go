@@ -22,6 +22,7 @@ import (
 	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/internal/stack"
 	"github.com/esignflow/esignflow/internal/topicread"
+	"github.com/esignflow/esignflow/provider/registry"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 	"github.com/esignflow/esignflow/sink"
@@ -36,6 +37,10 @@ type PipelineConfig struct {
 	Rate float64
 	// Step is the simulator's mean recipient step, default 50ms.
 	Step time.Duration
+	// Dialect is the protocol the simulator speaks and the services use
+	// through that provider's own client (registry.Dialects: standard,
+	// docusign), overriding the default standard.
+	Dialect string
 	// Faults are the simulator's injected faults.
 	Faults sim.Faults
 	// Chaos adds, on top of Faults, the chaos scenario: 20% of webhooks
@@ -109,6 +114,7 @@ type PipelineResult struct {
 	Envelopes int           `json:"envelopes"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	Chaos     bool          `json:"chaos"`
+	Dialect   string        `json:"dialect"`
 
 	Throughput struct {
 		RequestsPerSec      float64 `json:"requests_per_sec"`
@@ -167,6 +173,13 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.Dialect == "" {
+		cfg.Dialect = registry.Dialects()[0]
+	}
+	played, ok := registry.ByDialect(cfg.Dialect)
+	if !ok {
+		return nil, fmt.Errorf("bench: no simulator dialect %q (there are %s)", cfg.Dialect, strings.Join(registry.Dialects(), ", "))
+	}
 	faults := cfg.Faults
 	if cfg.Chaos {
 		faults = sim.Faults{Drop: 0.2, Duplicate: 0.1, Delay: 0.2, MaxDelay: 500 * time.Millisecond, APIError: 0.05, APITimeout: 0.02}
@@ -179,7 +192,7 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 		defer deleteTopics(cfg.Brokers, schemas.Prefixed(namespace))
 	}
 	st, err := stack.New(stack.Config{
-		RedisURL: cfg.RedisURL, Partitions: 8, Logger: cfg.Logger, Brokers: cfg.Brokers, Namespace: namespace,
+		RedisURL: cfg.RedisURL, Partitions: 8, Logger: cfg.Logger, Brokers: cfg.Brokers, Namespace: namespace, Provider: played.Name,
 		Sim: sim.Config{Step: cfg.Step, DeclineRate: 0.05, VoidRate: 0.02, ExpireRate: 0.02, Seed: cfg.Seed, Faults: faults,
 			RetryBase: 100 * time.Millisecond, RetryMax: time.Second, DeliveryAttempts: 20, DeliveryWorkers: 64},
 		StaleAfter: 5 * time.Second, Interval: time.Second, MinPollInterval: 2 * time.Second, PollRate: 3_600_000,
@@ -204,7 +217,7 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 		<-done
 	}()
 
-	res := &PipelineResult{Envelopes: cfg.Envelopes, Chaos: cfg.Chaos, Truth: map[schemas.Status]int{}}
+	res := &PipelineResult{Envelopes: cfg.Envelopes, Chaos: cfg.Chaos, Dialect: cfg.Dialect, Truth: map[schemas.Status]int{}}
 	obs, err := observe(ctx, st)
 	if err != nil {
 		return nil, err
@@ -264,7 +277,7 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 	}
 	secs := res.Elapsed.Seconds()
 	res.Throughput.RequestsPerSec = float64(cfg.Envelopes) / produceDone.Sub(start).Seconds()
-	res.Throughput.WebhooksPerSec = metric(st.Metrics, "esignflow_ingress_requests_total", map[string]string{"endpoint": "sim", "code": "200"}) / secs
+	res.Throughput.WebhooksPerSec = metric(st.Metrics, "esignflow_ingress_requests_total", map[string]string{"endpoint": played.Name, "code": "200"}) / secs
 	res.Throughput.EventsPerSec = metric(st.Metrics, "esignflow_processor_records_in_total", map[string]string{"topic": st.Codec.Topics().Events}) / secs
 	res.Throughput.StatusChangesPerSec = float64(res.Work.StatusChanges) / secs
 	res.Work.Webhooks = st.Sim.Stats().Webhooks
@@ -296,9 +309,11 @@ func produceRequests(ctx context.Context, st *stack.Stack, cfg PipelineConfig, a
 	next := time.Now()
 	for i := range cfg.Envelopes {
 		id := fmt.Sprintf("bench-req-%06d", i)
-		uri := "s3://bench/" + id
-		req := schemas.SigningRequest{RequestID: id, Tenant: "bench", Provider: "sim", RequestedAt: time.Now(),
-			Documents: []schemas.Document{{Name: "contract.pdf", ContentType: "application/pdf", URI: &uri}}, Metadata: map[string]string{}}
+		// Inline, which every provider takes (DocuSign only takes
+		// documents inline or from an http(s) or file URI).
+		content := []byte("%PDF-1.4\n% esignflow bench " + id + "\n%%EOF\n")
+		req := schemas.SigningRequest{RequestID: id, Tenant: "bench", Provider: st.Provider(), RequestedAt: time.Now(),
+			Documents: []schemas.Document{{Name: "contract.pdf", ContentType: "application/pdf", Content: content}}, Metadata: map[string]string{}}
 		for j := range 1 + rng.IntN(3) {
 			auth := schemas.AuthEmail
 			if rng.IntN(4) == 0 {

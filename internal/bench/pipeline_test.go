@@ -9,9 +9,11 @@ import (
 	"github.com/esignflow/esignflow/internal/bench"
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/kafkatest"
+	"github.com/esignflow/esignflow/provider/registry"
 )
 
-// TestChaos is the acceptance test: the chaos scenario, sized for CI. It
+// TestChaos is the acceptance test: the chaos scenario, sized for CI, in
+// every dialect the simulator speaks. It
 // runs on the embedded Redis even in the real-Redis suite: the scenario
 // flushes Redis, and a shared server is not ours to flush.
 // Nothing lost, nothing duplicated, no version gap, every audit chain
@@ -21,6 +23,16 @@ import (
 // the shared one, because its broker fault freezes the broker (SIGSTOP for
 // three seconds) and would stall every other test.
 func TestChaos(t *testing.T) {
+	for _, dialect := range registry.Dialects() {
+		t.Run(dialect, func(t *testing.T) { chaosRun(t, dialect) })
+	}
+}
+
+// chaosRun is the chaos scenario with the simulator speaking dialect and
+// the services using that provider's client (for DocuSign: the DocuSign
+// adapter, its transaction-id lookups under 5xx and timeouts after acting,
+// Connect webhooks dropped, duplicated and reordered).
+func chaosRun(t *testing.T, dialect string) {
 	var brokers []string
 	var fault bench.BrokerFault
 	if fakes.Real() {
@@ -28,7 +40,7 @@ func TestChaos(t *testing.T) {
 		brokers, fault = b.Brokers(), b
 	}
 	res, err := bench.Pipeline(context.Background(), bench.PipelineConfig{
-		Brokers: brokers, BrokerFault: fault,
+		Brokers: brokers, BrokerFault: fault, Dialect: dialect,
 		Envelopes: 150, Chaos: true, Seed: 42, Step: 30 * time.Millisecond, Timeout: 4 * time.Minute,
 		Progress: func(p bench.Progress) {
 			t.Logf("%5.1fs requested %d, at provider %d, final %d, agreeing %d, status changes %d", p.Elapsed.Seconds(), p.Requested, p.Envelopes, p.Final, p.Matching, p.StatusChanges)

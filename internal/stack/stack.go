@@ -4,11 +4,15 @@
 // Redis), the provider simulator — and runs ingress, processor, reconciler
 // and sink against them, each on a real listening port. It is `esignflow
 // dev`, and what the end-to-end, chaos and benchmark runs drive.
+//
+// The simulator plays one provider of the registry (Config.Provider) in
+// that provider's dialect, and the services reach it through that
+// provider's own client: with DocuSign, the DocuSign adapter against the
+// simulator's DocuSign API.
 package stack
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,8 +42,9 @@ import (
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/processor"
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/registry"
 	"github.com/esignflow/esignflow/provider/sim"
-	"github.com/esignflow/esignflow/provider/stdwebhook"
 	"github.com/esignflow/esignflow/reconciler"
 	"github.com/esignflow/esignflow/schemas"
 	"github.com/esignflow/esignflow/sink"
@@ -69,9 +74,17 @@ type Config struct {
 	RedisClock time.Duration
 	// Partitions per topic, default 4.
 	Partitions int32
-	// Sim configures the simulator (its Addr, WebhookURL and secrets are
-	// set by the stack).
+	// Sim configures the simulator (its Addr, WebhookURL, dialect and
+	// secrets are set by the stack).
 	Sim sim.Config
+	// Provider is the provider the simulator plays, in its dialect,
+	// overriding the registry's default (the simulator's own standard
+	// dialect). Requests that name no provider go to it.
+	Provider string
+	// Providers are further providers' clients (real ones, from their
+	// flags), enabled beside the simulated one; their webhook secrets go
+	// in the data directory's secrets directory.
+	Providers map[string]provider.Provider
 	// Reconciler timing (see reconciler.Config): defaults here are for a
 	// demo — stale after 30s, scan every 5s, poll each envelope at most
 	// every 10s, 3000 polls per hour.
@@ -112,14 +125,15 @@ type Stack struct {
 	ready   chan struct{}
 	up      chan struct{} // closed when every component is started
 
-	Cluster   *kfake.Cluster // nil with Config.Brokers
-	Registry  *srfake.Registry
-	Codec     *schemas.Codec
-	Redis     *redis.Client
-	Mini      *miniredis.Miniredis // nil with a real Redis
-	Store     *store.Store
-	Sim       *sim.Simulator
-	SimClient *sim.Client
+	Cluster  *kfake.Cluster // nil with Config.Brokers
+	Registry *srfake.Registry
+	Codec    *schemas.Codec
+	Redis    *redis.Client
+	Mini     *miniredis.Miniredis // nil with a real Redis
+	Store    *store.Store
+	Sim      *sim.Simulator
+	// SimClient is the simulated provider's client (of Config.Provider).
+	SimClient provider.Provider
 	Ingress   *ingress.Ingress
 	apiToken  string
 	Archive   sink.Dir
@@ -134,6 +148,8 @@ type Stack struct {
 	procOver   bool
 
 	unlockDir func() // releases the data directory's lock
+
+	providers map[string]provider.Provider // the enabled ones, by name (set before the processor starts)
 }
 
 // New returns a Stack for cfg; nothing starts until Run.
@@ -155,6 +171,13 @@ func New(cfg Config) (*Stack, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Provider == "" {
+		cfg.Provider = registry.Default()
+	}
+	if !registry.CanSimulate(cfg.Provider) {
+		_, err := registry.Simulate(cfg.Provider, registry.SimulateConfig{})
+		return nil, err
 	}
 	for _, a := range []*string{&cfg.KafkaAddr, &cfg.RegistryAddr, &cfg.RedisAddr, &cfg.SimAddr, &cfg.HTTPAddr, &cfg.APIAddr} {
 		if *a == "" {
@@ -253,18 +276,14 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	// Webhook secret: generated once into the data dir.
+	// The simulated provider's keys and webhook secret: generated once
+	// into the data dir.
 	secretsDir := filepath.Join(s.dataDir, "secrets")
-	key, err := ensureSecret(secretsDir)
+	simulated, err := registry.Simulate(s.cfg.Provider, registry.SimulateConfig{Dir: s.dataDir, SecretsDir: secretsDir})
 	if err != nil {
 		return err
 	}
-	keys, err := secrets.Open(secretsDir, func(provider, line string) ([]byte, error) {
-		if provider == "sim" || provider == "standard" {
-			return stdwebhook.ParseSecret(line)
-		}
-		return []byte(line), nil
-	}, s.log)
+	keys, err := secrets.Open(secretsDir, registry.DecodeSecret, s.log)
 	if err != nil {
 		return err
 	}
@@ -288,8 +307,8 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		hln.Close()
 		return err
 	}
-	simCfg.WebhookURL = "http://" + hln.Addr().String() + "/webhooks/sim"
-	simCfg.WebhookSecrets = []stdwebhook.Secret{key}
+	simCfg.WebhookURL = "http://" + hln.Addr().String() + "/webhooks/" + simulated.Provider
+	simulated.Configure(&simCfg)
 	simCfg.Logger = s.log
 	if !s.tempDir {
 		simCfg.StateFile = filepath.Join(s.dataDir, "sim-state.json")
@@ -307,15 +326,34 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	s.Metrics = prometheus.NewRegistry()
 	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	// The simulator is local: a call that takes a second has timed out.
-	if s.SimClient, err = sim.NewClient(sim.ClientConfig{BaseURL: s.Sim.URL(), CallTimeout: time.Second, Metrics: s.Metrics, Logger: s.log}); err != nil {
+	if s.SimClient, err = simulated.Connect(s.Sim.URL(), time.Second, registry.Options{Metrics: s.Metrics, Logger: s.log}); err != nil {
 		hln.Close()
 		return err
+	}
+	clients := map[string]provider.Provider{s.cfg.Provider: s.SimClient}
+	enabled := []string{s.cfg.Provider}
+	pollIntervals := map[string]time.Duration{}
+	for _, name := range sortedNames(s.cfg.Providers) {
+		if name == s.cfg.Provider {
+			continue // the simulator plays it
+		}
+		clients[name] = s.cfg.Providers[name]
+		enabled = append(enabled, name)
+		if p, ok := registry.Lookup(name); ok && p.MinPollInterval > 0 {
+			pollIntervals[name] = p.MinPollInterval
+		}
+	}
+	s.providers = clients
+	downloaders := map[string]sink.Downloader{}
+	pollers := map[string]reconciler.Poller{}
+	for name, c := range clients {
+		downloaders[name], pollers[name] = c, c
 	}
 
 	// Sink.
 	s.Archive = sink.Dir{Root: filepath.Join(s.dataDir, "archive")}
 	sk, err := sink.New(sink.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Archive: s.Archive, Group: s.cfg.Namespace + "esignflow-sink",
-		Downloaders: map[string]sink.Downloader{"sim": s.SimClient}, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
+		Downloaders: downloaders, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
 	if err != nil {
 		hln.Close()
 		return err
@@ -327,7 +365,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 
 	// Reconciler.
 	rec, err := reconciler.New(reconciler.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
-		Pollers: map[string]reconciler.Poller{"sim": s.SimClient}, StaleAfter: s.cfg.StaleAfter, Interval: s.cfg.Interval,
+		Pollers: pollers, PollIntervals: pollIntervals, StaleAfter: s.cfg.StaleAfter, Interval: s.cfg.Interval,
 		MinPollInterval: s.cfg.MinPollInterval, Rate: s.cfg.PollRate, Burst: 500, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
 	if err != nil {
 		hln.Close()
@@ -353,7 +391,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		hln.Close()
 		return err
 	}
-	s.Ingress, err = ingress.New(ingress.Config{Listener: hln, APIListener: aln, Tokens: tokens, Providers: []string{"sim"},
+	s.Ingress, err = ingress.New(ingress.Config{Listener: hln, APIListener: aln, Tokens: tokens, Providers: enabled,
 		Topics: topics.Config{Partitions: s.cfg.Partitions}, Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec,
 		Redis: s.Redis, KeyPrefix: "esf:", Secrets: keys, Metrics: s.Metrics, Gatherer: s.Metrics, Logger: s.log,
 		Ready: func(context.Context) error {
@@ -531,8 +569,12 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 		s.procMu.Unlock()
 	}()
 	for {
+		creators := map[string]processor.Creator{}
+		for name, c := range s.providers {
+			creators[name] = c
+		}
 		p, err := processor.New(processor.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
-			Providers: map[string]processor.Creator{"sim": s.SimClient}, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
+			Providers: creators, DefaultProvider: s.cfg.Provider, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
 			Group:  s.cfg.Namespace + "esignflow-processor",
 			Topics: topics.Config{Partitions: s.cfg.Partitions}, Metrics: reg, Logger: s.log,
 			Crash: s.cfg.ProcessorCrash})
@@ -579,29 +621,18 @@ func (s *Stack) RestartProcessor() {
 	<-done
 }
 
-// ensureSecret returns the simulator's webhook secret, generating it into
-// dir/sim (mode 0600) on first use.
-func ensureSecret(dir string) (stdwebhook.Secret, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+// sortedNames returns m's keys in order.
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	path := filepath.Join(dir, "sim")
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		raw = []byte(stdwebhook.FormatSecret(key) + "\n")
-		if err := os.WriteFile(path, raw, 0o600); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, err
-	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	return stdwebhook.ParseSecret(line)
+	sort.Strings(out)
+	return out
 }
+
+// Provider is the name of the provider the simulator plays.
+func (s *Stack) Provider() string { return s.cfg.Provider }
 
 // waitBoth waits for ch, or for either context to end.
 func waitBoth(a, b context.Context, ch <-chan struct{}) error {
