@@ -34,6 +34,12 @@ const (
 	// AfterProduce: the status changes are produced in the open
 	// transaction, which is not committed.
 	AfterProduce Point = "after-produce"
+	// Fenced: a batch was refused because another member claimed its
+	// partition since this member did (it is a zombie).
+	Fenced Point = "fenced"
+	// Restoring: a partition's restore has begun (its keys are deleted)
+	// and its changelog is about to be read; a test may make it slow.
+	Restoring Point = "restoring"
 )
 
 // ErrCrashed is returned by Run when Config.Crash asked for a crash.
@@ -104,6 +110,9 @@ type Config struct {
 	Logger *slog.Logger
 	// RetryMax caps the backoff after a failed batch, overriding 5s.
 	RetryMax time.Duration
+	// BatchTimeout bounds one batch's work, overriding txloop's 2m. A
+	// restore is not a batch's work: it runs before the batch, unbounded.
+	BatchTimeout time.Duration
 	// Crash, when it returns true at a point, makes Run return ErrCrashed
 	// there at once, as if the process died: for tests.
 	Crash func(Point) bool

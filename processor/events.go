@@ -95,9 +95,16 @@ func (p *Processor) applyPartition(ctx context.Context, recs []*kgo.Record, ends
 			b.Next = ends[n] // transaction markers after the last record
 		}
 		if err := p.applyEvents(ctx, b, st.ahead, recs[:k], emit); err != nil {
-			if errors.Is(err, store.ErrBehind) {
+			switch {
+			case errors.Is(err, store.ErrBehind):
 				p.log.Warn("redis does not hold what was committed; the partition is verified again before its next batch", "partition", n, "err", err)
 				p.owned.distrust(n, false)
+			case errors.Is(err, store.ErrFenced):
+				p.m.fenced.Inc()
+				p.log.Warn("another member claimed the partition: this batch is refused", "partition", n, "err", err)
+				if p.crash(Fenced) {
+					return &txloop.Stop{Err: ErrCrashed}
+				}
 			}
 			return err
 		}

@@ -84,10 +84,13 @@ type running struct {
 	done   chan error
 }
 
-// stop cancels the processor and returns what Run returned.
+// stop cancels the processor and returns what Run returned (and leaves
+// it for the test's cleanup, which waits for it too).
 func (r *running) stop() error {
 	r.cancel()
-	return <-r.done
+	err := <-r.done
+	r.done <- err
+	return err
 }
 
 func (h *harness) start(cfg processor.Config) *running {

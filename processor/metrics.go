@@ -24,8 +24,13 @@ type metrics struct {
 	roundTrips        prometheus.Counter
 	conflicts         prometheus.Counter
 	restores          prometheus.Counter
-	created           prometheus.Counter
-	failed            prometheus.Counter
+	// restoreFailures are restores that failed (and are tried again).
+	restoreFailures prometheus.Counter
+	// fenced are batches refused because another member claimed the
+	// partition.
+	fenced  prometheus.Counter
+	created prometheus.Counter
+	failed  prometheus.Counter
 	// statusChanges by status and eventToStatus by event source are
 	// counted when the transaction of the change commits.
 	statusChanges *prometheus.CounterVec
@@ -37,6 +42,7 @@ type metrics struct {
 // reason label for component="processor".
 const (
 	reasonUndecodable  = "undecodable"         // not in the wire format, truncated, or the body does not decode
+	reasonConflicting  = "conflicting_request" // a (tenant, request id) accepted before with other content
 	reasonUnknownSchem = "unknown_schema"      // the registry does not know the schema id
 	reasonIncompatible = "incompatible_schema" // the writer's schema cannot be read as esignflow's
 	reasonInvalid      = "invalid"             // decodes, but the state machine cannot place it
@@ -45,6 +51,8 @@ const (
 // deadLetterReason classifies why a record is dead-lettered.
 func deadLetterReason(err error) string {
 	switch {
+	case errors.Is(err, errConflictingRequest):
+		return reasonConflicting
 	case errors.Is(err, errInvalid):
 		return reasonInvalid
 	case errors.Is(err, schemas.ErrUnknownSchema):
@@ -78,6 +86,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		roundTrips:        prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_round_trips_total", Help: "Redis round trips made applying events."}),
 		conflicts:         prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_redis_conflicts_total", Help: "Compare-and-set losses that forced a re-read."}),
 		restores:          prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_restores_total", Help: "Partitions restored from their changelog (Redis was behind, foreign or had lost them)."}),
+		restoreFailures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_restore_failures_total", Help: "Partition restores that failed (a changelog partition that cannot be read or a record that cannot be decoded); each is tried again, and the partition is not processed meanwhile."}),
+		fenced:            prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_batches_fenced_total", Help: "Batches refused because another member claimed their partition (this member was a zombie)."}),
 		created:           prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_envelopes_created_total", Help: "Envelopes created at a provider."}),
 		failed:            prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_requests_failed_total", Help: "Requests the provider refused (envelope FAILED)."}),
 		statusChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_status_changes_total",
@@ -92,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		promreg.Register(reg, &m.recordsIn), promreg.Register(reg, &m.recordsOut), promreg.Register(reg, &m.duplicates), promreg.Register(reg, &m.duplicateRequests),
 		promreg.Register(reg, &m.replays), promreg.Register(reg, &m.unchanged),
 		promreg.Register(reg, &m.commits), promreg.Register(reg, &m.batchSeconds),
-		promreg.Register(reg, &m.roundTrips), promreg.Register(reg, &m.conflicts), promreg.Register(reg, &m.restores),
+		promreg.Register(reg, &m.roundTrips), promreg.Register(reg, &m.conflicts), promreg.Register(reg, &m.restores), promreg.Register(reg, &m.restoreFailures), promreg.Register(reg, &m.fenced),
 		promreg.Register(reg, &m.created), promreg.Register(reg, &m.failed),
 		promreg.Register(reg, &m.statusChanges), promreg.Register(reg, &m.eventToStatus), lerr,
 	)

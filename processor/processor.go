@@ -169,7 +169,7 @@ func (p *Processor) loop(name, topic string, h txloop.Handler) txloop.Config {
 		Name: name, Brokers: p.cfg.Brokers, Topic: topic, Group: group,
 		TransactionalID: group + "-" + p.cfg.InstanceID,
 		MaxBatch:        p.cfg.MaxBatch, AtLeastOnce: p.cfg.AtLeastOnce, KafkaOpts: p.cfg.KafkaOpts,
-		RetryMax: p.cfg.RetryMax, Handler: h, Logger: p.log, Metrics: p.m.loop,
+		RetryMax: p.cfg.RetryMax, BatchTimeout: p.cfg.BatchTimeout, Handler: h, Logger: p.log, Metrics: p.m.loop,
 		Hooks: txloop.Hooks{
 			Committed: func(produced map[string]int, took time.Duration) {
 				if name == "events" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/txloop"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -30,6 +31,17 @@ type owned struct {
 	parts     map[int32]*part
 	history   string // the Kafka history, once known
 	lastCheck time.Time
+	// paused are the partitions whose fetching is paused because their
+	// verification failed, until it succeeds; unpause are revoked ones to
+	// resume (a partition stays paused in the client across rebalances).
+	paused  map[int32]*retry
+	unpause []int32
+}
+
+// retry is when a failed verification is tried again.
+type retry struct {
+	at   time.Time
+	wait time.Duration
 }
 
 // part is one owned partition.
@@ -66,6 +78,10 @@ func (o *owned) revoked(ps []int32) {
 	defer o.mu.Unlock()
 	for _, p := range ps {
 		delete(o.parts, p)
+		if _, ok := o.paused[p]; ok {
+			delete(o.paused, p)
+			o.unpause = append(o.unpause, p)
+		}
 	}
 }
 
@@ -99,13 +115,18 @@ func (o *owned) distrust(p int32, force bool) {
 }
 
 // prepare runs before every events batch and while idle, outside any
-// transaction: it verifies (claims, compares, restores) every partition of
-// recs not verified yet, and every checkEvery compares the checkpoints of
-// all owned partitions with what this member committed.
+// transaction (and, the session blocking rebalances from a poll to the
+// next, never while partitions are assigned or revoked): it verifies
+// (claims, compares, restores) every partition of recs not verified yet,
+// and every checkEvery compares the checkpoints of all owned partitions
+// with what this member committed. A partition whose verification fails
+// is paused (not fetched) and tried again with backoff; the batch is
+// consumed again without it, so the other partitions go on.
 func (p *Processor) prepare(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
 	if err := p.ensureHistory(ctx, cl); err != nil {
 		return err
 	}
+	p.retryPaused(ctx, cl)
 	o := &p.owned
 	o.mu.Lock()
 	periodic := recs == nil || time.Since(o.lastCheck) >= checkEvery
@@ -143,12 +164,89 @@ func (p *Processor) prepare(ctx context.Context, cl *kgo.Client, recs []*kgo.Rec
 	}
 	o.mu.Unlock()
 	sort.Slice(todo, func(i, j int) bool { return todo[i] < todo[j] })
+	var failed []error
 	for _, n := range todo {
+		if p.isPaused(n) {
+			continue
+		}
 		if err := p.verify(ctx, cl, n); err != nil {
-			return fmt.Errorf("partition %d: %w", n, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Only this partition waits: it is not fetched until a
+			// verification succeeds, and the batch is consumed again
+			// without it.
+			p.pause(cl, n)
+			failed = append(failed, fmt.Errorf("partition %d: %w", n, err))
 		}
 	}
-	return nil
+	return errors.Join(failed...)
+}
+
+// pause stops fetching partition n after its verification failed.
+func (p *Processor) pause(cl *kgo.Client, n int32) {
+	o := &p.owned
+	o.mu.Lock()
+	if o.paused == nil {
+		o.paused = map[int32]*retry{}
+	}
+	r := o.paused[n]
+	if r == nil {
+		r = &retry{}
+		o.paused[n] = r
+	}
+	r.wait = min(max(2*r.wait, 500*time.Millisecond), 30*time.Second)
+	r.at = time.Now().Add(r.wait)
+	o.mu.Unlock()
+	cl.PauseFetchPartitions(map[string][]int32{p.cfg.Codec.Topics().Events: {n}})
+	p.log.Warn("partition paused until its verification succeeds", "partition", n, "retry_in", r.wait)
+}
+
+func (p *Processor) isPaused(n int32) bool {
+	p.owned.mu.Lock()
+	defer p.owned.mu.Unlock()
+	_, ok := p.owned.paused[n]
+	return ok
+}
+
+// retryPaused verifies again the paused partitions that are due, and
+// resumes those that pass (and those revoked while paused).
+func (p *Processor) retryPaused(ctx context.Context, cl *kgo.Client) {
+	o := &p.owned
+	topic := p.cfg.Codec.Topics().Events
+	o.mu.Lock()
+	unpause := o.unpause
+	o.unpause = nil
+	var due []int32
+	now := time.Now()
+	for n, r := range o.paused {
+		if _, owned := o.parts[n]; !owned {
+			// Never claim a partition we do not own: that would fence
+			// its owner.
+			delete(o.paused, n)
+			unpause = append(unpause, n)
+		} else if !now.Before(r.at) {
+			due = append(due, n)
+		}
+	}
+	o.mu.Unlock()
+	if len(unpause) > 0 {
+		cl.ResumeFetchPartitions(map[string][]int32{topic: unpause})
+	}
+	for _, n := range due {
+		if err := p.verify(ctx, cl, n); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.pause(cl, n)
+			continue
+		}
+		o.mu.Lock()
+		delete(o.paused, n)
+		o.mu.Unlock()
+		cl.ResumeFetchPartitions(map[string][]int32{topic: {n}})
+		p.log.Info("partition resumed", "partition", n)
+	}
 }
 
 // ensureHistory learns the Kafka history (cluster id and the events
@@ -272,6 +370,8 @@ func (p *Processor) verify(ctx context.Context, cl *kgo.Client, n int32) error {
 	ahead := floor
 	if why != "" {
 		if err := p.restorePartition(ctx, n, token, floor, why); err != nil {
+			p.m.restoreFailures.Inc()
+			p.log.Error("restoring a partition failed; it is not processed until a restore succeeds", "partition", n, "err", err)
 			return err
 		}
 	} else if old != nil {
@@ -365,6 +465,9 @@ func (p *Processor) restorePartition(ctx context.Context, n int32, token string,
 	if err != nil {
 		return err
 	}
+	if p.crash(Restoring) {
+		return &txloop.Stop{Err: ErrCrashed}
+	}
 	cl, err := kgo.NewClient(append(p.baseOpts(),
 		append(p.cfg.KafkaOpts,
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {n: kgo.NewOffset().AtStart()}}),
@@ -379,12 +482,70 @@ func (p *Processor) restorePartition(ctx context.Context, n int32, token string,
 	if err != nil {
 		return fmt.Errorf("restore partition %d: %w", n, err)
 	}
+	// The changelog is read and decoded while the previous chunk is
+	// written: decoding and Redis's work overlap instead of adding up.
+	// The writer goroutine ends when chunks is closed or ctx is done, and
+	// restorePartition waits for it before it returns.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan []envelope.Envelope, 1)
+	written := make(chan error, 1)
+	go func() {
+		var err error
+		for chunk := range chunks {
+			for i := 0; err == nil && i < len(chunk); i++ {
+				err = rs.Put(wctx, &chunk[i])
+			}
+			if err != nil {
+				cancel() // stops the reader; drain what it sent
+			}
+		}
+		written <- err
+	}()
+	read, err := p.readChangelog(wctx, cl, topic, n, end, chunks)
+	close(chunks)
+	if werr := <-written; werr != nil {
+		return fmt.Errorf("restore partition %d: %w", n, werr)
+	}
+	if err != nil {
+		return fmt.Errorf("restore partition %d: %w", n, err)
+	}
+	envs, err := rs.Finish(ctx, next, p.owned.history)
+	if err != nil {
+		return err
+	}
+	p.m.restores.Inc()
+	p.log.Info("restored a partition", "partition", n, "records", read, "envelopes", envs, "next", next, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// restoreChunk is how many decoded envelopes the changelog reader hands
+// to the writer at once.
+const restoreChunk = 1000
+
+// readChangelog reads changelog partition n of topic up to end, decodes
+// every record's state and sends them to out in chunks; it returns how
+// many records it read. A record that cannot be read or decoded fails it.
+func (p *Processor) readChangelog(ctx context.Context, cl *kgo.Client, topic string, n int32, end int64, out chan<- []envelope.Envelope) (int64, error) {
 	var read int64
 	lastLog := time.Now()
+	chunk := make([]envelope.Envelope, 0, restoreChunk)
+	send := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		select {
+		case out <- chunk:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		chunk = make([]envelope.Envelope, 0, restoreChunk)
+		return nil
+	}
 	for pos := int64(0); pos < end; {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return err
+			return read, err
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) {
@@ -393,7 +554,7 @@ func (p *Processor) restorePartition(ctx context.Context, n int32, token string,
 			}
 		})
 		if ferr != nil {
-			return fmt.Errorf("restore partition %d: %w", n, ferr)
+			return read, ferr
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			pos = max(pos, r.Offset+1)
@@ -409,24 +570,19 @@ func (p *Processor) restorePartition(ctx context.Context, n int32, token string,
 				ferr = fmt.Errorf("decode %s/%d@%d: %w", topic, n, r.Offset, err)
 				return
 			}
-			env := envelope.Envelope{State: e.State, Pending: e.Pending}
-			ferr = rs.Put(ctx, &env)
+			if chunk = append(chunk, envelope.Envelope{State: e.State, Pending: e.Pending}); len(chunk) == restoreChunk {
+				ferr = send()
+			}
 		})
 		if ferr != nil {
-			return fmt.Errorf("restore partition %d: %w", n, ferr)
+			return read, ferr
 		}
 		if time.Since(lastLog) > 2*time.Second {
 			lastLog = time.Now()
 			p.log.Info("restoring", "partition", n, "records", read, "of_about", end)
 		}
 	}
-	envs, err := rs.Finish(ctx, next, p.owned.history)
-	if err != nil {
-		return err
-	}
-	p.m.restores.Inc()
-	p.log.Info("restored a partition", "partition", n, "records", read, "envelopes", envs, "next", next, "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	return read, send()
 }
 
 // settledEnd returns where partition n of topic ends once no transaction

@@ -38,10 +38,14 @@ func TestCountInFlightByStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := int64(0)
+	partOf := map[string]int32{} // spread over three partitions
 	put := func(id string, s schemas.Status) {
 		t.Helper()
 		seq++
-		if err := st.Seed(ctx, int32(seq%3), envelope.Envelope{State: schemas.EnvelopeState{EnvelopeID: id, Provider: "sim", Status: &s, Version: seq, AuditSeq: seq,
+		if _, ok := partOf[id]; !ok {
+			partOf[id] = int32(len(partOf) % 3)
+		}
+		if err := st.Seed(ctx, partOf[id], envelope.Envelope{State: schemas.EnvelopeState{EnvelopeID: id, Provider: "sim", Status: &s, Version: seq, AuditSeq: seq,
 			UpdatedAt: time.Now(), Recipients: []schemas.RecipientState{}}}); err != nil {
 			t.Fatal(err)
 		}

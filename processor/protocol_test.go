@@ -1,0 +1,328 @@
+package processor_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/promread"
+	"github.com/esignflow/esignflow/processor"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// The tests of this file are the processing protocol's (DESIGN.md): Redis
+// is a cache of what Kafka committed, proved exact per partition before it
+// is used, whatever it loses or gains.
+
+// produceAll produces events in order and returns how many.
+func (h *harness) produceAll(evs []schemas.EnvelopeEvent) int64 {
+	h.t.Helper()
+	for _, ev := range evs {
+		h.produce(h.eventRecord(ev))
+	}
+	return int64(len(evs))
+}
+
+// Redis put back to an earlier snapshot of itself — what a restart from an
+// AOF everysec or RDB file, or a failover to a lagging replica, does —
+// keeps the checkpoint that belongs to that snapshot; the processor sees it
+// is behind what it committed and restores the partitions from their
+// changelog, so no version is published twice and every envelope ends at
+// its in-order state.
+func TestRedisRollbackIsRestored(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// rebalance stops the member before Redis goes back and starts
+		// another after: the rollback is caught at assignment, not at the
+		// running member's next batch.
+		rebalance bool
+	}{
+		{"under a running member", false},
+		{"before a rebalance", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			w := newWorkload(11, 40)
+			sr := h.readStatus()
+			a := h.start(h.config("a"))
+			third := len(w.events) / 3
+			n := h.produceAll(w.events[:third])
+			h.waitConsumed(n, 60*time.Second)
+			old := h.snapshot(t)
+			n += h.produceAll(w.events[third : 2*third])
+			h.waitConsumed(n, 60*time.Second)
+			waitFinal(t, sr, newWorkloadFrom(w.events[:2*third]), 60*time.Second)
+			if tc.rebalance {
+				if err := a.stop(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.putBack(t, old)
+			if tc.rebalance {
+				h.start(h.config("b"))
+			}
+			h.produceAll(w.events[2*third:])
+			waitFinal(t, sr, w, 90*time.Second)
+			checkExactlyOnce(t, sr.snapshot(), w.final)
+		})
+	}
+}
+
+// Member b has written Redis and produced a batch whose transaction is not
+// committed yet; Redis is flushed; member a joins; b commits. A restore
+// that read what was committed before b's commit would miss b's changes,
+// and the next events would publish their versions again. The owner of a
+// partition restores it, after the stable offset fetch waited for b's
+// transaction and once no transaction is open on its changelog partition.
+func TestRestoreRacesOpenTransaction(t *testing.T) {
+	h := newHarness(t)
+	w := newWorkload(12, 40)
+	sr := h.readStatus()
+	var armed atomic.Bool
+	paused, release := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	cfgB := h.config("b")
+	cfgB.Crash = func(p processor.Point) bool {
+		if p == processor.AfterProduce && armed.Load() {
+			once.Do(func() { close(paused); <-release })
+		}
+		return false
+	}
+	h.start(cfgB)
+	t.Cleanup(func() { released.Do(func() { close(release) }) }) // before b's own cleanup waits for it
+	half := len(w.events) / 2
+	n := h.produceAll(w.events[:half])
+	h.waitConsumed(n, 60*time.Second)
+	armed.Store(true)
+	h.produceAll(w.events[half : half+1])
+	select {
+	case <-paused:
+	case <-time.After(60 * time.Second):
+		t.Fatal("b never reached its transaction's commit")
+	}
+	h.redis.Flush(t)
+	h.start(h.config("a"))
+	// a has asked to join: the group is rebalancing, waiting for b.
+	adm := kadm.NewClient(h.prod)
+	group := h.kafka.Group("esignflow-processor-events")
+	waitFor(t, 60*time.Second, "a joining the group", func() bool {
+		gs, err := adm.DescribeGroups(context.Background(), group)
+		if err != nil {
+			return false
+		}
+		g, ok := gs[group]
+		return ok && g.Err == nil && (g.State == "PreparingRebalance" || len(g.Members) >= 2)
+	})
+	released.Do(func() { close(release) })
+	h.produceAll(w.events[half+1:])
+	waitFinal(t, sr, w, 90*time.Second)
+	checkExactlyOnce(t, sr.snapshot(), w.final)
+}
+
+// Member a stops in the middle of a batch (after applying its first
+// chunk) and is removed from the group meanwhile (a static member an
+// operator removes, or one whose session expired); b takes its partitions
+// and claims them. When a goes on, its next write is refused: Redis is
+// exactly what b left.
+func TestZombieCannotWriteRedis(t *testing.T) {
+	h := newHarness(t)
+	w := newWorkload(13, 20)
+	sr := h.readStatus()
+	paused, release := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	cfgA := h.config("a")
+	cfgA.ApplyChunk = 1 // a batch's records of one partition make several writes
+	cfgA.KafkaOpts = append(cfgA.KafkaOpts, kgo.InstanceID("zombie-a"))
+	cfgA.Crash = func(p processor.Point) bool {
+		switch p {
+		case processor.AfterStore:
+			once.Do(func() { close(paused); <-release })
+		case processor.Fenced:
+			return true // end a here: what it did is what we check
+		}
+		return false
+	}
+	n := h.produceAll(w.events)
+	a := h.start(cfgA)
+	t.Cleanup(func() { released.Do(func() { close(release) }) }) // before a's own cleanup waits for it
+	select {
+	case <-paused:
+	case <-time.After(60 * time.Second):
+		t.Fatal("a never applied a chunk")
+	}
+	h.start(h.config("b"))
+	adm := kadm.NewClient(h.prod)
+	group := h.kafka.Group("esignflow-processor-events")
+	waitFor(t, 60*time.Second, "b joining the group", func() bool {
+		gs, err := adm.DescribeGroups(context.Background(), group)
+		return err == nil && gs[group].Err == nil && len(gs[group].Members) == 2
+	})
+	// a keeps its partitions while it is stuck in its batch (it cannot
+	// revoke them): remove it, and b gets them all.
+	left, err := adm.LeaveGroup(context.Background(), kadm.LeaveGroup(group).InstanceIDs("zombie-a"))
+	if err == nil {
+		err = left.Error()
+	}
+	if err != nil {
+		t.Fatalf("removing a from the group: %v", err)
+	}
+	h.waitConsumed(n, 90*time.Second)
+	waitFinal(t, sr, w, 90*time.Second)
+	before := h.snapshot(t)
+	released.Do(func() { close(release) })
+	select {
+	case err := <-a.done:
+		if !errors.Is(err, processor.ErrCrashed) {
+			t.Fatalf("a ended with %v, want its batch fenced", err)
+		}
+		a.done <- nil
+		// A static member stays in its groups after it ends, until its
+		// session times out: take a out of its requests group too.
+		rgroup := h.kafka.Group("esignflow-processor-requests")
+		if _, err := adm.LeaveGroup(context.Background(), kadm.LeaveGroup(rgroup).InstanceIDs("zombie-a")); err != nil {
+			t.Fatalf("removing a from %s: %v", rgroup, err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a's next write was not fenced")
+	}
+	if after := h.snapshot(t); after.String() != before.String() {
+		t.Errorf("the zombie changed Redis:\nbefore %s\nafter  %s", before, after)
+	}
+	checkExactlyOnce(t, sr.snapshot(), w.final)
+}
+
+// A restore that meets a record it cannot decode fails, writes no
+// checkpoint, and is tried again; the partition is not processed on a
+// partial state meanwhile, while the other partitions go on.
+func TestRestoreFailsLoudly(t *testing.T) {
+	h := newHarness(t)
+	w := newWorkload(14, 24)
+	sr := h.readStatus()
+	reg := prometheus.NewRegistry()
+	cfg := h.config("a")
+	cfg.Metrics = reg
+	h.start(cfg)
+	half := len(w.events) / 2
+	n := h.produceAll(w.events[:half])
+	h.waitConsumed(n, 60*time.Second)
+	firstHalf := newWorkloadFrom(w.events[:half])
+	waitFinal(t, sr, firstHalf, 60*time.Second)
+
+	// An undecodable record on the changelog partition of one envelope.
+	bad := partitionOf(w.events[0].EnvelopeID)
+	manual, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manual.Close()
+	if err := manual.ProduceSync(context.Background(), &kgo.Record{Topic: h.codec.Topics().Envelopes, Partition: bad,
+		Key: []byte("garbage"), Value: []byte("not avro")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	h.redis.Flush(t)
+	h.produceAll(w.events[half:])
+
+	// The others finish; the bad partition's restore fails again and
+	// again, without a checkpoint.
+	rest := newWorkloadFrom(nil)
+	for id, e := range w.final {
+		if partitionOf(id) != bad {
+			rest.final[id] = e
+		}
+	}
+	waitFinal(t, sr, rest, 90*time.Second)
+	waitFor(t, 60*time.Second, "the restore tried again", func() bool {
+		v, _, _ := promread.Sum(reg, "esignflow_processor_restore_failures_total", nil)
+		return v >= 2
+	})
+	ckpts, err := h.store.Checkpoints(context.Background(), []int32{bad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ckpts[0] != nil {
+		t.Fatalf("partition %d has checkpoint %+v over a failed restore", bad, ckpts[0])
+	}
+	latest := sr.latest()
+	for id, e := range firstHalf.final {
+		if partitionOf(id) == bad && latest[id] != e.State.Version {
+			t.Errorf("%s of the unrestored partition moved to v%d (v%d before the flush)", id, latest[id], e.State.Version)
+		}
+	}
+	checkExactlyOnce(t, sr.snapshot(), rest.final)
+}
+
+// A restore that takes longer than a batch may is not a batch's work: it
+// completes.
+func TestRestoreOutlastsBatchDeadline(t *testing.T) {
+	h := newHarness(t)
+	w := newWorkload(15, 30)
+	sr := h.readStatus()
+	const batchTimeout = 2 * time.Second
+	reg := prometheus.NewRegistry()
+	cfg := h.config("a")
+	cfg.Metrics, cfg.BatchTimeout = reg, batchTimeout
+	var slowed atomic.Bool
+	cfg.Crash = func(p processor.Point) bool {
+		if p == processor.Restoring && !slowed.Swap(true) {
+			time.Sleep(2 * batchTimeout) // a restore slower than any batch may be
+		}
+		return false
+	}
+	h.start(cfg)
+	half := len(w.events) / 2
+	n := h.produceAll(w.events[:half])
+	h.waitConsumed(n, 60*time.Second)
+	waitFinal(t, sr, newWorkloadFrom(w.events[:half]), 60*time.Second)
+	h.redis.Flush(t)
+	h.produceAll(w.events[half:])
+	waitFinal(t, sr, w, 90*time.Second)
+	checkExactlyOnce(t, sr.snapshot(), w.final)
+	if !slowed.Load() {
+		t.Fatal("no restore ran")
+	}
+}
+
+// A Redis that outlived its Kafka cluster, or whose events topic was
+// deleted and re-created, belongs to another history: its envelopes are
+// not the new topics' and are never trusted.
+func TestForeignHistoryIsNotTrusted(t *testing.T) {
+	h := newHarness(t)
+	first := newWorkload(16, 10)
+	sr := h.readStatus()
+	a := h.start(h.config("a"))
+	h.waitConsumed(h.produceAll(first.events), 60*time.Second)
+	waitFinal(t, sr, first, 60*time.Second)
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same Redis (same keys) under new topics and groups: another
+	// history, whose envelopes happen to have the same ids.
+	k, codec := fakes.T(t, 4)
+	h2 := &harness{t: t, kafka: k, brokers: k.Brokers, codec: codec, redis: h.redis, store: h.store}
+	var err error
+	h2.prod, err = kgo.NewClient(kgo.SeedBrokers(h2.brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h2.prod.Close)
+	second := newWorkload(17, 10)
+	sr2 := h2.readStatus()
+	h2.start(h2.config("a"))
+	h2.produceAll(second.events)
+	waitFinal(t, sr2, second, 60*time.Second)
+	checkExactlyOnce(t, sr2.snapshot(), second.final)
+	for _, c := range sr2.snapshot() {
+		if c.Version == 1 && c.PreviousStatus != nil {
+			t.Errorf("%s v1 follows %s: the old history's state was trusted", c.EnvelopeID, *c.PreviousStatus)
+		}
+	}
+}
