@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -324,5 +325,30 @@ func TestForeignHistoryIsNotTrusted(t *testing.T) {
 		if c.Version == 1 && c.PreviousStatus != nil {
 			t.Errorf("%s v1 follows %s: the old history's state was trusted", c.EnvelopeID, *c.PreviousStatus)
 		}
+	}
+}
+
+// A changelog whose partition count differs from the events topic's would
+// put an envelope's state where its events are not: the processor refuses
+// to start, naming both counts.
+func TestChangelogPartitionMismatchStops(t *testing.T) {
+	h := newHarness(t)
+	adm := kadm.NewClient(h.prod)
+	resp, err := adm.CreatePartitions(context.Background(), 2, h.codec.Topics().Envelopes)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := h.start(h.config("a"))
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if !errors.Is(err, processor.ErrPartitionMismatch) || !strings.Contains(err.Error(), "has 4 partitions") || !strings.Contains(err.Error(), "has 6") {
+			t.Fatalf("Run = %v, want ErrPartitionMismatch naming 4 and 6 partitions", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the processor started on a changelog of another partition count")
 	}
 }

@@ -1,6 +1,7 @@
 package processor_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -107,4 +108,78 @@ func TestIdempotentEnvelopeCreation(t *testing.T) {
 			t.Errorf("%s: %d status changes, want 1", id, k)
 		}
 	}
+}
+
+// A request is (tenant, request id): two tenants' requests with the same
+// id are two envelopes, and one identity sent again with other content is
+// a conflicting request, dead-lettered with its reason — never merged away
+// in silence.
+func TestRequestIdentityIsPerTenant(t *testing.T) {
+	h := newHarness(t)
+	s := startSim(t, sim.Config{Step: time.Hour, Seed: 5})
+	c, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := h.readStatus()
+	cfg := h.config("a")
+	cfg.Providers = map[string]processor.Creator{"sim": c}
+	h.start(cfg)
+
+	acme, globex := signingRequest("po-1"), signingRequest("po-1")
+	globex.Tenant = "globex"
+	changed := signingRequest("po-1") // acme's po-1 again, with another subject
+	changed.Subject = "a different contract"
+	h.produce(h.requestRecord(acme), h.requestRecord(globex))
+	waitFor(t, 60*time.Second, "an envelope for each tenant's po-1", func() bool { return len(sr.snapshot()) == 2 })
+	h.produce(h.requestRecord(changed), h.requestRecord(acme)) // a conflict, then a plain duplicate
+
+	dls := h.readDeadLetters(1, 60*time.Second)
+	if !strings.Contains(dls[0].Error, "conflicting request") || !strings.Contains(dls[0].Error, `"po-1"`) || !strings.Contains(dls[0].Error, `"acme"`) {
+		t.Fatalf("dead letter: %+v, want a conflicting request naming po-1 and acme", dls[0])
+	}
+	tenants := map[string]string{}
+	for _, ch := range sr.snapshot() {
+		if *ch.State.RequestID != "po-1" || ch.State.Tenant == nil {
+			t.Fatalf("unexpected change %+v", ch.State)
+		}
+		if prev, dup := tenants[*ch.State.Tenant]; dup {
+			t.Fatalf("tenant %s has two envelopes: %s and %s", *ch.State.Tenant, prev, ch.EnvelopeID)
+		}
+		tenants[*ch.State.Tenant] = ch.EnvelopeID
+	}
+	if len(tenants) != 2 || tenants["acme"] == tenants["globex"] {
+		t.Fatalf("envelopes by tenant: %v, want two different ones", tenants)
+	}
+	if n := len(s.Truth()); n != 2 {
+		t.Fatalf("%d envelopes at the provider, want 2", n)
+	}
+}
+
+// readDeadLetters reads n dead letters (read_committed) or fails the test.
+func (h *harness) readDeadLetters(n int, d time.Duration) []schemas.DeadLetter {
+	h.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(h.codec.Topics().DLQ),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var dls []schemas.DeadLetter
+	for len(dls) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			h.t.Fatalf("only %d of %d dead letters: %+v", len(dls), n, dls)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var dl schemas.DeadLetter
+			if err := h.codec.Decode(ctx, r.Value, &dl); err != nil {
+				h.t.Fatal(err)
+			}
+			dls = append(dls, dl)
+		})
+	}
+	return dls
 }
