@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"sync"
@@ -12,9 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	srclient "github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/promread"
+	"github.com/esignflow/esignflow/internal/redistest"
+	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/processor"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -350,5 +354,102 @@ func TestChangelogPartitionMismatchStops(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the processor started on a changelog of another partition count")
+	}
+}
+
+// An event applied by an attempt that did not commit, whose schema id the
+// registry no longer answers for when it is consumed again, is
+// dead-lettered — but only after its partition is restored, so its change,
+// in Redis and never on the status topic, does not stay there: the next
+// event's version follows the last one published.
+func TestUnreadableAppliedRecordIsRestoredFirst(t *testing.T) {
+	ctx := context.Background()
+	k := fakes.NewKafka(t, 4)
+	reg, codecA, err := fakes.Registry(ctx, schemas.WithNames(k.Names))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	// A second version of the events schema (the same fields, another
+	// doc): a schema id a can read and b's registry does not know.
+	text, err := schemas.Text(schemas.TopicEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same record with one more optional field at the end (written
+	// as its null branch): a schema of its own, not a duplicate.
+	end := strings.LastIndex(text, "]")
+	other := text[:end] + `, {"name": "only_a_saw_this", "type": ["null", "string"], "default": null}` + text[end:]
+	otherID, _, err := reg.RegisterSchema(schemas.Subject(k.Names.Events), srclient.Schema{Schema: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := codecA.ID(k.Names.Events); id == otherID {
+		t.Fatalf("the other schema got the events schema's id %d", id)
+	}
+	r := redistest.New(t)
+	st, err := store.New(store.Config{Client: r.Client, Prefix: r.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, kafka: k, brokers: k.Brokers, codec: codecA, redis: r, store: st}
+	if h.prod, err = kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.prod.Close)
+	status := h.readStatus()
+
+	w := newWorkload(18, 1)
+	evs := w.events // one envelope's lifecycle
+	first, unreadable, rest := evs[:2], evs[2], evs[3:]
+	cfgA := h.config("a")
+	var crashed atomic.Bool
+	cfgA.Crash = func(p processor.Point) bool { return p == processor.AfterStore && crashed.Load() }
+	a := h.start(cfgA)
+	n := h.produceAll(first)
+	h.waitConsumed(n, 60*time.Second)
+	waitFinal(t, status, newWorkloadFrom(first), 60*time.Second)
+
+	// The third event, under the other schema id: a applies it to Redis
+	// and dies before its transaction commits.
+	crashed.Store(true)
+	rec := h.eventRecord(unreadable)
+	binary.BigEndian.PutUint32(rec.Value[1:5], uint32(otherID))
+	rec.Value = append(rec.Value, 0) // only_a_saw_this: null
+	h.produce(rec)
+	select {
+	case err := <-a.done:
+		if !errors.Is(err, processor.ErrCrashed) {
+			t.Fatalf("a: %v", err)
+		}
+		a.done <- nil
+	case <-time.After(60 * time.Second):
+		t.Fatal("a never applied the event")
+	}
+
+	// b reads from a registry that does not know the other id (a
+	// follower that lost it, a registry restored from a backup): its own
+	// schemas have the ids they have on a's.
+	reg2, codecB, err := fakes.Registry(ctx, schemas.WithNames(k.Names))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg2.Close)
+	for _, topic := range k.Names.All() {
+		idA, errA := codecA.ID(topic)
+		idB, errB := codecB.ID(topic)
+		if errA != nil || errB != nil || idA != idB {
+			t.Fatalf("%s: schema id %d (%v) on a's registry, %d (%v) on b's", topic, idA, errA, idB, errB)
+		}
+	}
+	cfgB := h.config("b")
+	cfgB.Codec = codecB
+	h.start(cfgB)
+	h.produceAll(rest)
+	want := newWorkloadFrom(append(append([]schemas.EnvelopeEvent{}, first...), rest...))
+	waitFinal(t, status, want, 60*time.Second)
+	checkExactlyOnce(t, status.snapshot(), want.final)
+	if dls := h.readDeadLetters(1, 30*time.Second); !strings.Contains(dls[0].Error, "unknown schema") {
+		t.Fatalf("dead letter: %+v, want the unreadable event", dls[0])
 	}
 }
