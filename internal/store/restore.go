@@ -20,20 +20,56 @@ const restoreChunk = 1000
 // fails half-way leaves nothing any member trusts, and is done again.
 // Batches of the partition must not run meanwhile; the processor runs a
 // restore outside them.
+//
+// A Restore is used by one goroutine. While Put fills a chunk, the chunk
+// before it is being written by a goroutine of the Restore's own (at most
+// one chunk is in flight), so that encoding and Redis's work overlap; that
+// goroutine ends with its write, and Finish, or the next BeginRestore of
+// the partition on the same Store when the Restore was abandoned, waits
+// for it.
 type Restore struct {
-	s     *Store
-	p     int32
-	token string // "": not fenced (Seed)
-	enc   *encoder
-	cmds  []redis.Cmder   // the chunk's writes of p's keys
-	reqs  redis.Pipeliner // the chunk's request index writes
-	n     int             // envelopes in the chunk
-	total int
+	s      *Store
+	p      int32
+	token  string // "": not fenced (Seed)
+	enc    *encoder
+	cmds   []redis.Cmder   // the chunk's writes of p's keys
+	reqs   redis.Pipeliner // the chunk's request index writes
+	n      int             // envelopes in the chunk
+	total  int
+	flight *flight // the chunk being written, nil when none
+	err    error   // the first failed write: every later call returns it
+}
+
+// flight is one chunk's write.
+type flight struct {
+	done chan struct{} // closed when the write is over
+	err  error
+}
+
+// wait waits for the chunk in flight, if any, and returns the first write
+// error.
+func (r *Restore) wait() error {
+	if f := r.flight; f != nil {
+		<-f.done
+		r.flight = nil
+		if r.err == nil {
+			r.err = f.err
+		}
+	}
+	return r.err
 }
 
 // BeginRestore starts restoring partition p as the owner of token (from
 // Claim). ErrFenced when the partition has been claimed again since.
 func (s *Store) BeginRestore(ctx context.Context, p int32, token string) (*Restore, error) {
+	// An abandoned restore of p may still be writing its last chunk: it
+	// must land before p's keys are deleted, not after.
+	s.restoresMu.Lock()
+	if f := s.restores[p]; f != nil {
+		<-f.done
+		delete(s.restores, p)
+	}
+	s.restoresMu.Unlock()
 	if err := s.dropCheckpoint(ctx, p, token); err != nil {
 		return nil, err
 	}
@@ -165,17 +201,55 @@ func (r *Restore) Put(ctx context.Context, e *envelope.Envelope) error {
 	}
 	r.total++
 	if r.n++; r.n >= restoreChunk {
-		return r.flush(ctx)
+		return r.flushAsync(ctx)
 	}
 	return nil
 }
 
+// take hands the chunk's writes over and starts a new chunk.
+func (r *Restore) take() ([]redis.Cmder, redis.Pipeliner) {
+	cmds, reqs := r.cmds, r.reqs
+	r.cmds, r.reqs, r.n = nil, r.s.cfg.Client.Pipeline(), 0
+	return cmds, reqs
+}
+
+// flushAsync waits for the chunk in flight, then starts writing this one.
+func (r *Restore) flushAsync(ctx context.Context) error {
+	if err := r.wait(); err != nil {
+		return err
+	}
+	cmds, reqs := r.take()
+	f := &flight{done: make(chan struct{})}
+	r.flight = f
+	r.s.restoresMu.Lock()
+	if r.s.restores == nil {
+		r.s.restores = map[int32]*flight{}
+	}
+	r.s.restores[r.p] = f
+	r.s.restoresMu.Unlock()
+	go func() {
+		defer close(f.done)
+		f.err = r.write(ctx, cmds, reqs)
+	}()
+	return nil
+}
+
+// flush waits for the chunk in flight and writes what is left.
 func (r *Restore) flush(ctx context.Context) error {
+	if err := r.wait(); err != nil {
+		return err
+	}
 	if r.n == 0 {
 		return nil
 	}
-	cmds := r.cmds
-	r.cmds, r.n = nil, 0
+	cmds, reqs := r.take()
+	r.err = r.write(ctx, cmds, reqs)
+	return r.err
+}
+
+// write writes one chunk: p's keys in a MULTI/EXEC fenced by the token,
+// then its request index entries.
+func (r *Restore) write(ctx context.Context, cmds []redis.Cmder, reqs redis.Pipeliner) error {
 	var err error
 	if r.token == "" {
 		_, err = r.s.cfg.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -191,7 +265,9 @@ func (r *Restore) flush(ctx context.Context) error {
 		// The request index is not partition-scoped, so it cannot be in
 		// the MULTI; a zombie's entries are the changelog's, as true as
 		// the new owner's.
-		_, err = r.reqs.Exec(ctx)
+		if reqs.Len() > 0 {
+			_, err = reqs.Exec(ctx)
+		}
 	}
 	if errors.Is(err, ErrFenced) {
 		return err

@@ -115,6 +115,10 @@ type Store struct {
 	// write: where another writer or a flush can come in.
 	beforeWrite func()
 	scratch     sync.Pool // of *scratch
+	// restores are the chunks restores are writing, by partition, so that
+	// the next BeginRestore of a partition waits for an abandoned one's.
+	restoresMu sync.Mutex
+	restores   map[int32]*flight
 }
 
 // New returns a Store for cfg.
