@@ -163,12 +163,12 @@ func runBenchPipeline(ctx context.Context, e *env, args []string) error {
 	bk := registerBenchKafka(fs)
 	rate := fs.Float64("rate", 0, "requests per second (0: as fast as they go)")
 	dialect := fs.String("dialect", registry.Dialects()[0], "`protocol` the simulator speaks, used through that provider's own client: "+strings.Join(registry.Dialects(), " or "))
-	chaos := fs.Bool("chaos", false, "the chaos scenario: dropped, duplicated, reordered webhooks, failing and timing-out API calls, 3 processor restarts, a Redis flush, broker produce faults (kfake only: a real broker is left alone)")
+	chaos := fs.Bool("chaos", false, "the chaos scenario: dropped, duplicated, reordered webhooks, failing and timing-out API calls, 3 processor restarts, a Redis flush, a Redis rollback (a copy put back 3s later), broker produce faults (kfake only: a real broker is left alone)")
 	seed := fs.Uint64("seed", 1, "seed of the simulator's choices and the chaos timing")
 	step := fs.Duration("step", 50*time.Millisecond, "simulated recipients' mean time per step")
 	drop := fs.Float64("drop", 0, "fraction of webhooks dropped (without --chaos)")
 	dup := fs.Float64("duplicate", 0, "fraction of webhooks duplicated (without --chaos)")
-	redisURL := fs.String("redis-url", "", "a real Redis `URL` (the chaos scenario flushes its database); embedded when empty")
+	redisURL := fs.String("redis-url", "", "a real Redis `URL` (the chaos scenario flushes its database and rolls it back); embedded when empty")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this `file`")
@@ -242,6 +242,9 @@ func printPipeline(e *env, r *bench.PipelineResult) {
 	k := r.Work
 	fmt.Fprintf(w, "work         webhooks %d  duplicates suppressed %.0f  replays %.0f  polls %.0f  repairs %.0f  restores %.0f  redis trips/event %.3f  processor restarts %d  peak RSS %d MiB\n",
 		k.Webhooks, k.DuplicatesDropped, k.Replays, k.Polls, k.Repairs, k.Restores, k.RedisTripsPerEvent, k.ProcessorRestarts, k.PeakRSSKiB/1024)
+	if k.RedisRollbacks > 0 {
+		fmt.Fprintf(w, "             redis rolled back %d× (%d keys, a copy %s old)\n", k.RedisRollbacks, k.RolledBackKeys, k.RollbackAge.Round(time.Millisecond))
+	}
 	fmt.Fprintf(w, "final        %v\n", r.Truth)
 }
 

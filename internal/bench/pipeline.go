@@ -46,12 +46,15 @@ type PipelineConfig struct {
 	// Chaos adds, on top of Faults, the chaos scenario: 20% of webhooks
 	// dropped, 10% duplicated, reordering, 5% of API calls failing and 2%
 	// timing out after acting, the processor killed and restarted three
-	// times, Redis flushed once, and the broker refusing produce for a few
-	// seconds.
+	// times, Redis flushed once and rolled back once (a copy of it put back
+	// three seconds after it was taken, while envelopes are in flight:
+	// what an AOF everysec crash or a failover to a lagging replica does),
+	// and the broker refusing produce for a few seconds.
 	Chaos bool
 	// Seed makes the simulator's choices and the chaos timing repeatable.
 	Seed uint64
-	// RedisURL uses a real Redis (flushed by the chaos scenario: point it
+	// RedisURL uses a real Redis (flushed and rolled back by the chaos
+	// scenario: point it
 	// at a database of its own); empty runs the embedded one.
 	RedisURL string
 	// Brokers runs on a real Kafka cluster instead of the embedded kfake
@@ -146,7 +149,13 @@ type PipelineResult struct {
 		RedisTripsPerEvent  float64 `json:"redis_round_trips_per_event"`
 		ProcessorRestarts   int     `json:"processor_restarts"`
 		ProduceFaultSeconds float64 `json:"broker_produce_fault_seconds"`
-		PeakRSSKiB          int64   `json:"peak_rss_kib"`
+		// RedisRollbacks are the copies of Redis put back, RolledBackKeys
+		// the keys they held, and RollbackAge how old the last copy was
+		// when it was put back.
+		RedisRollbacks int           `json:"redis_rollbacks"`
+		RolledBackKeys int           `json:"redis_rolled_back_keys"`
+		RollbackAge    time.Duration `json:"redis_rollback_age_ns"`
+		PeakRSSKiB     int64         `json:"peak_rss_kib"`
 	} `json:"work"`
 	Truth map[schemas.Status]int `json:"final_statuses"`
 }
@@ -360,7 +369,8 @@ func produceRequests(ctx context.Context, st *stack.Stack, cfg PipelineConfig, a
 	}
 }
 
-// chaos kills and restarts the processor three times, flushes Redis once
+// chaos kills and restarts the processor three times, flushes Redis once,
+// rolls Redis back once (takes a copy, puts it back three seconds later)
 // and makes the broker refuse produce for three seconds, at random moments
 // of the first part of the run.
 func chaos(ctx context.Context, st *stack.Stack, cfg PipelineConfig, res *PipelineResult) {
@@ -375,6 +385,12 @@ func chaos(ctx context.Context, st *stack.Stack, cfg PipelineConfig, res *Pipeli
 	}
 	acts = append(acts, act{time.Duration(2000+rng.IntN(6000)) * time.Millisecond, "flush"})
 	acts = append(acts, act{time.Duration(2000+rng.IntN(6000)) * time.Millisecond, "produce-fault"})
+	acts = append(acts, act{time.Duration(2000+rng.IntN(5000)) * time.Millisecond, "rollback"})
+	// The rollback's copy is put back by a goroutine of its own, three
+	// seconds after it was taken whatever the other acts do meanwhile;
+	// chaos returns once it has.
+	var rollback sync.WaitGroup
+	defer rollback.Wait()
 	sort.Slice(acts, func(i, j int) bool { return acts[i].at < acts[j].at })
 	start := time.Now()
 	for _, a := range acts {
@@ -393,6 +409,29 @@ func chaos(ctx context.Context, st *stack.Stack, cfg PipelineConfig, res *Pipeli
 			} else {
 				st.Redis.FlushDB(context.Background())
 			}
+		case "rollback":
+			c, err := copyRedis(context.Background(), st.Redis)
+			if err != nil {
+				cfg.Logger.Error("chaos: copying redis", "err", err)
+				continue
+			}
+			copiedAt := time.Now()
+			rollback.Add(1)
+			go func() {
+				defer rollback.Done()
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(3 * time.Second):
+				}
+				if err := c.putBack(context.Background(), st.Redis); err != nil {
+					cfg.Logger.Error("chaos: rolling redis back", "err", err)
+					return
+				}
+				res.Work.RedisRollbacks++
+				res.Work.RolledBackKeys = c.keys
+				res.Work.RollbackAge = time.Since(copiedAt)
+			}()
 		case "produce-fault":
 			if st.Cluster == nil {
 				if cfg.BrokerFault == nil {
