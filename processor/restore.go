@@ -24,6 +24,9 @@ import (
 // within this time.
 const checkEvery = 5 * time.Second
 
+// topicWait bounds the wait for a topic just created to show in metadata.
+const topicWait = 30 * time.Second
+
 // owned is what the events session knows of the partitions it owns: the
 // protocol's per-partition state (DESIGN.md, processing protocol).
 type owned struct {
@@ -275,13 +278,31 @@ func (p *Processor) ensureHistory(ctx context.Context, cl *kgo.Client) error {
 var ErrPartitionMismatch = errors.New("processor: the changelog and the events topic must have the same partition count")
 
 // history returns the Kafka history, having checked the partition counts.
+// A topic just created may not be in every broker's metadata yet: that is
+// waited for, up to topicWait.
 func (p *Processor) history(ctx context.Context, adm *kadm.Client) (string, error) {
 	names := p.cfg.Codec.Topics()
-	md, err := adm.Metadata(ctx, names.Events, names.Envelopes)
-	if err != nil {
-		return "", fmt.Errorf("processor: metadata: %w", err)
+	var (
+		md     kadm.Metadata
+		ev, cl kadm.TopicDetail
+	)
+	deadline := time.Now().Add(topicWait)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var err error
+		md, err = adm.Metadata(ctx, names.Events, names.Envelopes)
+		if err != nil {
+			return "", fmt.Errorf("processor: metadata: %w", err)
+		}
+		ev, cl = md.Topics[names.Events], md.Topics[names.Envelopes]
+		if err = errors.Join(ev.Err, cl.Err); err == nil || !kerr.IsRetriable(err) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	ev, cl := md.Topics[names.Events], md.Topics[names.Envelopes]
 	if ev.Err != nil {
 		return "", fmt.Errorf("processor: topic %s: %w", names.Events, ev.Err)
 	}
