@@ -211,7 +211,7 @@ func (s *Simulator) createEnvelope(key string, body []byte) (int, any) {
 	if e.metadata == nil {
 		e.metadata = map[string]string{}
 	}
-	s.envelopes[e.id] = e
+	s.add(e)
 	s.stats.created.Add(1)
 	return http.StatusCreated, s.view(e)
 }

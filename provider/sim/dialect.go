@@ -22,9 +22,9 @@ import (
 type Dialect interface {
 	// Handler returns the dialect's HTTP API over the engine s. New calls
 	// it once; the handler may keep s and call its engine methods
-	// (CreateEnvelope, Envelope, Envelopes, Send, Void, Download,
-	// WithFaults). The simulator serves GET /v1/_truth and GET /v1/_stats
-	// itself, in front of it.
+	// (CreateEnvelope, Envelope, Envelopes, EnvelopesByID,
+	// EnvelopesByKey, Send, Void, Download, WithFaults). The simulator
+	// serves GET /v1/_truth and GET /v1/_stats itself, in front of it.
 	Handler(s *Simulator) http.Handler
 	// EnvelopeID names the seq'th envelope (from 1), created with key. It
 	// must be unique per seq. Called with the engine's lock held.
@@ -243,7 +243,7 @@ func (s *Simulator) CreateEnvelope(spec EnvelopeSpec, send bool) (EnvelopeInfo, 
 		e.metadata = map[string]string{}
 	}
 	e.setStatus("created", now)
-	s.envelopes[e.id] = e
+	s.add(e)
 	s.stats.created.Add(1)
 	s.changed()
 	if send {
@@ -279,6 +279,63 @@ func (s *Simulator) Envelopes(match func(*EnvelopeInfo) bool) []EnvelopeInfo {
 	s.mu.Unlock()
 	sortInfos(out)
 	return out
+}
+
+// EnvelopesByID is Envelopes over the envelopes named by ids only: an id
+// the engine does not know is left out, a repeated one counted once. It
+// reads just those envelopes, however many the engine holds.
+func (s *Simulator) EnvelopesByID(ids []string, match func(*EnvelopeInfo) bool) []EnvelopeInfo {
+	s.mu.Lock()
+	var out []EnvelopeInfo
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		e := s.envelopes[id]
+		if e == nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		v := e.info()
+		if match == nil || match(&v) {
+			out = append(out, v)
+		}
+	}
+	s.mu.Unlock()
+	sortInfos(out)
+	return out
+}
+
+// EnvelopesByKey is Envelopes over the envelopes created with one of keys
+// only (EnvelopeSpec.Key, the standard dialect's Idempotency-Key; "" is
+// no key and finds nothing), a repeated key counted once. It reads just
+// those envelopes, however many the engine holds.
+func (s *Simulator) EnvelopesByKey(keys []string, match func(*EnvelopeInfo) bool) []EnvelopeInfo {
+	s.mu.Lock()
+	var out []EnvelopeInfo
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if k == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		for _, e := range s.byKey[k] {
+			v := e.info()
+			if match == nil || match(&v) {
+				out = append(out, v)
+			}
+		}
+	}
+	s.mu.Unlock()
+	sortInfos(out)
+	return out
+}
+
+// add puts a new envelope into the engine and its key index. Called with
+// s.mu held; envelopes are never removed.
+func (s *Simulator) add(e *envelope) {
+	s.envelopes[e.id] = e
+	if e.key != "" {
+		s.byKey[e.key] = append(s.byKey[e.key], e)
+	}
 }
 
 // Send sends a draft: the recipients of the first routing order get it and

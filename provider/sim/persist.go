@@ -202,7 +202,7 @@ func (s *Simulator) load(path string) error {
 			r.attrs, r.history = rs.Attrs, rs.History
 			e.recipients = append(e.recipients, &r)
 		}
-		s.envelopes[e.id] = e
+		s.add(e)
 		if e.status == "created" || terminal(e.status) {
 			continue
 		}

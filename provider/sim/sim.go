@@ -47,9 +47,10 @@ type Simulator struct {
 	mu        sync.Mutex
 	faults    Faults
 	envelopes map[string]*envelope
-	keys      map[string]*idemEntry // idempotency key → first request
-	seq       uint64                // envelope ids
-	apiRoll   uint64                // API fault draws
+	byKey     map[string][]*envelope // creation key → its envelopes; see add
+	keys      map[string]*idemEntry  // idempotency key → first request
+	seq       uint64                 // envelope ids
+	apiRoll   uint64                 // API fault draws
 	started   time.Time
 
 	tmu    sync.Mutex // guards timers and tseq
@@ -141,6 +142,7 @@ func New(cfg Config) (*Simulator, error) {
 		log:        cfg.Logger.With("component", "sim"),
 		faults:     cfg.Faults,
 		envelopes:  make(map[string]*envelope),
+		byKey:      make(map[string][]*envelope),
 		keys:       make(map[string]*idemEntry),
 		deliveries: make(chan delivery, 4096),
 		ready:      make(chan struct{}),

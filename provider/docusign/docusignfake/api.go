@@ -446,7 +446,18 @@ func (d *Dialect) list(r *http.Request, _ []byte) (int, any) {
 		return invalidParam("Query parameter 'count' must be a non-negative integer.")
 	}
 	count = min(count, d.cfg.MaxPageSize)
-	hits := d.sim.Envelopes(func(e *sim.EnvelopeInfo) bool {
+	// envelope_ids and transaction_ids are looked up in the engine's
+	// indexes (every create looks its transaction id up first, the
+	// reconciler polls by envelope_ids: a scan of every envelope per call
+	// made a run quadratic in its envelopes); only from_date alone scans.
+	lookup := d.sim.Envelopes
+	switch {
+	case len(ids) > 0:
+		lookup = func(m func(*sim.EnvelopeInfo) bool) []sim.EnvelopeInfo { return d.sim.EnvelopesByID(ids, m) }
+	case len(txns) > 0:
+		lookup = func(m func(*sim.EnvelopeInfo) bool) []sim.EnvelopeInfo { return d.sim.EnvelopesByKey(txns, m) }
+	}
+	hits := lookup(func(e *sim.EnvelopeInfo) bool {
 		switch {
 		case len(ids) > 0 && !contains(ids, e.ID):
 			return false

@@ -274,6 +274,10 @@ func TestTransactionIDLookup(t *testing.T) {
 		{"transaction_ids=txn-b,txn-c", []string{ids["b"], ids["c"]}},
 		{"transaction_ids=txn-nobody", nil},
 		{"envelope_ids=" + ids["c"], []string{ids["c"]}},
+		{"envelope_ids=" + ids["c"] + "," + ids["c"] + ",nobody", []string{ids["c"]}},
+		{"envelope_ids=" + ids["a"] + "," + again + "&transaction_ids=txn-a,txn-b", []string{ids["a"], again}},
+		{"envelope_ids=" + ids["a"] + "&transaction_ids=txn-b", nil},
+		{"transaction_ids=txn-a,txn-a&status=sent", []string{again}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
