@@ -44,7 +44,6 @@ type Processor struct {
 	m     *metrics
 	known map[string]bool
 
-	restoreMu sync.Mutex // one restore at a time
 	// owned is the events session's partitions and their protocol state.
 	owned owned
 	// ends are where the events batch in flight leaves each partition's

@@ -167,21 +167,39 @@ func (p *Processor) prepare(ctx context.Context, cl *kgo.Client, recs []*kgo.Rec
 	}
 	o.mu.Unlock()
 	sort.Slice(todo, func(i, j int) bool { return todo[i] < todo[j] })
-	var failed []error
+	// Partitions are verified (and restored) concurrently, up to
+	// ApplyConcurrency at once: after a Redis loss every partition is
+	// restored, and one at a time leaves Redis and the decoder idle in
+	// turns.
+	var (
+		mu     sync.Mutex
+		failed []error
+		wg     sync.WaitGroup
+	)
+	sem := make(chan struct{}, p.cfg.ApplyConcurrency)
 	for _, n := range todo {
 		if p.isPaused(n) {
 			continue
 		}
-		if err := p.verify(ctx, cl, n); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := p.verify(ctx, cl, n); err != nil && ctx.Err() == nil {
+				// Only this partition waits: it is not fetched until a
+				// verification succeeds, and the batch is consumed again
+				// without it.
+				p.pause(cl, n)
+				mu.Lock()
+				failed = append(failed, fmt.Errorf("partition %d: %w", n, err))
+				mu.Unlock()
 			}
-			// Only this partition waits: it is not fetched until a
-			// verification succeeds, and the batch is consumed again
-			// without it.
-			p.pause(cl, n)
-			failed = append(failed, fmt.Errorf("partition %d: %w", n, err))
-		}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	return errors.Join(failed...)
 }
@@ -477,8 +495,6 @@ func (p *Processor) changelogEmpty(ctx context.Context, cl *kgo.Client, n int32)
 // cannot be decoded fails the restore, which leaves no checkpoint and is
 // tried again.
 func (p *Processor) restorePartition(ctx context.Context, n int32, token string, next int64, why string) error {
-	p.restoreMu.Lock()
-	defer p.restoreMu.Unlock()
 	start := time.Now()
 	topic := p.cfg.Codec.Topics().Envelopes
 	p.log.Warn("restoring a partition from its changelog", "partition", n, "why", why)
