@@ -32,8 +32,11 @@ func TestRestore(t *testing.T) {
 	if res.Restoring <= 0 || res.Restoring > res.Elapsed {
 		t.Errorf("restoring took %s of the %s until every checkpoint, want more than 0 and no more", res.Restoring, res.Elapsed)
 	}
+	// Partitions restore concurrently, each timed from just before its
+	// first log line and rounded to the millisecond: each takes at most
+	// the whole window, give or take that.
 	for p, d := range res.PartitionTimes {
-		if d <= 0 || d > res.Restoring {
+		if d <= 0 || d > res.Restoring+2*time.Millisecond {
 			t.Errorf("partition %d took %s, want more than 0 and at most the %s of every restore", p, d, res.Restoring)
 		}
 	}
