@@ -242,8 +242,8 @@ func printPipeline(e *env, r *bench.PipelineResult) {
 	k := r.Work
 	fmt.Fprintf(w, "work         webhooks %d  duplicates suppressed %.0f  replays %.0f  polls %.0f  repairs %.0f  restores %.0f  redis trips/event %.3f  processor restarts %d  peak RSS %d MiB\n",
 		k.Webhooks, k.DuplicatesDropped, k.Replays, k.Polls, k.Repairs, k.Restores, k.RedisTripsPerEvent, k.ProcessorRestarts, k.PeakRSSKiB/1024)
-	if k.RedisRollbacks > 0 {
-		fmt.Fprintf(w, "             redis rolled back %d× (%d keys, a copy %s old)\n", k.RedisRollbacks, k.RolledBackKeys, k.RollbackAge.Round(time.Millisecond))
+	if k.RedisFlushes > 0 || k.RedisRollbacks > 0 {
+		fmt.Fprintf(w, "             redis flushed %d×, rolled back %d× (%d keys, a copy %s old)\n", k.RedisFlushes, k.RedisRollbacks, k.RolledBackKeys, k.RollbackAge.Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "final        %v\n", r.Truth)
 }

@@ -149,6 +149,11 @@ type PipelineResult struct {
 		RedisTripsPerEvent  float64 `json:"redis_round_trips_per_event"`
 		ProcessorRestarts   int     `json:"processor_restarts"`
 		ProduceFaultSeconds float64 `json:"broker_produce_fault_seconds"`
+		// RedisFlushes are the times Redis lost everything. Whether one
+		// makes partitions restore depends on what happened meanwhile: a
+		// rollback that puts back a copy taken before the flush, with no
+		// commit in between, puts back exactly what was committed.
+		RedisFlushes int `json:"redis_flushes"`
 		// RedisRollbacks are the copies of Redis put back, RolledBackKeys
 		// the keys they held, and RollbackAge how old the last copy was
 		// when it was put back.
@@ -409,6 +414,7 @@ func chaos(ctx context.Context, st *stack.Stack, cfg PipelineConfig, res *Pipeli
 			} else {
 				st.Redis.FlushDB(context.Background())
 			}
+			res.Work.RedisFlushes++
 		case "rollback":
 			c, err := copyRedis(context.Background(), st.Redis)
 			if err != nil {

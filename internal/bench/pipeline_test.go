@@ -54,7 +54,7 @@ func chaosRun(t *testing.T, dialect string) {
 	if !res.OK() {
 		t.Fatalf("correctness: %+v", res.Correctness)
 	}
-	if res.Work.ProcessorRestarts != 3 || res.Work.ProduceFaultSeconds == 0 || res.Work.Restores == 0 || res.Work.RedisRollbacks != 1 {
+	if res.Work.ProcessorRestarts != 3 || res.Work.ProduceFaultSeconds == 0 || res.Work.RedisFlushes != 1 || res.Work.RedisRollbacks != 1 {
 		t.Fatalf("the chaos did not all happen: %+v", res.Work)
 	}
 	if res.Work.DuplicatesDropped == 0 || res.Work.Polls == 0 {
