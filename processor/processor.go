@@ -12,10 +12,14 @@
 //     apply with a compare-and-set → status changes on esignflow.status.v1.
 //
 // Each batch is consumed, processed, produced and its offsets committed in
-// one Kafka transaction. Redis is written before the transaction commits;
+// one Kafka transaction, with each changed envelope's new state on the
+// compacted changelog. Redis is written before the transaction commits;
 // a crash in between is recognised on the re-read (the dedup record names
 // the same record) and the stored result is emitted again, so every status
-// change reaches a read_committed consumer exactly once.
+// change reaches a read_committed consumer exactly once. Redis is trusted
+// per partition only once its checkpoint proves it holds what Kafka
+// committed (restore.go): on assignment, before every batch and while
+// idle; a partition it does not hold is restored from its changelog.
 package processor
 
 import (
