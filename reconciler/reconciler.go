@@ -270,7 +270,7 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 			continue // settled since the index was read
 		}
 		ids = append(ids, s.EnvelopeID)
-		ttls = append(ttls, r.interval(st.State.Provider))
+		ttls = append(ttls, leaseFor(r.interval(st.State.Provider)))
 	}
 	leased, err := r.lease(ctx, ids, ttls)
 	if err != nil {
@@ -402,6 +402,16 @@ func (r *Reconciler) interval(name string) time.Duration {
 		return d
 	}
 	return r.cfg.MinPollInterval
+}
+
+// leaseFor is how long an envelope is leased for a poll whose provider
+// allows one read of it per interval. The lease is taken before the read,
+// and the read leaves some time after: with a lease of exactly the
+// interval, two reads could come closer than it by the difference (seen:
+// 291ms apart for 300ms), which a provider such as DocuSign refuses. So the
+// lease is longer by a fiftieth, at least 100ms.
+func leaseFor(interval time.Duration) time.Duration {
+	return interval + max(interval/50, 100*time.Millisecond)
 }
 
 // inFlightPage bounds the envelopes read at once while counting.
