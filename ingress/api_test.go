@@ -22,8 +22,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/schemas"
 )

@@ -8,9 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/redistest"
-	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/reconciler"
 	"github.com/esignflow/esignflow/schemas"

@@ -18,9 +18,9 @@ import (
 // Topic names. Each topic carries one record type, registered under the
 // subject "<topic>-value" (the topic-name strategy).
 const (
-	TopicRequests  = "esignflow.requests.v1"
-	TopicEvents    = "esignflow.events.v1"
-	TopicStatus    = "esignflow.status.v1"
+	TopicRequests = "esignflow.requests.v1"
+	TopicEvents   = "esignflow.events.v1"
+	TopicStatus   = "esignflow.status.v1"
 	// TopicEnvelopes is the compacted changelog of envelope states,
 	// partitioned as the events topic (DESIGN.md, processing protocol).
 	TopicEnvelopes = "esignflow.envelopes.v1"
@@ -54,7 +54,9 @@ func Prefixed(prefix string) Names {
 }
 
 // All lists the names in data-flow order.
-func (n Names) All() []string { return []string{n.Requests, n.Events, n.Status, n.Envelopes, n.Finalized, n.DLQ} }
+func (n Names) All() []string {
+	return []string{n.Requests, n.Events, n.Status, n.Envelopes, n.Finalized, n.DLQ}
+}
 
 // Of returns the name of the topic whose default name is topic (one of the
 // Topic constants), or topic itself when it is not one.
