@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/ingress"
-	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/provider/stdwebhook"
-	"github.com/esignflow/esignflow/schemas"
 )
 
 // IngressConfig sizes the ingress benchmark. Traffic goes to 127.0.0.1
@@ -77,23 +75,12 @@ func Ingress(ctx context.Context, cfg IngressConfig) ([]IngressResult, error) {
 	}
 	key := stdwebhook.Secret("bench-signing-key-0123456789abcd")
 
-	k, err := runKafka(ctx, cfg.Brokers, 4)
+	env, err := newBenchEnv(ctx, cfg.Brokers, 4, cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
-	defer k.close()
-	reg, codec, err := fakes.Registry(ctx, schemas.WithNames(k.names))
-	if err != nil {
-		return nil, err
-	}
-	defer reg.Close()
-	rc, closeRedis, err := benchRedis(cfg.RedisURL)
-	if err != nil {
-		return nil, err
-	}
-	defer closeRedis()
-	keyPrefix := fmt.Sprintf("esfbench:%d:", time.Now().UnixNano())
-	defer dropPrefix(rc, keyPrefix)
+	defer env.close()
+	k, codec, rc, keyPrefix := env.kafka, env.codec, env.redis, env.prefix
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

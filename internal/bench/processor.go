@@ -119,23 +119,12 @@ func processorRun(ctx context.Context, cfg ProcessorConfig, atLeastOnce bool) (P
 		mode = "at-least-once"
 	}
 	res := ProcessorResult{Mode: mode, Events: cfg.Envelopes * EventsPerEnvelope}
-	k, err := runKafka(ctx, cfg.Brokers, cfg.Partitions)
+	env, err := newBenchEnv(ctx, cfg.Brokers, cfg.Partitions, cfg.RedisURL)
 	if err != nil {
 		return res, err
 	}
-	defer k.close()
-	reg, codec, err := fakes.Registry(ctx, schemas.WithNames(k.names))
-	if err != nil {
-		return res, err
-	}
-	defer reg.Close()
-	rc, cleanup, err := benchRedis(cfg.RedisURL)
-	if err != nil {
-		return res, err
-	}
-	defer cleanup()
-	prefix := fmt.Sprintf("esfbench:%d:", time.Now().UnixNano())
-	defer dropPrefix(rc, prefix)
+	defer env.close()
+	k, codec, rc, prefix := env.kafka, env.codec, env.redis, env.prefix
 	st, err := store.New(store.Config{Client: rc, Prefix: prefix})
 	if err != nil {
 		return res, err
@@ -249,6 +238,47 @@ func countCommitted(ctx context.Context, brokers []string, topic string) (int, e
 	n := 0
 	err := topicread.AllSettled(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, func(*kgo.Record) error { n++; return nil })
 	return n, err
+}
+
+// benchEnv is what one benchmark run stands on: its Kafka (runKafka), a
+// registry whose codec is bound to the run's topic names, a Redis and a
+// fresh key prefix in it; close releases them all, the run's keys first.
+type benchEnv struct {
+	kafka   *benchKafka
+	codec   *schemas.Codec
+	redis   *redis.Client
+	prefix  string
+	closers []func()
+}
+
+func newBenchEnv(ctx context.Context, brokers []string, partitions int32, redisURL string) (*benchEnv, error) {
+	e := &benchEnv{}
+	var err error
+	if e.kafka, err = runKafka(ctx, brokers, partitions); err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.kafka.close)
+	reg, codec, err := fakes.Registry(ctx, schemas.WithNames(e.kafka.names))
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.codec, e.closers = codec, append(e.closers, reg.Close)
+	rc, closeRedis, err := benchRedis(redisURL)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.redis, e.prefix = rc, fmt.Sprintf("esfbench:%d:", time.Now().UnixNano())
+	e.closers = append(e.closers, closeRedis, func() { dropPrefix(rc, e.prefix) })
+	return e, nil
+}
+
+// close releases the run's parts in the reverse order of their making.
+func (e *benchEnv) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
 }
 
 func benchRedis(url string) (*redis.Client, func(), error) {

@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/envelope"
-	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/internal/topics"
@@ -106,23 +105,12 @@ func Restore(ctx context.Context, cfg RestoreConfig) (*RestoreResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res := &RestoreResult{Envelopes: cfg.Envelopes, Partitions: int(cfg.Partitions), InProcess: true, PartitionTimes: map[int32]time.Duration{}}
-	k, err := runKafka(ctx, cfg.Brokers, cfg.Partitions)
+	env, err := newBenchEnv(ctx, cfg.Brokers, cfg.Partitions, cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
-	defer k.close()
-	reg, codec, err := fakes.Registry(ctx, schemas.WithNames(k.names))
-	if err != nil {
-		return nil, err
-	}
-	defer reg.Close()
-	rc, cleanup, err := benchRedis(cfg.RedisURL)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	prefix := fmt.Sprintf("esfbench:%d:", time.Now().UnixNano())
-	defer dropPrefix(rc, prefix)
+	defer env.close()
+	k, codec, rc, prefix := env.kafka, env.codec, env.redis, env.prefix
 	st, err := store.New(store.Config{Client: rc, Prefix: prefix})
 	if err != nil {
 		return nil, err

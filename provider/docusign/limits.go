@@ -123,29 +123,23 @@ func (l *limits) observe(m *metrics, h http.Header) {
 	}
 }
 
-// metrics are the Client's. The first three are shared, by name and help,
-// with the other providers' clients (see provider/sim's clientmetrics.go):
-// the help strings must stay identical for promreg to share them.
+// metrics are the Client's: the call metrics every provider client shares
+// (provider.CallMetrics), and DocuSign's declared limits.
 type metrics struct {
-	calls       *prometheus.CounterVec   // provider, operation, outcome
-	seconds     *prometheus.HistogramVec // provider, operation
-	rateLimited *prometheus.CounterVec   // provider, operation
-	limit       *prometheus.GaugeVec     // provider, window
-	remaining   *prometheus.GaugeVec     // provider, window
-	reset       *prometheus.GaugeVec     // provider
-	envLimited  *prometheus.CounterVec   // provider, code
+	*provider.CallMetrics
+	limit      *prometheus.GaugeVec   // provider, window
+	remaining  *prometheus.GaugeVec   // provider, window
+	reset      *prometheus.GaugeVec   // provider
+	envLimited *prometheus.CounterVec // provider, code
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	calls, err := provider.NewCallMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	m := &metrics{
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_provider_calls_total",
-			Help: "Provider API calls (each attempt), by provider, operation and outcome (ok, rate_limited, not_found, client_error, server_error, transport_error)."},
-			[]string{"provider", "operation", "outcome"}),
-		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_provider_call_seconds",
-			Help: "Provider API call latency (each attempt), by provider and operation.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)},
-			[]string{"provider", "operation"}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_provider_rate_limited_total",
-			Help: "Provider answers that said to slow down (429), by provider and operation."}, []string{"provider", "operation"}),
+		CallMetrics: calls,
 		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "esignflow_provider_ratelimit_limit",
 			Help: "The provider's call limit as its last answer declared it (DocuSign X-RateLimit-Limit, X-BurstLimit-Limit), by provider and window (hourly, burst)."},
 			[]string{"provider", "window"}),
@@ -160,7 +154,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]string{"provider", "code"}),
 	}
 	for _, err := range []error{
-		promreg.Register(reg, &m.calls), promreg.Register(reg, &m.seconds), promreg.Register(reg, &m.rateLimited),
 		promreg.Register(reg, &m.limit), promreg.Register(reg, &m.remaining), promreg.Register(reg, &m.reset),
 		promreg.Register(reg, &m.envLimited),
 	} {
@@ -191,14 +184,14 @@ func (m *metrics) observe(op string, start time.Time, resp *http.Response, err e
 			outcome = "client_error"
 		}
 	}
-	m.calls.WithLabelValues("docusign", op, outcome).Inc()
-	m.seconds.WithLabelValues("docusign", op).Observe(time.Since(start).Seconds())
+	m.Calls.WithLabelValues("docusign", op, outcome).Inc()
+	m.Seconds.WithLabelValues("docusign", op).Observe(time.Since(start).Seconds())
 }
 
 // rateLimitedOp counts an account rate-limit answer (400 or 429).
 func (m *metrics) rateLimitedOp(op string) {
 	if m != nil {
-		m.rateLimited.WithLabelValues("docusign", op).Inc()
+		m.RateLimited.WithLabelValues("docusign", op).Inc()
 	}
 }
 

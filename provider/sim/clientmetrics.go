@@ -8,39 +8,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/esignflow/esignflow/internal/promreg"
+	"github.com/esignflow/esignflow/provider"
 )
 
 // clientMetrics count the Client's provider API calls: one per HTTP
 // attempt, so retries show.
-type clientMetrics struct {
-	calls       *prometheus.CounterVec   // provider, operation, outcome
-	seconds     *prometheus.HistogramVec // provider, operation
-	rateLimited *prometheus.CounterVec   // provider, operation
-}
+type clientMetrics struct{ *provider.CallMetrics }
 
 func newClientMetrics(reg prometheus.Registerer) (*clientMetrics, error) {
-	m := &clientMetrics{
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_provider_calls_total",
-			Help: "Provider API calls (each attempt), by provider, operation and outcome (ok, rate_limited, not_found, client_error, server_error, transport_error)."},
-			[]string{"provider", "operation", "outcome"}),
-		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_provider_call_seconds",
-			Help: "Provider API call latency (each attempt), by provider and operation.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)},
-			[]string{"provider", "operation"}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_provider_rate_limited_total",
-			Help: "Provider answers that said to slow down (429), by provider and operation."}, []string{"provider", "operation"}),
-	}
-	var err error
-	if err = promreg.Register(reg, &m.calls); err != nil {
+	m, err := provider.NewCallMetrics(reg)
+	if err != nil {
 		return nil, err
 	}
-	if err = promreg.Register(reg, &m.seconds); err != nil {
-		return nil, err
-	}
-	if err = promreg.Register(reg, &m.rateLimited); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return &clientMetrics{m}, nil
 }
 
 // observe records one attempt.
@@ -56,7 +36,7 @@ func (m *clientMetrics) observe(method, path string, start time.Time, resp *http
 			outcome = "ok"
 		case code == http.StatusTooManyRequests:
 			outcome = "rate_limited"
-			m.rateLimited.WithLabelValues("sim", op).Inc()
+			m.RateLimited.WithLabelValues("sim", op).Inc()
 		case code == http.StatusNotFound:
 			outcome = "not_found"
 		case code >= 500:
@@ -65,8 +45,8 @@ func (m *clientMetrics) observe(method, path string, start time.Time, resp *http
 			outcome = "client_error"
 		}
 	}
-	m.calls.WithLabelValues("sim", op, outcome).Inc()
-	m.seconds.WithLabelValues("sim", op).Observe(time.Since(start).Seconds())
+	m.Calls.WithLabelValues("sim", op, outcome).Inc()
+	m.Seconds.WithLabelValues("sim", op).Observe(time.Since(start).Seconds())
 }
 
 // operation names an API call by its route, without ids, so the label's
