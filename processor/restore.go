@@ -347,20 +347,9 @@ func (p *Processor) checkOwned(ctx context.Context, ps []int32) error {
 		if !ok || st.token == "" {
 			continue
 		}
-		c := ckpts[i]
-		var why string
-		switch {
-		case c == nil:
-			why = "no checkpoint"
-		case c.Owner != st.token:
-			why = "checkpoint of another owner " + c.Owner
-		case c.History != p.owned.history:
-			why = "checkpoint of another history"
-		case c.Next < st.floor:
-			why = fmt.Sprintf("checkpoint %d behind the committed %d", c.Next, st.floor)
-		}
-		if why != "" {
-			p.log.Warn("redis does not hold what was committed; verifying the partition again", "partition", n, "why", why)
+		b := store.Batch{Partition: n, Token: st.token, History: p.owned.history, Floor: st.floor}
+		if err := b.Check(ckpts[i]); err != nil {
+			p.log.Warn("redis does not hold what was committed; verifying the partition again", "partition", n, "err", err)
 			p.owned.distrust(n, false)
 		}
 	}

@@ -55,8 +55,10 @@ func parseCheckpoint(vals []any) (*Checkpoint, error) {
 // and re-created, has another.
 func History(clusterID, topicID string) string { return clusterID + "/" + topicID }
 
-// check says whether ckpt lets b write.
-func (b Batch) check(ckpt *Checkpoint) error {
+// Check says whether ckpt lets b write: nil, a *BehindError or ErrFenced,
+// as Apply decides. The processor's periodic check of idle partitions
+// asks the same question without a batch.
+func (b Batch) Check(ckpt *Checkpoint) error {
 	switch {
 	case ckpt == nil:
 		return &BehindError{b.Partition, "no checkpoint (Redis lost the partition's keys or never had them)"}

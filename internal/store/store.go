@@ -568,7 +568,7 @@ func (s *Store) plan(ctx context.Context, tx *redis.Tx, sc *scratch, b Batch, in
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: partition %d: %w", p, err)
 	}
-	if err := b.check(ckpt); err != nil {
+	if err := b.Check(ckpt); err != nil {
 		return nil, nil, err
 	}
 	plan := &writePlan{p: p, now: now, reqs: make(map[RequestKey]string)}
