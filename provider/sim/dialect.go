@@ -46,6 +46,18 @@ type Message interface {
 	Encode(attempt int, now time.Time) (body []byte, header http.Header)
 }
 
+// An Acceptor judges the answer to one delivery attempt: true means
+// delivered, false means the attempt failed and is retried like any other
+// (backoff, DeliveryAttempts). A Message or a Dialect may implement it, the
+// Message's taking precedence; without one, any 2xx is accepted. It exists
+// because some providers want more than a status: Dropbox Sign retries
+// every callback whose answer lacks the body "Hello API Event Received",
+// 200 or not. body is at most the first 64 KiB of the answer. Called from
+// the delivery workers, concurrently, without the engine's lock.
+type Acceptor interface {
+	Accepted(status int, body []byte) bool
+}
+
 // MessageFunc adapts a function to Message.
 type MessageFunc func(attempt int, now time.Time) ([]byte, http.Header)
 

@@ -143,7 +143,20 @@ func (s *Simulator) attempt(ctx context.Context, client *http.Client, d delivery
 
 var errPartition = errors.New("partitioned")
 
-// post makes one delivery attempt; a nil error means 2xx.
+// accepted judges a delivery's answer (its status and up to 64 KiB of its
+// body): the message's own Acceptor, else the dialect's, else any 2xx.
+func (s *Simulator) accepted(m Message, status int, body []byte) bool {
+	if a, ok := m.(Acceptor); ok {
+		return a.Accepted(status, body)
+	}
+	if a, ok := s.dialect.(Acceptor); ok {
+		return a.Accepted(status, body)
+	}
+	return status/100 == 2
+}
+
+// post makes one delivery attempt; a nil error means the answer was
+// accepted (see accepted).
 func (s *Simulator) post(ctx context.Context, client *http.Client, d delivery) (time.Duration, error) {
 	s.mu.Lock()
 	f, started := s.faults, s.started
@@ -170,9 +183,12 @@ func (s *Simulator) post(ctx context.Context, client *http.Client, d delivery) (
 		return 0, err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 == 2 {
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if s.accepted(d.msg, resp.StatusCode, answer) {
 		return 0, nil
+	}
+	if resp.StatusCode/100 == 2 {
+		return 0, fmt.Errorf("webhook %s: HTTP %d with an answer the dialect does not accept", d.id, resp.StatusCode)
 	}
 	var ra time.Duration
 	if sec, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
