@@ -74,6 +74,12 @@ type Download struct {
 var (
 	// ErrNotFound means the provider does not know the envelope.
 	ErrNotFound = errors.New("provider: envelope not found")
+	// ErrNotReady means the provider has not prepared the artefact yet
+	// (Dropbox Sign answers 409 while it renders a completed request's
+	// files): not a failure, try later. A client wraps it with what it
+	// knows (fmt.Errorf("...: %w", provider.ErrNotReady)); the sink waits
+	// with backoff and never dead-letters for it.
+	ErrNotReady = errors.New("provider: the provider has not prepared the artefact yet; try later")
 )
 
 // TransientError is a failure worth retrying with the same idempotency key:
