@@ -113,3 +113,78 @@ func TestDialectJudgesTheAnswer(t *testing.T) {
 		})
 	}
 }
+
+// deferDialect sends two webhooks for envelope.sent: one at once, one
+// deferred by later.
+type deferDialect struct {
+	plainDialect
+	later time.Duration
+}
+
+type deferredMessage struct {
+	sim.MessageFunc
+	later time.Duration
+}
+
+func (m deferredMessage) Defer() time.Duration { return m.later }
+
+func (d deferDialect) Webhooks(t sim.Transition) []sim.Message {
+	if t.Type != "envelope.sent" {
+		return nil
+	}
+	body := func(name string) sim.MessageFunc {
+		return func(int, time.Time) ([]byte, http.Header) { return []byte(name), nil }
+	}
+	return []sim.Message{body("now"), deferredMessage{body("later"), d.later}}
+}
+
+// arrivals records when each body arrived.
+type arrivals struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (a *arrivals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	a.mu.Lock()
+	a.at[string(b)] = time.Now()
+	a.mu.Unlock()
+}
+
+func (a *arrivals) get(name string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.at[name]
+	return t, ok
+}
+
+// TestDeferredMessageWaits: a Deferred message is not attempted before its
+// Defer has passed, while the transition's other webhook goes at once.
+func TestDeferredMessageWaits(t *testing.T) {
+	for _, later := range []time.Duration{time.Hour, 50 * time.Millisecond} {
+		t.Run(later.String(), func(t *testing.T) {
+			a := &arrivals{at: map[string]time.Time{}}
+			hook := httptest.NewServer(a)
+			t.Cleanup(hook.Close)
+			s := fakes.Sim(t, sim.Config{Dialect: deferDialect{later: later}, WebhookURL: hook.URL, Step: time.Hour,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			spec := sim.EnvelopeSpec{Key: "k", Documents: []sim.Document{{Name: "d", Content: []byte("x")}},
+				Recipients: []sim.RecipientSpec{{ID: "1", Name: "A", Email: "a@example.com"}}}
+			sent := time.Now()
+			if _, err := s.CreateEnvelope(spec, true); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "the immediate webhook", func() bool { _, ok := a.get("now"); return ok })
+			if later == time.Hour {
+				if _, ok := a.get("later"); ok || s.Stats().Attempts != 1 {
+					t.Fatalf("the deferred webhook went early: stats %+v", s.Stats())
+				}
+				return
+			}
+			waitFor(t, 10*time.Second, "the deferred webhook", func() bool { _, ok := a.get("later"); return ok })
+			if at, _ := a.get("later"); at.Sub(sent) < later {
+				t.Fatalf("the deferred webhook arrived %s after the transition, before its %s", at.Sub(sent), later)
+			}
+		})
+	}
+}

@@ -58,6 +58,16 @@ type Acceptor interface {
 	Accepted(status int, body []byte) bool
 }
 
+// A Message that implements Deferred is handed to the delivery workers
+// Defer() after its transition, not at once; the delay fault adds to that.
+// It is for a provider's event that follows its transition by a while:
+// Dropbox Sign's signature_request_downloadable comes once the signed
+// files are ready, some time after the last signature. A Deferred message
+// still waiting when the simulator stops is lost with the queue.
+type Deferred interface {
+	Defer() time.Duration
+}
+
 // MessageFunc adapts a function to Message.
 type MessageFunc func(attempt int, now time.Time) ([]byte, http.Header)
 

@@ -52,8 +52,8 @@ type delivery struct {
 }
 
 // emit records a transition and queues the webhooks the dialect makes of
-// it, applying the drop, duplicate and delay faults to each. Called with
-// s.mu held.
+// it (a Deferred one after its Defer), applying the drop, duplicate and
+// delay faults to each. Called with s.mu held.
 func (s *Simulator) emit(e *envelope, typ string, r *recipient, now time.Time) {
 	s.changed()
 	e.events++
@@ -76,6 +76,10 @@ func (s *Simulator) emit(e *envelope, typ string, r *recipient, now time.Time) {
 			s.stats.dropped.Add(1)
 			continue
 		}
+		var later time.Duration
+		if dm, ok := m.(Deferred); ok {
+			later = max(0, dm.Defer())
+		}
 		copies := 1
 		if s.roll("duplicate", id) < f.Duplicate {
 			s.stats.duplicated.Add(1)
@@ -87,7 +91,7 @@ func (s *Simulator) emit(e *envelope, typ string, r *recipient, now time.Time) {
 				s.stats.delayed.Add(1)
 				wait = time.Duration(s.roll("delay-for", id, strconv.Itoa(c)) * float64(f.MaxDelay))
 			}
-			s.enqueue(delivery{id: id, msg: m}, wait)
+			s.enqueue(delivery{id: id, msg: m}, later+wait)
 		}
 	}
 }
