@@ -17,7 +17,9 @@ import (
 
 // plainDialect sends one webhook, for envelope.sent, and judges no answer:
 // the engine's default (any 2xx) applies.
-type plainDialect struct{ msg func(sim.MessageFunc) sim.Message }
+type plainDialect struct {
+	msg func(sim.MessageFunc) sim.Message
+}
 
 func (plainDialect) Handler(*sim.Simulator) http.Handler { return http.NotFoundHandler() }
 
