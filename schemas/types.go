@@ -1,6 +1,9 @@
 package schemas
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Status is an envelope's normalised status. The order of the constants is
 // the order of the state machine: see Rank.
@@ -24,15 +27,24 @@ const (
 // RecipientStatus is one recipient's normalised status.
 type RecipientStatus string
 
-// Recipient statuses, in order. SIGNED, DECLINED and FAILED are terminal.
+// Recipient statuses. SIGNED, DECLINED, REPLACED and FAILED are final.
+// AUTH_FAILED (an SMS code or ID check failed) and BOUNCED (the invitation
+// e-mail bounced or was auto-answered) are not: the recipient can retry,
+// or the sender correct the address, and a later step moves them on.
+// FAILED is what older versions wrote for both; it is read, not written.
 const (
-	RecipientCreated   RecipientStatus = "CREATED"
-	RecipientSent      RecipientStatus = "SENT"
-	RecipientDelivered RecipientStatus = "DELIVERED"
-	RecipientViewed    RecipientStatus = "VIEWED"
-	RecipientSigned    RecipientStatus = "SIGNED"
-	RecipientDeclined  RecipientStatus = "DECLINED"
-	RecipientFailed    RecipientStatus = "FAILED"
+	RecipientCreated    RecipientStatus = "CREATED"
+	RecipientSent       RecipientStatus = "SENT"
+	RecipientDelivered  RecipientStatus = "DELIVERED"
+	RecipientViewed     RecipientStatus = "VIEWED"
+	RecipientSigned     RecipientStatus = "SIGNED"
+	RecipientDeclined   RecipientStatus = "DECLINED"
+	RecipientFailed     RecipientStatus = "FAILED"
+	RecipientAuthFailed RecipientStatus = "AUTH_FAILED"
+	RecipientBounced    RecipientStatus = "BOUNCED"
+	// RecipientReplaced: reassigned or delegated to another recipient
+	// (RecipientState.ReplacedBy).
+	RecipientReplaced RecipientStatus = "REPLACED"
 )
 
 // Source says where an EnvelopeEvent came from.
@@ -118,6 +130,7 @@ type EnvelopeEvent struct {
 	DocumentSHA256 *string           `avro:"document_sha256" json:"document_sha256,omitempty"`
 	Reason         *string           `avro:"reason" json:"reason,omitempty"`
 	Metadata       map[string]string `avro:"metadata" json:"metadata,omitempty"`
+	Kind           EventKind         `avro:"kind" json:"kind,omitempty"`
 }
 
 // RecipientUpdate is what an event says about one recipient.
@@ -129,6 +142,9 @@ type RecipientUpdate struct {
 	SourceIP     *string         `avro:"source_ip" json:"source_ip,omitempty"`
 	UserAgent    *string         `avro:"user_agent" json:"user_agent,omitempty"`
 	IDVerifiedAt *time.Time      `avro:"id_verified_at" json:"id_verified_at,omitempty"`
+	// Replaces is the recipient this one replaces (reassigned or
+	// delegated from), which becomes REPLACED.
+	Replaces *string `avro:"replaces" json:"replaces,omitempty"`
 }
 
 // EnvelopeStatusChanged mirrors EnvelopeStatusChanged.avsc.
@@ -141,6 +157,7 @@ type EnvelopeStatusChanged struct {
 	ChangedAt      time.Time     `avro:"changed_at" json:"changed_at"`
 	State          EnvelopeState `avro:"state" json:"state"`
 	Audit          []AuditEntry  `avro:"audit" json:"audit"`
+	Kind           ChangeKind    `avro:"kind" json:"kind"`
 }
 
 // Envelope mirrors Envelope.avsc: an envelope's committed state, the value
@@ -165,6 +182,8 @@ type EnvelopeState struct {
 	UpdatedAt  time.Time        `avro:"updated_at" json:"updated_at"`
 	AuditSeq   int64            `avro:"audit_seq" json:"audit_seq"`
 	AuditHead  string           `avro:"audit_head" json:"audit_head"`
+	// Foreign marks an envelope created outside esignflow and adopted.
+	Foreign bool `avro:"foreign" json:"foreign,omitempty"`
 }
 
 // RecipientState is one recipient's state within an EnvelopeState.
@@ -175,6 +194,8 @@ type RecipientState struct {
 	Status       RecipientStatus `avro:"status" json:"status"`
 	StatusAt     time.Time       `avro:"status_at" json:"status_at"`
 	IDVerifiedAt *time.Time      `avro:"id_verified_at" json:"id_verified_at,omitempty"`
+	ReplacedBy   *string         `avro:"replaced_by" json:"replaced_by,omitempty"`
+	Replaces     *string         `avro:"replaces" json:"replaces,omitempty"`
 }
 
 // AuditEntry is one link of an envelope's hash-chained audit trail.
@@ -196,6 +217,11 @@ type AuditEntry struct {
 	DocumentSHA256  *string          `avro:"document_sha256" json:"document_sha256,omitempty"`
 	PrevHash        string           `avro:"prev_hash" json:"prev_hash"`
 	Hash            string           `avro:"hash" json:"hash"`
+	// Replaces is the recipient RecipientID replaced, when the event
+	// reassigned or delegated one: the entry keeps both.
+	Replaces *string `avro:"replaces" json:"replaces,omitempty"`
+	// Kind is the event's kind when it is not EventKindStatus.
+	Kind *EventKind `avro:"kind" json:"kind,omitempty"`
 }
 
 // EnvelopeFinalized mirrors EnvelopeFinalized.avsc.
@@ -236,4 +262,99 @@ type DeadLetter struct {
 type Header struct {
 	Key   string `avro:"key" json:"key"`
 	Value []byte `avro:"value" json:"value"`
+}
+
+// EventKind says what sort of observation an EnvelopeEvent is. It is an
+// integer, not a string like the other enums, so that its zero value is
+// the schema's default, STATUS: a producer that never heard of kinds
+// writes STATUS, and an event decoded from an older record compares equal
+// to the one that was written. It encodes as its symbol, in Avro and JSON.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventKindStatus: the envelope's status and recipients as observed.
+	EventKindStatus EventKind = iota
+	// EventKindCorrected: the sender corrected the envelope (recipients,
+	// documents) after sending it.
+	EventKindCorrected
+	// EventKindResent: the sender resent the envelope's invitations.
+	EventKindResent
+)
+
+var eventKindSymbols = []string{"STATUS", "CORRECTED", "RESENT"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventKindSymbols) {
+		return eventKindSymbols[k]
+	}
+	return fmt.Sprintf("EventKind(%d)", k)
+}
+
+// MarshalText writes the symbol; an unknown kind is an error.
+func (k EventKind) MarshalText() ([]byte, error) {
+	if int(k) >= len(eventKindSymbols) {
+		return nil, fmt.Errorf("schemas: unknown event kind %d", k)
+	}
+	return []byte(eventKindSymbols[k]), nil
+}
+
+// UnmarshalText reads a symbol.
+func (k *EventKind) UnmarshalText(b []byte) error {
+	i, err := symbolIndex(eventKindSymbols, b, "event kind")
+	*k = EventKind(i)
+	return err
+}
+
+// ChangeKind says what sort of change an EnvelopeStatusChanged is. Like
+// EventKind, its zero value is the schema's default, STATUS.
+type ChangeKind uint8
+
+// Change kinds.
+const (
+	// ChangeKindStatus: the envelope's status moved, or a conflict
+	// between terminal statuses was reported or settled.
+	ChangeKindStatus ChangeKind = iota
+	// ChangeKindRecipient: only recipients changed.
+	ChangeKindRecipient
+	// ChangeKindCorrected: the sender corrected the envelope; the status
+	// is not moved back (previous_status = status unless the correction
+	// also brought news of a later status).
+	ChangeKindCorrected
+	// ChangeKindResent: the sender resent the envelope; as for
+	// ChangeKindCorrected.
+	ChangeKindResent
+)
+
+var changeKindSymbols = []string{"STATUS", "RECIPIENT", "CORRECTED", "RESENT"}
+
+func (k ChangeKind) String() string {
+	if int(k) < len(changeKindSymbols) {
+		return changeKindSymbols[k]
+	}
+	return fmt.Sprintf("ChangeKind(%d)", k)
+}
+
+// MarshalText writes the symbol; an unknown kind is an error.
+func (k ChangeKind) MarshalText() ([]byte, error) {
+	if int(k) >= len(changeKindSymbols) {
+		return nil, fmt.Errorf("schemas: unknown change kind %d", k)
+	}
+	return []byte(changeKindSymbols[k]), nil
+}
+
+// UnmarshalText reads a symbol.
+func (k *ChangeKind) UnmarshalText(b []byte) error {
+	i, err := symbolIndex(changeKindSymbols, b, "change kind")
+	*k = ChangeKind(i)
+	return err
+}
+
+func symbolIndex(symbols []string, b []byte, what string) (int, error) {
+	for i, s := range symbols {
+		if s == string(b) {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("schemas: unknown %s %q", what, b)
 }
