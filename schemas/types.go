@@ -27,11 +27,12 @@ const (
 // RecipientStatus is one recipient's normalised status.
 type RecipientStatus string
 
-// Recipient statuses. SIGNED, DECLINED, REPLACED and FAILED are final.
+// Recipient statuses. SIGNED, DECLINED and REPLACED are final.
 // AUTH_FAILED (an SMS code or ID check failed) and BOUNCED (the invitation
 // e-mail bounced or was auto-answered) are not: the recipient can retry,
 // or the sender correct the address, and a later step moves them on.
-// FAILED is what older versions wrote for both; it is read, not written.
+// FAILED is what older versions wrote for a bounce; it is read as one, and
+// no longer written.
 const (
 	RecipientCreated    RecipientStatus = "CREATED"
 	RecipientSent       RecipientStatus = "SENT"

@@ -26,6 +26,11 @@ const GenesisHash = "00000000000000000000000000000000000000000000000000000000000
 // in UTF-8. Integers are written in decimal, times in RFC 3339 UTC with
 // exactly three fractional digits ("2006-01-02T15:04:05.000Z"), enums by
 // symbol. prev_hash and hash are not part of it.
+//
+// Fields added later follow, each only when it is set, as its name then
+// its value, both written as a present text: replaces, then kind. An entry
+// without them has exactly the bytes it had before they existed, so every
+// hash recorded earlier still verifies.
 func Canonical(e schemas.AuditEntry) []byte { return appendCanonical(make([]byte, 0, 256), e) }
 
 func appendCanonical(b []byte, e schemas.AuditEntry) []byte {
@@ -77,6 +82,14 @@ func appendCanonical(b []byte, e schemas.AuditEntry) []byte {
 	opt(e.UserAgent)
 	optTime(e.IDVerifiedAt)
 	opt(e.DocumentSHA256)
+	if e.Replaces != nil {
+		put("replaces")
+		put(*e.Replaces)
+	}
+	if e.Kind != nil {
+		put("kind")
+		put(e.Kind.String())
+	}
 	return b
 }
 

@@ -33,3 +33,26 @@ func TestCanonicalGoldenVector(t *testing.T) {
 		t.Fatalf("hash = %s, want %s", got, want)
 	}
 }
+
+// The fields added after the first format (replaces, kind) are written
+// only when set, name then value; computed, like the vector above, by a
+// few lines of Python following Canonical's documentation. The vector
+// above, whose entry has neither, pins that old entries hash as before.
+func TestCanonicalGoldenVectorWithAddedFields(t *testing.T) {
+	rs, rid, old := schemas.RecipientSent, "r3", "r1"
+	kind := schemas.EventKindCorrected
+	e := schemas.AuditEntry{
+		Seq: 8, EnvelopeID: "env-42", EventID: "evt-10", Source: schemas.SourceWebhook, Type: "recipient-reassign",
+		Outcome: schemas.OutcomeApplied, RecipientID: &rid, RecipientStatus: &rs, Replaces: &old, Kind: &kind,
+		OccurredAt: time.Date(2026, 11, 27, 9, 5, 0, 0, time.UTC),
+		RecordedAt: time.Date(2026, 11, 27, 9, 5, 1, 0, time.UTC),
+		PrevHash:   strings.Repeat("22", 32),
+	}
+	const wantCanon = "0101380106656e762d343201066576742d31300107574542484f4f4b0112726563697069656e742d726561737369676e01074150504c4945440001027233010453454e540118323032362d31312d32375430393a30353a30302e3030305a0118323032362d31312d32375430393a30353a30312e3030305a0000000001087265706c616365730102723101046b696e640109434f52524543544544"
+	if got := hex.EncodeToString(envelope.Canonical(e)); got != wantCanon {
+		t.Fatalf("canonical:\n got %s\nwant %s", got, wantCanon)
+	}
+	if got, want := envelope.Hash(e), "dbfb4bac52b0542eb0244cc65933e20a5b26c4ccfb2535b9ff01ea5d7af3c047"; got != want {
+		t.Fatalf("hash = %s, want %s", got, want)
+	}
+}

@@ -9,10 +9,31 @@
 // statuses are a conflict: the state records it and only the provider's
 // answer to a poll (source POLL) may settle it. Every accepted event
 // increments the envelope's version by one.
+//
+// Recipients follow what real providers do to them, which is not always
+// forward. Their statuses rank CREATED < {SENT, BOUNCED} < DELIVERED <
+// {VIEWED, AUTH_FAILED} < {SIGNED, DECLINED, REPLACED}, the last rank
+// final. A bounced invitation or a failed authentication (an SMS
+// code, an ID check) is not final: the sender can correct the address and
+// resend, the signer can try again. Within the ranks that hold two
+// statuses the one the provider reported last (occurred_at) wins, and at
+// the same millisecond the failure (it is caused by the send or the view
+// it ties with); a recipient's status_at in those ranks is the last time
+// the provider reported its status. So any order of the same events gives
+// the same recipients. A reassigned or delegated recipient is REPLACED,
+// with replaced_by naming the new one, whose replaces names it back; the
+// audit entry of the event keeps both. FAILED is no longer written: older
+// versions wrote it for bounces, and it is read as one (ranked with SENT),
+// so an envelope in flight across an upgrade is not stuck with it.
+//
+// An envelope correction or resend (EnvelopeEvent.Kind) is a change of its
+// own kind (ChangeKind CORRECTED or RESENT) while the envelope is not
+// terminal, even when it moves nothing; it never moves the status back.
 package envelope
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/esignflow/esignflow/schemas"
@@ -32,14 +53,37 @@ var statusRank = map[schemas.Status]int{
 }
 
 var recipientRank = map[schemas.RecipientStatus]int{
-	schemas.RecipientCreated:   1,
-	schemas.RecipientSent:      2,
-	schemas.RecipientDelivered: 3,
-	schemas.RecipientViewed:    4,
-	schemas.RecipientSigned:    5,
-	schemas.RecipientDeclined:  5,
-	schemas.RecipientFailed:    5,
+	schemas.RecipientCreated:    1,
+	schemas.RecipientSent:       2,
+	schemas.RecipientBounced:    2,
+	schemas.RecipientDelivered:  3,
+	schemas.RecipientViewed:     4,
+	schemas.RecipientAuthFailed: 4,
+	schemas.RecipientSigned:     finalRank,
+	schemas.RecipientDeclined:   finalRank,
+	schemas.RecipientReplaced:   finalRank,
+	// Older versions wrote FAILED for a bounced or auto-answered
+	// invitation, and for nothing else: it is read as the bounce it was.
+	schemas.RecipientFailed: 2,
 }
+
+// finalRank is the rank of the final recipient statuses.
+const finalRank = 5
+
+// tiebreak orders the statuses of one rank reported at the same
+// millisecond: the failure wins, as the send or the view caused it (and
+// BOUNCED wins over the FAILED older versions wrote for it).
+var tiebreak = map[schemas.RecipientStatus]int{
+	schemas.RecipientFailed: 1, schemas.RecipientBounced: 2, schemas.RecipientAuthFailed: 1,
+}
+
+// contested reports whether rank holds two statuses, between which time
+// decides.
+func contested(rank int) bool { return rank == 2 || rank == 4 }
+
+// RecipientFinal reports whether a recipient's status is final: SIGNED,
+// DECLINED or REPLACED.
+func RecipientFinal(s schemas.RecipientStatus) bool { return recipientRank[s] == finalRank }
 
 // Terminal reports whether s is final: COMPLETED, DECLINED, VOIDED, EXPIRED
 // or FAILED.
@@ -99,7 +143,7 @@ func (e Envelope) ApplyTo(ev schemas.EnvelopeEvent, now time.Time, ch *schemas.E
 	if st.Tenant == nil && ev.Tenant != nil {
 		st.Tenant = ev.Tenant
 	}
-	prev := st.Status
+	prev, prevConflict := st.Status, st.Conflict
 	outcome := schemas.OutcomeIgnored
 	if ev.Status != nil {
 		outcome = applyStatus(&st, ev)
@@ -107,6 +151,17 @@ func (e Envelope) ApplyTo(ev schemas.EnvelopeEvent, now time.Time, ch *schemas.E
 	rcp, recipientsChanged := applyRecipients(&st, ev)
 	if recipientsChanged && outcome == schemas.OutcomeIgnored {
 		outcome = schemas.OutcomeApplied
+	}
+	// A correction or a resend is news of its own while the envelope is
+	// in progress; once it is terminal, a late one is only history.
+	kind := schemas.ChangeKindStatus
+	if k := eventKind(ev.Kind); k != schemas.EventKindStatus && !(prev != nil && Terminal(*prev)) {
+		kind = map[schemas.EventKind]schemas.ChangeKind{schemas.EventKindCorrected: schemas.ChangeKindCorrected, schemas.EventKindResent: schemas.ChangeKindResent}[k]
+		if outcome == schemas.OutcomeIgnored {
+			outcome = schemas.OutcomeApplied
+		}
+	} else if prev != nil && st.Status != nil && *prev == *st.Status && (prevConflict == nil) == (st.Conflict == nil) {
+		kind = schemas.ChangeKindRecipient
 	}
 
 	entry := schemas.AuditEntry{
@@ -127,9 +182,15 @@ func (e Envelope) ApplyTo(ev schemas.EnvelopeEvent, now time.Time, ch *schemas.E
 	if entry.PrevHash == "" {
 		entry.PrevHash = GenesisHash
 	}
+	if k := eventKind(ev.Kind); k != schemas.EventKindStatus {
+		entry.Kind = &k
+	}
 	if rcp != nil {
 		entry.RecipientID = &rcp.RecipientID
 		entry.RecipientStatus = &rcp.Status
+		if rcp.Replaces != nil && *rcp.Replaces != "" && *rcp.Replaces != rcp.RecipientID {
+			entry.Replaces = rcp.Replaces
+		}
 		entry.IDVerifiedAt = msPtr(rcp.IDVerifiedAt)
 		if entry.SourceIP == nil {
 			entry.SourceIP = rcp.SourceIP
@@ -158,6 +219,7 @@ func (e Envelope) ApplyTo(ev schemas.EnvelopeEvent, now time.Time, ch *schemas.E
 		ChangedAt:      now,
 		State:          st,
 		Audit:          append(append(ch.Audit[:0], e.Pending...), entry),
+		Kind:           kind,
 	}
 	if st.Status != nil {
 		ch.Status = *st.Status
@@ -218,58 +280,124 @@ func applyStatus(st *schemas.EnvelopeState, ev schemas.EnvelopeEvent) schemas.Ou
 	}
 }
 
+// eventKind is k, or STATUS for a kind this version does not know.
+func eventKind(k schemas.EventKind) schemas.EventKind {
+	if k > schemas.EventKindResent {
+		return schemas.EventKindStatus
+	}
+	return k
+}
+
 // applyRecipients applies ev's recipient updates to st, keeping recipients
 // sorted by id so that the state does not depend on arrival order. It
-// returns the first update that changed something (for the audit entry, or
-// the first update when none did) and whether any did.
+// returns the update for the audit entry — the first that replaced a
+// recipient, else the first that changed something, else the first — and
+// whether any changed something.
 func applyRecipients(st *schemas.EnvelopeState, ev schemas.EnvelopeEvent) (*schemas.RecipientUpdate, bool) {
-	var first *schemas.RecipientUpdate
+	var first, link *schemas.RecipientUpdate
 	changed := false
+	at := ms(ev.OccurredAt)
 	for i := range ev.Recipients {
 		u := &ev.Recipients[i]
 		if !ValidRecipient(u.Status) || u.RecipientID == "" {
 			continue
 		}
-		idx, found := slices.BinarySearchFunc(st.Recipients, u.RecipientID, func(r schemas.RecipientState, id string) int {
-			switch {
-			case r.RecipientID < id:
-				return -1
-			case r.RecipientID > id:
-				return 1
-			}
-			return 0
-		})
-		did := false
-		if !found {
-			st.Recipients = slices.Insert(st.Recipients, idx, schemas.RecipientState{
+		r, did := recipient(st, u.RecipientID)
+		if r.RecipientID == "" {
+			*r = schemas.RecipientState{
 				RecipientID: u.RecipientID, Email: u.Email, Name: u.Name,
-				Status: u.Status, StatusAt: ms(ev.OccurredAt), IDVerifiedAt: msPtr(u.IDVerifiedAt),
-			})
-			did = true
-		} else {
-			r := &st.Recipients[idx]
-			if recipientRank[r.Status] < 5 && recipientRank[u.Status] > recipientRank[r.Status] {
-				r.Status, r.StatusAt = u.Status, ms(ev.OccurredAt)
-				did = true
+				Status: u.Status, StatusAt: at, IDVerifiedAt: msPtr(u.IDVerifiedAt),
 			}
+		} else {
+			did = move(r, u.Status, at)
 			// An identity-verification time is learnt once, from whichever
-			// event carries it first, whatever that event's status.
+			// event carries it first, whatever that event's status; so are
+			// the address and the name, which a replacement's stub lacks.
 			if r.IDVerifiedAt == nil && u.IDVerifiedAt != nil {
 				r.IDVerifiedAt = msPtr(u.IDVerifiedAt)
 				did = true
 			}
-			if did && r.Email == "" {
-				r.Email, r.Name = u.Email, u.Name
+			if r.Email == "" && u.Email != "" {
+				r.Email, did = u.Email, true
+			}
+			if r.Name == "" && u.Name != "" {
+				r.Name, did = u.Name, true
+			}
+		}
+		if u.Replaces != nil && *u.Replaces != "" && *u.Replaces != u.RecipientID {
+			if r.Replaces == nil {
+				r.Replaces, did = u.Replaces, true
+			}
+			// The replaced one: a stub when it was not seen yet, so that
+			// its own earlier events, arriving later, find it final.
+			newID := u.RecipientID
+			o, _ := recipient(st, *u.Replaces)
+			switch {
+			case o.RecipientID == "":
+				*o = schemas.RecipientState{RecipientID: *u.Replaces, Status: schemas.RecipientReplaced, StatusAt: at, ReplacedBy: &newID}
+				did = true
+			case !RecipientFinal(o.Status):
+				o.Status, o.StatusAt, o.ReplacedBy = schemas.RecipientReplaced, at, &newID
+				did = true
+			case o.Status == schemas.RecipientReplaced && o.ReplacedBy == nil:
+				o.ReplacedBy, did = &newID, true
+			}
+			if did && link == nil {
+				link = u
 			}
 		}
 		if did && !changed {
 			first, changed = u, true
 		}
 	}
+	if link != nil {
+		return link, true
+	}
 	if first == nil && len(ev.Recipients) > 0 {
 		first = &ev.Recipients[0]
 	}
 	return first, changed
+}
+
+// recipient returns st's recipient id, inserting a zero one (RecipientID
+// "") in its sorted place when there is none; true when it inserted. The
+// pointer is valid until the next insertion.
+func recipient(st *schemas.EnvelopeState, id string) (*schemas.RecipientState, bool) {
+	idx, found := slices.BinarySearchFunc(st.Recipients, id, func(r schemas.RecipientState, id string) int {
+		return strings.Compare(r.RecipientID, id)
+	})
+	if !found {
+		st.Recipients = slices.Insert(st.Recipients, idx, schemas.RecipientState{})
+	}
+	return &st.Recipients[idx], !found
+}
+
+// move moves r to status in, reported at at, when the ranks allow it, and
+// reports whether its status changed. A final status stays; a higher rank
+// wins; within a rank of two statuses the later report wins (see tiebreak
+// for a tie), and a later report of the same status only moves status_at,
+// which is no change to publish but keeps the order of arrival out of the
+// outcome.
+func move(r *schemas.RecipientState, in schemas.RecipientStatus, at time.Time) bool {
+	cur := r.Status
+	rc, ri := recipientRank[cur], recipientRank[in]
+	switch {
+	case RecipientFinal(cur) || ri < rc:
+		return false
+	case ri > rc:
+		r.Status, r.StatusAt = in, at
+		return true
+	case !contested(ri):
+		return false
+	case at.After(r.StatusAt) || (at.Equal(r.StatusAt) && tiebreak[in] > tiebreak[cur]):
+		r.StatusAt = at
+		if in == cur {
+			return false
+		}
+		r.Status = in
+		return true
+	}
+	return false
 }
 
 // ms truncates t to the millisecond in UTC: the precision Avro keeps, so a

@@ -178,7 +178,10 @@ func TestApplyDoesNotModifyInput(t *testing.T) {
 
 // lifecycle returns a realistic event set for one envelope: creation, each
 // recipient's progress, envelope milestones, one terminal status, and a poll
-// that confirms it.
+// that confirms it. Along the way, as real providers do: an invitation
+// bounces (and is resent, or the address corrected, or neither), a signer
+// fails an authentication once, a recipient is reassigned to another who
+// signs in their place, the sender corrects or resends the envelope.
 func lifecycle(rng *rand.Rand, id string) []schemas.EnvelopeEvent {
 	at := t0
 	tick := func() time.Time { at = at.Add(time.Duration(1+rng.IntN(60)) * time.Second); return at }
@@ -190,28 +193,74 @@ func lifecycle(rng *rand.Rand, id string) []schemas.EnvelopeEvent {
 	evs := []schemas.EnvelopeEvent{env(schemas.StatusCreated, schemas.SourceAPI), env(schemas.StatusSent, schemas.SourceWebhook)}
 	n := 1 + rng.IntN(3)
 	declined := rng.IntN(4) == 0
+	// A voided envelope leaves its last recipient wherever they were:
+	// sent, bounced, viewed, failing to authenticate.
+	voided := !declined && rng.IntN(4) == 0
+	rcp := func(rid string, s schemas.RecipientStatus, tag string) schemas.EnvelopeEvent {
+		u := schemas.RecipientUpdate{RecipientID: rid, Email: rid + "@example.com", Status: s}
+		if s == schemas.RecipientSigned {
+			v := tick()
+			u.IDVerifiedAt = &v
+		}
+		return schemas.EnvelopeEvent{EventID: id + rid + string(s) + tag, Provider: "sim", EnvelopeID: id, Source: schemas.SourceWebhook, Recipients: []schemas.RecipientUpdate{u}, OccurredAt: tick()}
+	}
+	kinded := func(k schemas.EventKind, tag string) schemas.EnvelopeEvent {
+		e := env(schemas.StatusSent, schemas.SourceWebhook) // a summary that lags
+		e.EventID += tag
+		e.Kind = k
+		return e
+	}
 	for r := range n {
 		rid := fmt.Sprintf("r%d", r)
-		steps := []schemas.RecipientStatus{schemas.RecipientSent, schemas.RecipientDelivered, schemas.RecipientViewed, schemas.RecipientSigned}
-		if declined && r == n-1 {
-			steps[3] = schemas.RecipientDeclined
-		}
-		for _, s := range steps {
-			u := schemas.RecipientUpdate{RecipientID: rid, Status: s}
-			if s == schemas.RecipientSigned {
-				v := tick()
-				u.IDVerifiedAt = &v
+		start := len(evs)
+		evs = append(evs, rcp(rid, schemas.RecipientSent, ""))
+		if rng.IntN(4) == 0 {
+			evs = append(evs, rcp(rid, schemas.RecipientBounced, ""))
+			switch rng.IntN(3) {
+			case 0:
+				evs = append(evs, rcp(rid, schemas.RecipientSent, "resent"))
+			case 1:
+				evs = append(evs, kinded(schemas.EventKindCorrected, "corrected"+rid))
 			}
-			evs = append(evs, schemas.EnvelopeEvent{EventID: id + rid + string(s), Provider: "sim", EnvelopeID: id, Source: schemas.SourceWebhook, Recipients: []schemas.RecipientUpdate{u}, OccurredAt: tick()})
+		}
+		if rng.IntN(5) == 0 {
+			// Reassigned before opening it: the new recipient goes on.
+			old := rid
+			rid += "x"
+			reassign := rcp(rid, schemas.RecipientSent, "reassign")
+			reassign.Recipients[0].Replaces = &old
+			evs = append(evs, reassign)
+		}
+		evs = append(evs, rcp(rid, schemas.RecipientDelivered, ""), rcp(rid, schemas.RecipientViewed, ""))
+		if rng.IntN(4) == 0 {
+			evs = append(evs, rcp(rid, schemas.RecipientAuthFailed, ""))
+			if rng.IntN(2) == 0 {
+				evs = append(evs, rcp(rid, schemas.RecipientViewed, "again"))
+			}
+		}
+		if rng.IntN(6) == 0 {
+			evs = append(evs, kinded(schemas.EventKindResent, "resent"+rid))
+		}
+		last := schemas.RecipientSigned
+		if declined && r == n-1 {
+			last = schemas.RecipientDeclined
+		}
+		if voided && r == n-1 {
+			evs = evs[:start+1+rng.IntN(len(evs)-start)]
+		} else {
+			evs = append(evs, rcp(rid, last, ""))
 		}
 		if r == 0 {
 			evs = append(evs, env(schemas.StatusDelivered, schemas.SourceWebhook), env(schemas.StatusViewed, schemas.SourceWebhook))
 		}
 	}
 	final := schemas.StatusCompleted
-	if declined {
+	switch {
+	case declined:
 		final = schemas.StatusDeclined
-	} else if n > 1 {
+	case voided:
+		final = schemas.StatusVoided
+	case n > 1:
 		evs = append(evs, env(schemas.StatusPartiallySigned, schemas.SourceWebhook))
 	}
 	// A poll reports the provider's own status time, the webhook's.
@@ -226,7 +275,21 @@ func lifecycle(rng *rand.Rand, id string) []schemas.EnvelopeEvent {
 // not the version (fewer changes when late events are ignored), the audit
 // chain or the time of recording.
 func essence(s schemas.EnvelopeState) string {
-	return fmt.Sprintf("%s %v %s %v %v", s.EnvelopeID, *s.Status, s.StatusAt, s.Recipients, s.Conflict)
+	str := func(p *string) string {
+		if p == nil {
+			return "-"
+		}
+		return *p
+	}
+	out := fmt.Sprintf("%s %v %s %s:", s.EnvelopeID, *s.Status, s.StatusAt, str(s.Conflict))
+	for _, r := range s.Recipients {
+		v := "-"
+		if r.IDVerifiedAt != nil {
+			v = r.IDVerifiedAt.String()
+		}
+		out += fmt.Sprintf(" [%s %s %q %s %s verified %s by %s replaces %s]", r.RecipientID, r.Status, r.Email, r.Name, r.StatusAt, v, str(r.ReplacedBy), str(r.Replaces))
+	}
+	return out
 }
 
 func TestPermutationsConverge(t *testing.T) {
