@@ -7,14 +7,25 @@
 // offset commit in one transaction, and a manifest already in the archive
 // (a crash between archiving and publishing) is published again without
 // downloading anything.
+//
+// A provider that is down (timeouts, 5xx, rate limits) or has not prepared
+// the files yet (provider.ErrNotReady) does not hold anything up: the
+// status change is parked on the sink's retry topic (topics.SinkRetry), in
+// the same transaction that consumes it, and the sink's retry loop tries
+// it again with capped exponential backoff, for as long as it takes, while
+// later status changes go on. Only a refusal that retrying cannot change
+// (provider.IsPermanent, bytes that keep contradicting their declared
+// SHA-256, an envelope the provider has not known for NotFoundAfter, no
+// client for its provider, an undecodable record) is dead-lettered; a
+// sink dead letter replays onto the retry topic (ReplayRecord). The sink
+// never writes esignflow.status.v1: that topic has one writer, the
+// processor.
 package sink
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,9 +33,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/internal/txloop"
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/schemas"
@@ -43,15 +56,34 @@ type Config struct {
 	Codec       *schemas.Codec
 	Archive     Archive
 	Downloaders map[string]Downloader // by provider name
-	// Group is the consumer group, default "esignflow-sink".
+	// Group is the consumer group of the status topic, default
+	// "esignflow-sink"; the retry loop's group is Group + "-retry".
 	Group string
-	// InstanceID names this replica's transactional id, default random.
+	// InstanceID names this replica's transactional ids, default random.
 	InstanceID string
-	// Attempts per download before the status change goes to the DLQ,
-	// default 5; backoff doubles from RetryBase (default 200ms).
-	Attempts  int
-	RetryBase time.Duration
-	// Concurrency bounds envelopes finalised at once, default 8.
+	// RetryTopic is where status changes wait for their next attempt,
+	// default topics.SinkRetry of the codec's topic names.
+	RetryTopic string
+	// RetryBase is the wait before the first retry of an envelope the
+	// provider could not serve, default 1s; it doubles with each failed
+	// attempt up to RetryMax, default 5m, with jitter (each wait is
+	// between half and all of it). A rate-limited attempt waits at least
+	// what the provider asked.
+	RetryBase, RetryMax time.Duration
+	// AttemptTimeout bounds one attempt at an envelope (all its
+	// downloads), default 30s. It is also the time a batch may spend
+	// starting attempts: envelopes a batch has not started by then are
+	// parked untried, for the retry loop.
+	AttemptTimeout time.Duration
+	// DigestAttempts is how many downloads of one artefact in a row may
+	// hash to something other than the SHA-256 the provider declares
+	// before the envelope is dead-lettered (digest_mismatch), default 3.
+	DigestAttempts int
+	// NotFoundAfter is how long the provider may answer "not found" for
+	// a finished envelope's files before it is dead-lettered (not_found),
+	// default 1h: a provider's read path may lag its write path.
+	NotFoundAfter time.Duration
+	// Concurrency bounds envelopes finalised at once per loop, default 8.
 	Concurrency int
 	Metrics     prometheus.Registerer
 	Logger      *slog.Logger
@@ -68,19 +100,14 @@ var ErrDigest = errors.New("sink: download does not match its declared SHA-256")
 
 // Sink archives and publishes finalised envelopes.
 type Sink struct {
-	cfg Config
-	log *slog.Logger
-	// published are the markers of the batch in flight, written once its
-	// transaction commits. Batches of one session run one at a time.
-	published []string
-	// letters are the reasons of the batch's dead letters, counted once
-	// it commits (finalisations run concurrently, hence the lock).
-	lettersMu sync.Mutex
-	letters   []string
-	m         struct {
+	cfg    Config
+	log    *slog.Logger
+	parked *parkedSet
+	m      struct {
 		finalized        *prometheus.CounterVec
 		downloads        prometheus.Counter
 		downloadFailures *prometheus.CounterVec
+		retries          *prometheus.CounterVec
 		loop             *txloop.Metrics // lag, aborts and dead letters, shared with the processor
 		recovered        prometheus.Counter
 		repeated         prometheus.Counter
@@ -103,11 +130,24 @@ func New(cfg Config) (*Sink, error) {
 		_, _ = rand.Read(b[:])
 		cfg.InstanceID = hex.EncodeToString(b[:])
 	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = 5
+	if cfg.RetryTopic == "" {
+		cfg.RetryTopic = topics.SinkRetry(cfg.Codec.Topics())
 	}
 	if cfg.RetryBase <= 0 {
-		cfg.RetryBase = 200 * time.Millisecond
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryBase)
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 30 * time.Second
+	}
+	if cfg.DigestAttempts <= 0 {
+		cfg.DigestAttempts = 3
+	}
+	if cfg.NotFoundAfter <= 0 {
+		cfg.NotFoundAfter = time.Hour
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
@@ -119,36 +159,110 @@ func New(cfg Config) (*Sink, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Sink{cfg: cfg, log: cfg.Logger.With("component", "sink")}
+	// An envelope is parked again at least every RetryMax (plus the time
+	// its attempt takes): one not seen for twice that is no longer ours.
+	s.parked = newParkedSet(2*cfg.RetryMax + 3*cfg.AttemptTimeout)
 	s.m.finalized = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_sink_finalized_total", Help: "Envelopes finalised, by terminal status."}, []string{"status"})
 	s.m.downloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_downloads_total", Help: "Artefacts downloaded and verified."})
-	s.m.downloadFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_sink_download_failures_total", Help: "Failed download attempts, by reason (digest, provider)."}, []string{"reason"})
+	s.m.downloadFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_sink_download_failures_total", Help: "Failed downloads, by reason (digest, provider)."}, []string{"reason"})
+	s.m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_sink_retries_total",
+		Help: "Attempts at an envelope that failed in a way worth retrying and parked it for another, by reason: unavailable (5xx, timeout, connection), rate_limited, not_ready (the provider is still preparing the files), not_found (for up to the not-found delay)."},
+		[]string{"reason"})
+	parked := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "esignflow_sink_parked",
+		Help: "Envelopes this replica has parked on the retry topic and not finalised since (parked or parked again within the last 2 × the maximum backoff): waiting for their provider. Summed over replicas, each parked envelope counts once, give or take one whose retry partition just moved."},
+		func() float64 { return float64(s.parked.len(time.Now())) })
 	s.m.recovered = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_recovered_total", Help: "Envelopes already archived whose manifest was published again (a crash before publishing)."})
 	s.m.repeated = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_repeated_total", Help: "Status changes of an envelope version already published: skipped."})
-	for _, c := range []prometheus.Collector{s.m.finalized, s.m.downloads, s.m.downloadFailures, s.m.recovered, s.m.repeated} {
+	for _, c := range []prometheus.Collector{s.m.finalized, s.m.downloads, s.m.downloadFailures, s.m.retries, parked, s.m.recovered, s.m.repeated} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("sink: metrics: %w", err)
 		}
+	}
+	for _, r := range retryReasons {
+		s.m.retries.WithLabelValues(r)
 	}
 	loop, err := txloop.NewMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("sink: metrics: %w", err)
 	}
-	loop.DeadLetterReasons("sink", reasonDownloadFailed, reasonDigest, reasonNoDownloader)
+	loop.DeadLetterReasons("sink", reasonDownloadFailed, reasonDigest, reasonNoDownloader, reasonNotFound, reasonUndecodable)
 	s.m.loop = loop
 	return s, nil
 }
 
-// Run consumes esignflow.status.v1 until ctx ends.
+// Run consumes esignflow.status.v1 and the retry topic until ctx ends,
+// creating the retry topic first if it is missing (with every other
+// missing esignflow topic, as the processor and the ingress do). It
+// returns after both loops have finished their batch in flight, nil on
+// cancellation, or the first loop's fatal error (ErrCrashed).
 func (s *Sink) Run(ctx context.Context) error {
-	return txloop.Run(ctx, txloop.Config{
-		Name: "sink", Brokers: s.cfg.Brokers, Topic: s.cfg.Codec.Topics().Status, Group: s.cfg.Group,
-		TransactionalID: s.cfg.Group + "-" + s.cfg.InstanceID, MaxBatch: 500, KafkaOpts: s.cfg.KafkaOpts,
-		Handler: s.handle, Logger: s.log, Metrics: s.m.loop,
-		Hooks: txloop.Hooks{
-			Committed: func(map[string]int, time.Duration) { s.markPublished(ctx); s.lettersEnded(true) },
-			Aborted:   func(string) { s.published = nil; s.lettersEnded(false) },
+	if err := s.ensureRetryTopic(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	status := s.loopConfig(ctx, s.cfg.Codec.Topics().Status, s.cfg.Group, "sink", false)
+	retry := s.loopConfig(ctx, s.cfg.RetryTopic, s.cfg.Group+"-retry", "sink-retry", true)
+	errs := make(chan error, 2)
+	for _, c := range []txloop.Config{status, retry} {
+		go func() {
+			err := txloop.Run(ctx, c)
+			cancel() // one loop ending ends the other
+			errs <- err
+		}()
+	}
+	return errors.Join(<-errs, <-errs)
+}
+
+// loopConfig is the txloop of one of the sink's two inputs.
+func (s *Sink) loopConfig(run context.Context, topic, group, name string, fromRetry bool) txloop.Config {
+	st := &batchState{}
+	c := txloop.Config{
+		Name: name, Brokers: s.cfg.Brokers, Topic: topic, Group: group,
+		TransactionalID: group + "-" + s.cfg.InstanceID, MaxBatch: 500, KafkaOpts: s.cfg.KafkaOpts,
+		// A batch starts attempts for up to AttemptTimeout, and each
+		// takes up to AttemptTimeout.
+		BatchTimeout: max(2*time.Minute, 3*s.cfg.AttemptTimeout),
+		Handler: func(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
+			return s.handle(run, ctx, st, fromRetry, recs, emit)
 		},
-	})
+		Logger: s.log, Metrics: s.m.loop,
+		Hooks: txloop.Hooks{
+			Committed: func(map[string]int, time.Duration) { s.committed(run, st) },
+			Aborted:   func(string) { st.reset() },
+		},
+	}
+	if fromRetry {
+		// Few at a time: the loop waits for the last of a batch to be
+		// due before trying any.
+		c.MaxBatch = 4 * s.cfg.Concurrency
+		c.Hooks.Prepare = s.waitUntilDue
+	}
+	return c
+}
+
+// ensureRetryTopic creates the missing esignflow topics when the retry
+// topic is one of them: a sink upgraded before its topics were.
+func (s *Sink) ensureRetryTopic(ctx context.Context) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("sink: kafka client: %w", err)
+	}
+	defer cl.Close()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, s.cfg.RetryTopic)
+	if err != nil {
+		return fmt.Errorf("sink: describe %s: %w", s.cfg.RetryTopic, err)
+	}
+	if d, ok := details[s.cfg.RetryTopic]; ok && d.Err == nil {
+		return nil
+	}
+	if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	return nil
 }
 
 // PublishedName is the archive marker saying an envelope version's
@@ -167,18 +281,62 @@ func (s *Sink) Ready(ctx context.Context) error {
 	return nil
 }
 
+// batchState is what one loop's batch in flight did, applied once its
+// transaction commits and forgotten if it aborts. Batches of one loop run
+// one at a time; finalisations within a batch run concurrently, hence
+// the lock.
+type batchState struct {
+	mu        sync.Mutex
+	published []string // markers of the envelope versions published
+	letters   []string // reasons of the dead letters
+	retries   []string // reasons of the failed attempts parked again
+	parked    []string // keys parked (again)
+	resolved  []string // keys no longer parked: finalised, dead-lettered or found done
+}
+
+func (b *batchState) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.published, b.letters, b.retries, b.parked, b.resolved = nil, nil, nil, nil, nil
+}
+
+func (b *batchState) add(list *[]string, v string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	*list = append(*list, v)
+}
+
+// committed applies the batch that just committed: publish markers (so a
+// repeated status change finds the version done), counters, the parked
+// set.
+func (s *Sink) committed(ctx context.Context, b *batchState) {
+	b.mu.Lock()
+	published, letters, retries, parked, resolved := b.published, b.letters, b.retries, b.parked, b.resolved
+	b.mu.Unlock()
+	b.reset()
+	s.markPublished(ctx, published)
+	for _, reason := range letters {
+		s.m.loop.DeadLettered("sink", reason)
+	}
+	for _, reason := range retries {
+		s.m.retries.WithLabelValues(reason).Inc()
+	}
+	now := time.Now()
+	s.parked.touch(now, parked...)
+	s.parked.remove(resolved...)
+}
+
 // markPublished records, after the commit, which envelopes were published,
 // so that a repeated status change finds them done. A crash between the
 // commit and this write leaves a narrow window in which a repeated change
 // is published again; EnvelopeFinalized carries (envelope_id, version) for
 // downstream to recognise it.
-func (s *Sink) markPublished(ctx context.Context) {
-	for _, name := range s.published {
+func (s *Sink) markPublished(ctx context.Context, names []string) {
+	for _, name := range names {
 		if _, err := s.cfg.Archive.Put(context.WithoutCancel(ctx), name, []byte("published\n")); err != nil {
 			s.log.Warn("publish marker not written", "name", name, "err", err)
 		}
 	}
-	s.published = nil
 }
 
 // Finalizes reports whether a change is one the sink finalises: it makes
@@ -191,252 +349,232 @@ func Finalizes(ch schemas.EnvelopeStatusChanged) bool {
 	return ch.PreviousStatus == nil || *ch.PreviousStatus != ch.Status
 }
 
-func (s *Sink) handle(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record)) error {
-	out := make([]*kgo.Record, len(recs))
-	errs := make([]error, len(recs))
-	sem := make(chan struct{}, s.cfg.Concurrency)
-	var wg sync.WaitGroup
+// job is one status change to finalise: fresh from the status topic, or
+// parked on the retry topic.
+type job struct {
+	rec    *kgo.Record // as consumed
+	ch     schemas.EnvelopeStatusChanged
+	park   parkState
+	marker string
+	// parkKey is its key on the retry topic (see key).
+	parkKey []byte
+	out     []*kgo.Record // what the batch emits for it
+}
+
+// handle is both loops' handler. run is the Run context: once it ends, the
+// batch starts no new attempt (shutdown waits for the batch in flight).
+func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, recs []*kgo.Record, emit func(*kgo.Record)) error {
+	b.reset() // a batch that ended in a crash left its own
+	var jobs []*job
+	var direct []*kgo.Record // dead letters and tombstones that need no attempt
 	seen := map[string]bool{}
-	markers := make([]string, len(recs))
-	s.published = nil
-	s.lettersEnded(false) // a batch that ended in a crash left its own
-	for i, r := range recs {
-		var ch schemas.EnvelopeStatusChanged
-		if err := s.cfg.Codec.Decode(ctx, r.Value, &ch); err != nil {
+	for _, r := range recs {
+		if fromRetry && r.Value == nil {
+			continue // a tombstone: an envelope version done
+		}
+		j := &job{rec: r, park: freshPark(r, time.Now())}
+		if fromRetry {
+			j.park, j.parkKey = readPark(r), r.Key
+		}
+		if err := s.cfg.Codec.Decode(ctx, r.Value, &j.ch); err != nil {
 			if !schemas.IsPoison(err) {
+				// The registry is unreachable: the whole batch waits
+				// (aborted, consumed again after a backoff).
+				return fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+			}
+			dl, err := s.deadLetter(j, reasonUndecodable, err)
+			if err != nil {
 				return err
 			}
-			continue // not ours to judge: the processor wrote it
-		}
-		if !Finalizes(ch) {
+			b.add(&b.letters, reasonUndecodable)
+			direct = append(direct, dl)
+			if fromRetry {
+				direct = append(direct, s.tombstone(r.Key))
+				b.add(&b.resolved, string(r.Key))
+			}
 			continue
 		}
-		marker := PublishedName(ch.EnvelopeID, ch.Version)
-		if seen[marker] {
-			continue // the same change twice in one batch
+		if !Finalizes(j.ch) {
+			if fromRetry { // not ours: nothing to wait for
+				direct = append(direct, s.tombstone(r.Key))
+				b.add(&b.resolved, string(r.Key))
+			}
+			continue
 		}
-		seen[marker] = true
-		if done, err := s.cfg.Archive.Exists(ctx, marker); err != nil {
+		j.marker = PublishedName(j.ch.EnvelopeID, j.ch.Version)
+		if seen[j.marker] {
+			continue // the same change twice in one batch: the first decides
+		}
+		seen[j.marker] = true
+		if done, err := s.cfg.Archive.Exists(ctx, j.marker); err != nil {
 			return err
 		} else if done {
 			s.m.repeated.Inc()
+			if fromRetry {
+				direct = append(direct, s.tombstone(r.Key))
+				b.add(&b.resolved, string(r.Key))
+			}
 			continue
 		}
-		markers[i] = marker
+		jobs = append(jobs, j)
+	}
+
+	// Attempts start until the budget is spent or Run ends; the rest are
+	// parked untried.
+	budget := time.Now().Add(s.cfg.AttemptTimeout)
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, j := range jobs {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i], errs[i] = s.finalize(ctx, r, ch)
+			if run.Err() != nil || time.Now().After(budget) {
+				errs[i] = s.parkUntried(j, b, fromRetry)
+				return
+			}
+			errs[i] = s.attempt(ctx, j, b, fromRetry)
 		}()
 	}
 	wg.Wait()
-	for i := range recs {
-		if errs[i] != nil {
-			return errs[i]
-		}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
-	if s.cfg.Crash != nil && s.cfg.Crash() {
+	if s.cfg.Crash != nil && len(b.published) > 0 && s.cfg.Crash() {
 		return &txloop.Stop{Err: ErrCrashed}
 	}
-	for i, r := range out {
-		if r == nil {
-			continue
-		}
-		if r.Topic == s.cfg.Codec.Topics().Finalized {
-			s.published = append(s.published, markers[i]) // not for dead letters
-		}
+	for _, r := range direct {
 		emit(r)
+	}
+	for _, j := range jobs {
+		for _, r := range j.out {
+			emit(r)
+		}
 	}
 	return nil
 }
 
-// Manifest is the per-envelope JSON written beside the files.
-type Manifest struct {
-	EnvelopeID  string                 `json:"envelope_id"`
-	RequestID   *string                `json:"request_id,omitempty"`
-	Tenant      *string                `json:"tenant,omitempty"`
-	Provider    string                 `json:"provider"`
-	Status      schemas.Status         `json:"status"`
-	Version     int64                  `json:"version"`
-	Files       []schemas.ArchivedFile `json:"files"`
-	AuditHead   string                 `json:"audit_head"`
-	AuditSeq    int64                  `json:"audit_seq"`
-	FinalizedAt time.Time              `json:"finalized_at"`
+// key is the job's key on the retry topic: the parked record's own, or
+// ParkKey for a fresh status change.
+func (j *job) key() []byte {
+	if j.parkKey == nil {
+		j.parkKey = ParkKey(j.ch.EnvelopeID, j.ch.Version)
+	}
+	return j.parkKey
 }
 
-// ManifestName is where an envelope's manifest for a version is archived.
-func ManifestName(envelopeID string, version int64) string {
-	return fmt.Sprintf("manifests/%s/%d.json", envelopeID, version)
+// ParkKey is the retry topic's key of an envelope version: the topic is
+// compacted, so each version's last park (or its tombstone) is kept.
+func ParkKey(envelopeID string, version int64) []byte {
+	return fmt.Appendf(nil, "%s@%d", envelopeID, version)
 }
 
-// artefacts are what a terminal status has to download: everything for a
-// completed envelope, the audit trail for one that ended otherwise, nothing
-// for one the provider never created.
-func artefacts(st schemas.Status) []provider.Artifact {
-	switch st {
-	case schemas.StatusCompleted:
-		return []provider.Artifact{provider.ArtifactSigned, provider.ArtifactCertificate, provider.ArtifactAudit}
-	case schemas.StatusFailed:
-		return nil
-	default:
-		return []provider.Artifact{provider.ArtifactAudit}
-	}
-}
-
-// finalize archives one envelope and returns the record to publish: its
-// EnvelopeFinalized, or a dead letter when downloads keep failing.
-func (s *Sink) finalize(ctx context.Context, r *kgo.Record, ch schemas.EnvelopeStatusChanged) (*kgo.Record, error) {
-	name := ManifestName(ch.EnvelopeID, ch.Version)
-	var m Manifest
-	raw, err := s.cfg.Archive.Get(ctx, name)
-	if err == nil {
-		// Archived before a crash kept it from being published.
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", name, err)
-		}
-		s.m.recovered.Inc()
-	} else {
-		m, err = s.archive(ctx, ch)
-		if errors.Is(err, errGaveUp) {
-			return s.deadLetter(r, err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if raw, err = json.MarshalIndent(m, "", "  "); err != nil {
-			return nil, err
-		}
-	}
-	// The first write of the manifest, or an idempotent rewrite of the same
-	// bytes that yields its location.
-	loc, err := s.cfg.Archive.Put(ctx, name, raw)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(raw)
-	m.Files = append(m.Files, schemas.ArchivedFile{Kind: "manifest", Location: loc, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw))})
-	fin := schemas.EnvelopeFinalized{EnvelopeID: m.EnvelopeID, RequestID: m.RequestID, Tenant: m.Tenant, Status: string(m.Status),
-		Version: m.Version, Files: m.Files, AuditHead: m.AuditHead, AuditSeq: m.AuditSeq, FinalizedAt: m.FinalizedAt}
-	val, err := s.cfg.Codec.Encode(&fin)
-	if err != nil {
-		return nil, err
-	}
-	s.m.finalized.WithLabelValues(string(m.Status)).Inc()
-	return &kgo.Record{Topic: s.cfg.Codec.Topics().Finalized, Key: []byte(m.EnvelopeID), Value: val}, nil
-}
-
-var (
-	errGaveUp       = errors.New("sink: every download attempt failed")
-	errNoDownloader = errors.New("sink: no downloader for the provider")
-)
-
-// Dead-letter reasons, the values of esignflow_dead_letters_total's reason
-// label for component="sink".
-const (
-	reasonDownloadFailed = "download_failed" // the provider kept failing the download
-	reasonDigest         = "digest_mismatch" // the last attempt downloaded bytes that do not match their SHA-256
-	reasonNoDownloader   = "no_downloader"   // no downloader for the envelope's provider
-)
-
-// deadLetterReason classifies why an envelope could not be finalised.
-func deadLetterReason(err error) string {
+// attempt tries to finalise one envelope and plans what the batch emits
+// for it: its EnvelopeFinalized, a dead letter, or its next park. Only an
+// archive failure is returned: it aborts the batch.
+func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry bool) error {
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
+	fin, err := s.finalize(actx, j.ch)
+	cancel()
+	var ae *archiveError
 	switch {
-	case errors.Is(err, errNoDownloader):
-		return reasonNoDownloader
-	case errors.Is(err, ErrDigest):
-		return reasonDigest
+	case errors.As(err, &ae):
+		return err
+	case err == nil:
+		j.out = append(j.out, fin)
+		b.add(&b.published, j.marker)
+		if fromRetry {
+			j.out = append(j.out, s.tombstone(j.key()))
+			b.add(&b.resolved, string(j.key()))
+			s.log.Info("parked envelope finalised", "envelope_id", j.ch.EnvelopeID, "version", j.ch.Version,
+				"attempts", j.park.Attempts+1, "parked_for", time.Since(j.park.ParkedAt).Round(time.Second))
+		}
+		return nil
 	}
-	return reasonDownloadFailed
+	now := time.Now()
+	reason, permanent := s.classify(err, &j.park, now)
+	if permanent {
+		dl, derr := s.deadLetter(j, reason, err)
+		if derr != nil {
+			return derr
+		}
+		j.out = append(j.out, dl)
+		b.add(&b.letters, reason)
+		if fromRetry {
+			j.out = append(j.out, s.tombstone(j.key()))
+			b.add(&b.resolved, string(j.key()))
+		}
+		return nil
+	}
+	j.park.Attempts++
+	j.park.Reason = reason
+	wait := s.backoff(j.park.Attempts, err)
+	j.park.NotBefore = now.Add(wait)
+	j.out = append(j.out, s.parkRecord(j))
+	b.add(&b.retries, reason)
+	b.add(&b.parked, string(j.key()))
+	s.logParked(j, wait, err)
+	return nil
 }
 
-// archive downloads, verifies and stores the artefacts of ch.
-func (s *Sink) archive(ctx context.Context, ch schemas.EnvelopeStatusChanged) (Manifest, error) {
-	m := Manifest{EnvelopeID: ch.EnvelopeID, RequestID: ch.State.RequestID, Tenant: ch.State.Tenant, Provider: ch.State.Provider,
-		Status: ch.Status, Version: ch.Version, AuditHead: ch.State.AuditHead, AuditSeq: ch.State.AuditSeq,
-		FinalizedAt: ch.ChangedAt.UTC(), Files: []schemas.ArchivedFile{}}
-	kinds := artefacts(ch.Status)
-	dl := s.cfg.Downloaders[ch.State.Provider]
-	if len(kinds) > 0 && dl == nil {
-		return m, fmt.Errorf("%w: %w %q", errGaveUp, errNoDownloader, ch.State.Provider)
+// parkUntried parks j without an attempt (the batch's budget is spent, or Run
+// is ending): due at once, its attempts unchanged.
+func (s *Sink) parkUntried(j *job, b *batchState, fromRetry bool) error {
+	if !fromRetry {
+		j.park.NotBefore = time.Now()
 	}
-	for _, kind := range kinds {
-		body, sum, err := s.download(ctx, dl, ch.EnvelopeID, kind)
-		if err != nil {
-			return m, err
-		}
-		// Content-addressed: the same bytes under the same name, so a
-		// repeated put is harmless.
-		loc, err := s.cfg.Archive.Put(ctx, "sha256/"+sum, body)
-		if err != nil {
-			return m, err
-		}
-		m.Files = append(m.Files, schemas.ArchivedFile{Kind: string(kind), Location: loc, SHA256: sum, Size: int64(len(body))})
-	}
-	return m, nil
+	j.out = append(j.out, s.parkRecord(j))
+	b.add(&b.parked, string(j.key()))
+	s.log.Debug("envelope parked untried", "envelope_id", j.ch.EnvelopeID, "version", j.ch.Version)
+	return nil
 }
 
-// download fetches one artefact and checks its hash, retrying with backoff;
-// a corrupted download is never returned.
-func (s *Sink) download(ctx context.Context, dl Downloader, id string, kind provider.Artifact) ([]byte, string, error) {
-	wait := s.cfg.RetryBase
-	var last error
-	for attempt := 1; attempt <= s.cfg.Attempts; attempt++ {
-		d, err := dl.Download(ctx, id, kind)
-		if err == nil {
-			sum := sha256.Sum256(d.Body)
-			got := hex.EncodeToString(sum[:])
-			if d.DeclaredHash == "" || d.DeclaredHash == got {
-				s.m.downloads.Inc()
-				return d.Body, got, nil
-			}
-			err = fmt.Errorf("%w: %s of %s declared %s, got %s", ErrDigest, kind, id, d.DeclaredHash, got)
-			s.m.downloadFailures.WithLabelValues("digest").Inc()
-		} else {
-			s.m.downloadFailures.WithLabelValues("provider").Inc()
-		}
-		last = err
-		s.log.Warn("download failed", "envelope_id", id, "kind", kind, "attempt", attempt, "err", err)
-		if attempt == s.cfg.Attempts {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, "", ctx.Err()
-		case <-time.After(wait):
-		}
-		wait *= 2
-	}
-	return nil, "", fmt.Errorf("%w: %w", errGaveUp, last)
-}
-
-// lettersEnded counts (committed) or forgets (aborted) the dead letters of
-// the batch that just ended: a batch consumed again letters again.
-func (s *Sink) lettersEnded(committed bool) {
-	s.lettersMu.Lock()
-	defer s.lettersMu.Unlock()
-	if committed {
-		for _, reason := range s.letters {
-			s.m.loop.DeadLettered("sink", reason)
+// logParked says that an envelope waits for its provider: at warn level
+// (info for a provider still preparing the files) on its 1st, 2nd, 4th,
+// 8th… failed attempt, so that the log grows with the logarithm of the
+// wait, and at debug level otherwise.
+func (s *Sink) logParked(j *job, wait time.Duration, err error) {
+	level := slog.LevelDebug
+	if n := j.park.Attempts; n&(n-1) == 0 {
+		level = slog.LevelWarn
+		if j.park.Reason == reasonNotReady {
+			level = slog.LevelInfo
 		}
 	}
-	s.letters = nil
+	s.log.Log(context.Background(), level, "envelope waits for its provider; parked", "envelope_id", j.ch.EnvelopeID, "version", j.ch.Version,
+		"provider", j.ch.State.Provider, "reason", j.park.Reason, "attempts", j.park.Attempts,
+		"parked_for", time.Since(j.park.ParkedAt).Round(time.Second), "next_in", wait.Round(time.Millisecond), "err", err)
 }
 
-func (s *Sink) deadLetter(r *kgo.Record, cause error) (*kgo.Record, error) {
-	s.lettersMu.Lock()
-	s.letters = append(s.letters, deadLetterReason(cause))
-	s.lettersMu.Unlock()
-	s.log.Error("envelope could not be finalised; dead-lettered", "envelope_id", string(r.Key), "err", cause)
-	dl := schemas.DeadLetter{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value,
-		Headers: []schemas.Header{}, Error: cause.Error(), Component: "sink", FailedAt: time.Now()}
-	for _, h := range r.Headers {
+// tombstone deletes a parked envelope version from the compacted retry
+// topic.
+func (s *Sink) tombstone(key []byte) *kgo.Record {
+	return &kgo.Record{Topic: s.cfg.RetryTopic, Key: key}
+}
+
+func (s *Sink) deadLetter(j *job, reason string, cause error) (*kgo.Record, error) {
+	r := j.rec
+	origin := originOf(r, j.park)
+	key := []byte(j.ch.EnvelopeID)
+	if j.ch.EnvelopeID == "" {
+		key = j.park.key // undecodable: the status record's key
+	}
+	msg := cause.Error()
+	if j.park.Attempts > 0 {
+		msg = fmt.Sprintf("%s (after %d failed attempts over %s)", msg, j.park.Attempts, time.Since(j.park.ParkedAt).Round(time.Second))
+	}
+	s.log.Error("envelope could not be finalised; dead-lettered", "envelope_id", j.ch.EnvelopeID, "version", j.ch.Version,
+		"reason", reason, "origin", origin.String(), "err", msg)
+	dl := schemas.DeadLetter{Topic: origin.topic, Partition: origin.partition, Offset: origin.offset, Key: key, Value: r.Value,
+		Headers: []schemas.Header{}, Error: msg, Component: "sink", FailedAt: time.Now()}
+	for _, h := range ownHeaders(r.Headers) {
 		dl.Headers = append(dl.Headers, schemas.Header{Key: h.Key, Value: h.Value})
 	}
 	val, err := s.cfg.Codec.Encode(&dl)
 	if err != nil {
 		return nil, err
 	}
-	return &kgo.Record{Topic: s.cfg.Codec.Topics().DLQ, Key: r.Key, Value: val}, nil
+	return &kgo.Record{Topic: s.cfg.Codec.Topics().DLQ, Key: key, Value: val}, nil
 }

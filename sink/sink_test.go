@@ -11,14 +11,19 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/promread"
+	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 	"github.com/esignflow/esignflow/sink"
@@ -61,35 +66,74 @@ func TestArchiveConformance(t *testing.T) {
 }
 
 type harness struct {
-	t       *testing.T
-	kafka   *fakes.Kafka
-	brokers []string
-	codec   *schemas.Codec
-	sim     *sim.Simulator
-	client  *sim.Client
-	prod    *kgo.Client
-	archive sink.Dir
+	t        *testing.T
+	kafka    *fakes.Kafka
+	brokers  []string
+	registry *srfake.Registry
+	codec    *schemas.Codec
+	sim      *sim.Simulator
+	client   *sim.Client
+	prod     *kgo.Client
+	archive  sink.Dir
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessN(t, 2) }
+
+// newHarnessN is a harness whose topics have partitions partitions.
+func newHarnessN(t *testing.T, partitions int32) *harness {
 	t.Helper()
-	k, codec := fakes.T(t, 2)
+	k := fakes.NewKafka(t, partitions)
+	if fakes.Real() {
+		// The shared broker outlives the test: fakes deletes the
+		// schemas' topics, the sink's retry topic is ours.
+		t.Cleanup(func() {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+			if err != nil {
+				return
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, _ = kadm.NewClient(cl).DeleteTopics(ctx, topics.SinkRetry(k.Names))
+		})
+	}
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	srcl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := schemas.NewCodec(context.Background(), srcl, schemas.WithNames(k.Names), schemas.WithUnknownSchemaGrace(250*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
 	prod, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
 	s := fakes.Sim(t, sim.Config{Step: time.Millisecond, Logger: quiet()})
-	cl, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quiet()})
+	// Few, quick retries inside the client: the sink's own are what the
+	// tests watch.
+	cl, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, kafka: k, brokers: k.Brokers, codec: codec, sim: s, client: cl, prod: prod, archive: sink.Dir{Root: t.TempDir()}}
+	return &harness{t: t, kafka: k, brokers: k.Brokers, registry: reg, codec: codec, sim: s, client: cl, prod: prod, archive: sink.Dir{Root: t.TempDir()}}
 }
 
 // finished creates an envelope at the simulator and waits until it is
 // terminal, then publishes the status change that says so.
 func (h *harness) finished(id string) schemas.EnvelopeStatusChanged {
+	h.t.Helper()
+	ch := h.completed(id)
+	h.publish(ch)
+	return ch
+}
+
+// completed creates an envelope at the simulator, waits until it is
+// terminal and returns the status change that says so, unpublished.
+func (h *harness) completed(id string) schemas.EnvelopeStatusChanged {
 	h.t.Helper()
 	uri := "s3://d/" + id
 	env, err := h.client.Create(context.Background(), id, schemas.SigningRequest{RequestID: id, Tenant: "acme",
@@ -111,11 +155,9 @@ func (h *harness) finished(id string) schemas.EnvelopeStatusChanged {
 	}
 	prev, st := schemas.StatusSent, schemas.StatusCompleted
 	rid := id
-	ch := schemas.EnvelopeStatusChanged{EnvelopeID: env.ID, Version: 4, PreviousStatus: &prev, Status: st, EventID: "e", ChangedAt: time.Now().UTC().Truncate(time.Millisecond),
+	return schemas.EnvelopeStatusChanged{EnvelopeID: env.ID, Version: 4, PreviousStatus: &prev, Status: st, EventID: "e", ChangedAt: time.Now().UTC().Truncate(time.Millisecond),
 		State: schemas.EnvelopeState{EnvelopeID: env.ID, Provider: "sim", RequestID: &rid, Status: &st, Version: 4, Recipients: []schemas.RecipientState{}, AuditSeq: 5, AuditHead: strings.Repeat("ab", 32)},
 		Audit: []schemas.AuditEntry{}}
-	h.publish(ch)
-	return ch
 }
 
 func (h *harness) publish(ch schemas.EnvelopeStatusChanged) {
@@ -124,14 +166,37 @@ func (h *harness) publish(ch schemas.EnvelopeStatusChanged) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if err := h.prod.ProduceSync(context.Background(), &kgo.Record{Topic: h.codec.Topics().Status, Key: []byte(ch.EnvelopeID), Value: b}).FirstErr(); err != nil {
+	h.publishRaw(ch.EnvelopeID, b)
+}
+
+func (h *harness) publishRaw(key string, value []byte) {
+	h.t.Helper()
+	if err := h.prod.ProduceSync(context.Background(), &kgo.Record{Topic: h.codec.Topics().Status, Key: []byte(key), Value: value}).FirstErr(); err != nil {
 		h.t.Fatal(err)
 	}
 }
 
-func (h *harness) start(cfg sink.Config) chan error {
+// running is a sink started by a test.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// stop ends the sink and returns what Run returned; it may be called
+// again, and by the test's cleanup.
+func (r *running) stop() error {
+	r.once.Do(func() { r.cancel(); r.err = <-r.done })
+	return r.err
+}
+
+func (h *harness) start(cfg sink.Config) *running {
 	h.t.Helper()
-	cfg.Brokers, cfg.Codec, cfg.Logger = h.brokers, h.codec, quiet()
+	cfg.Brokers, cfg.Codec = h.brokers, h.codec
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
 	cfg.Group = h.kafka.Group("esignflow-sink")
 	if cfg.Archive == nil {
 		cfg.Archive = h.archive
@@ -148,10 +213,10 @@ func (h *harness) start(cfg sink.Config) chan error {
 		h.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	h.t.Cleanup(func() { cancel(); <-done })
-	return done
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- s.Run(ctx) }()
+	h.t.Cleanup(func() { _ = r.stop() })
+	return r
 }
 
 // read returns the committed records of topic, waiting until there are at
@@ -246,7 +311,7 @@ func TestCorruptedDownloadRetriedNeverArchived(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	ch := h.finished("req-c")
-	h.start(sink.Config{Metrics: reg, RetryBase: 20 * time.Millisecond, Attempts: 100})
+	h.start(sink.Config{Metrics: reg, RetryBase: 20 * time.Millisecond, DigestAttempts: 100})
 	deadline := time.Now().Add(10 * time.Second)
 	for metric(t, reg, "esignflow_sink_download_failures_total") < 2 {
 		if time.Now().After(deadline) {
@@ -281,7 +346,7 @@ func TestDownloadsKeepFailingGoToDLQ(t *testing.T) {
 	}
 	ch := h.finished("req-d")
 	reg := prometheus.NewRegistry()
-	h.start(sink.Config{RetryBase: time.Millisecond, Attempts: 2, Metrics: reg})
+	h.start(sink.Config{RetryBase: time.Millisecond, DigestAttempts: 2, Metrics: reg})
 	var dl schemas.DeadLetter
 	if err := h.codec.Decode(context.Background(), h.read(h.codec.Topics().DLQ, 1)[0].Value, &dl); err != nil {
 		t.Fatal(err)
@@ -321,17 +386,17 @@ func TestCrashBetweenArchiveAndPublish(t *testing.T) {
 	ch := h.finished("req-x")
 	reg1 := prometheus.NewRegistry()
 	crashed := false
-	done := h.start(sink.Config{Metrics: reg1, Crash: func() bool {
+	run := h.start(sink.Config{Metrics: reg1, Crash: func() bool {
 		if crashed {
 			return false
 		}
 		crashed = true
 		return true
 	}})
-	if err := <-done; !errors.Is(err, sink.ErrCrashed) {
+	if err := <-run.done; !errors.Is(err, sink.ErrCrashed) {
 		t.Fatalf("Run: %v", err)
 	}
-	done <- nil
+	run.done <- nil
 	if ok, _ := h.archive.Exists(context.Background(), sink.ManifestName(ch.EnvelopeID, ch.Version)); !ok {
 		t.Fatal("the crash came before the manifest was archived")
 	}

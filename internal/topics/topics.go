@@ -34,10 +34,12 @@ type Config struct {
 // ErrRefused means the broker refused to create a topic.
 var ErrRefused = errors.New("broker refused to create topic")
 
-// Ensure creates every esignflow topic that does not exist yet. The status
-// topic keeps its records forever (retention.ms=-1): it is the audit
-// trail. The changelog is compacted, with the events topic's partition
-// count: it is what Redis is rebuilt from, partition by partition.
+// Ensure creates every esignflow topic that does not exist yet (All). The
+// status topic keeps its records forever (retention.ms=-1): it is the
+// audit trail. The changelog is compacted, with the events topic's
+// partition count: it is what Redis is rebuilt from, partition by
+// partition. The sink's retry topic is compacted, with the status
+// topic's partition count.
 func Ensure(ctx context.Context, cl *kgo.Client, cfg Config) error {
 	_, err := Create(ctx, cl, cfg)
 	return err
@@ -50,6 +52,32 @@ type Result struct {
 	// Warnings say how an existing topic differs from what esignflow
 	// needs or was asked for (partitions, replication, retention).
 	Warnings []string
+}
+
+// TopicSinkRetry is the default name of the sink's retry topic, where the
+// sink parks the status changes it could not finalise yet (the provider
+// is down or has not prepared the files) and reads them back when their
+// next attempt is due. Only the sink writes and reads it (and
+// `esignflow dlq replay`, for the sink's dead letters); its values are
+// the status changes' own bytes and its headers say when to try again.
+const TopicSinkRetry = "esignflow.sink-retry.v1"
+
+// SinkRetry returns the name of the sink's retry topic in the
+// installation names belongs to: TopicSinkRetry behind the same prefix as
+// the status topic.
+func SinkRetry(names schemas.Names) string {
+	names = names.OrDefault()
+	if prefix, ok := strings.CutSuffix(names.Status, schemas.TopicStatus); ok {
+		return prefix + TopicSinkRetry
+	}
+	return names.Status + ".sink-retry"
+}
+
+// All lists every topic of the installation names belongs to: the
+// schemas' topics in data-flow order, then the sink's retry topic.
+func All(names schemas.Names) []string {
+	names = names.OrDefault()
+	return append(names.All(), SinkRetry(names))
 }
 
 // keepsForever reports whether esignflow needs topic to keep its records
@@ -73,12 +101,28 @@ func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 	}
 	names := cfg.Names.OrDefault()
 	var out []Result
-	for _, t := range names.All() {
+	for _, t := range All(names) {
 		configs := map[string]*string{}
 		if keepsForever(names, t) {
 			configs["retention.ms"] = kadm.StringPtr("-1")
 		}
 		n := parts
+		if t == SinkRetry(names) {
+			// Compacted, keyed by envelope version: a parked status
+			// change is replaced by its next park and deleted (a
+			// tombstone) once finalised, so the topic holds about one
+			// record per parked envelope and none expires. As many
+			// partitions as the status topic, so sink replicas share
+			// the retries as they share the status changes.
+			configs["cleanup.policy"] = kadm.StringPtr("compact")
+			details, err := adm.ListTopics(ctx, names.Status)
+			if err != nil {
+				return nil, fmt.Errorf("describe topic %s: %w", names.Status, err)
+			}
+			if d, ok := details[names.Status]; ok && d.Err == nil && len(d.Partitions) > 0 {
+				n = int32(len(d.Partitions))
+			}
+		}
 		if t == names.Envelopes {
 			// The changelog is compacted (its last record per envelope is
 			// the state) and co-partitioned with the events topic,
@@ -154,6 +198,9 @@ func check(ctx context.Context, adm *kadm.Client, cfg Config, names schemas.Name
 			}
 			if c.Key == "retention.ms" && keepsForever(names, r.Topic) && *c.Value != "-1" {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("has retention.ms=%s: its records expire; esignflow needs -1 (kept forever: it is the audit trail)", *c.Value))
+			}
+			if c.Key == "cleanup.policy" && r.Topic == SinkRetry(names) && !strings.Contains(*c.Value, "compact") {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("has cleanup.policy=%s: the sink's retry topic should be compacted (cleanup.policy=compact), or a parked envelope can expire before its next attempt", *c.Value))
 			}
 			if c.Key == "cleanup.policy" && r.Topic == names.Envelopes && !strings.Contains(*c.Value, "compact") {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("has cleanup.policy=%s: the changelog must be compacted (cleanup.policy=compact), or restoring Redis reads every change ever made", *c.Value))
