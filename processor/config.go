@@ -95,6 +95,12 @@ type Config struct {
 	// CreateConcurrency bounds the provider calls in flight for one batch
 	// of requests, overriding the default 32.
 	CreateConcurrency int
+	// AdoptForeign tracks the envelopes esignflow did not create (their
+	// events carry no request id: a provider account reports every
+	// envelope in it, including those sent from its web app) as envelopes
+	// of their own kind, with a foreign state, instead of counting and
+	// ignoring their events.
+	AdoptForeign bool
 	// Topics says how missing topics are created at start.
 	Topics topics.Config
 	// AtLeastOnce drops the transactions (plain consumer, commits after

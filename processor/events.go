@@ -181,6 +181,10 @@ func (p *Processor) applyEvents(ctx context.Context, b store.Batch, ahead int64,
 		}
 		inputs = append(inputs, store.Input{Event: ev, From: coord(r)})
 	}
+	inputs, err := p.screenForeign(ctx, b.Partition, inputs)
+	if err != nil {
+		return err
+	}
 	out, err := p.cfg.Store.Apply(ctx, b, inputs)
 	p.m.roundTrips.Add(float64(out.Stats.RoundTrips))
 	p.m.conflicts.Add(float64(out.Stats.Conflicts))

@@ -206,16 +206,21 @@ func newWorkload(seed uint64, n int) workload {
 	per := make([][]schemas.EnvelopeEvent, n)
 	for i := range n {
 		id := fmt.Sprintf("env-%03d", i)
+		// Every event carries the request id, as each webhook and poll
+		// answer of an envelope esignflow created does (its provider
+		// metadata): without it, one shuffled before the create result
+		// would be taken for a foreign envelope's.
+		rid := "req-" + id
 		at := t0
 		tick := func() time.Time { at = at.Add(time.Duration(1+rng.IntN(30)) * time.Second); return at }
 		st := func(s schemas.Status, src schemas.Source, eid string) schemas.EnvelopeEvent {
-			return schemas.EnvelopeEvent{EventID: id + "-" + eid, Provider: "sim", EnvelopeID: id, Source: src, Type: string(s),
+			return schemas.EnvelopeEvent{EventID: id + "-" + eid, Provider: "sim", EnvelopeID: id, RequestID: &rid, Source: src, Type: string(s),
 				Status: &s, OccurredAt: tick(), Recipients: []schemas.RecipientUpdate{}, Metadata: map[string]string{}}
 		}
 		evs := []schemas.EnvelopeEvent{st(schemas.StatusCreated, schemas.SourceAPI, "api"), st(schemas.StatusSent, schemas.SourceWebhook, "sent")}
 		for r := range 1 + rng.IntN(2) {
 			for _, rs := range []schemas.RecipientStatus{schemas.RecipientSent, schemas.RecipientDelivered, schemas.RecipientViewed, schemas.RecipientSigned} {
-				evs = append(evs, schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-r%d-%s", id, r, rs), Provider: "sim", EnvelopeID: id,
+				evs = append(evs, schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-r%d-%s", id, r, rs), Provider: "sim", EnvelopeID: id, RequestID: &rid,
 					Source: schemas.SourceWebhook, Type: "recipient", OccurredAt: tick(), Metadata: map[string]string{},
 					Recipients: []schemas.RecipientUpdate{{RecipientID: fmt.Sprintf("r%d", r), Status: rs}}})
 			}

@@ -31,6 +31,9 @@ type metrics struct {
 	fenced  prometheus.Counter
 	created prometheus.Counter
 	failed  prometheus.Counter
+	// foreign are events of envelopes esignflow did not create, by
+	// outcome (ignored, adopted).
+	foreign *prometheus.CounterVec
 	// statusChanges by status and eventToStatus by event source are
 	// counted when the transaction of the change commits.
 	statusChanges *prometheus.CounterVec
@@ -90,6 +93,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		fenced:            prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_batches_fenced_total", Help: "Batches refused because another member claimed their partition (this member was a zombie)."}),
 		created:           prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_envelopes_created_total", Help: "Envelopes created at a provider."}),
 		failed:            prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_processor_requests_failed_total", Help: "Requests the provider refused (envelope FAILED)."}),
+		foreign: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_processor_foreign_events_total",
+			Help: "Events of envelopes esignflow did not create (no request id: sent from the provider's web app, say), by outcome: ignored, or adopted (--adopt-foreign-envelopes)."}, []string{"outcome"}),
 		statusChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_status_changes_total",
 			Help: "Status changes published to the status topic, by the status the envelope has after the change (a recipient update counts under the status it leaves unchanged); counted when their transaction commits."}, []string{"status"}),
 		eventToStatus: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "esignflow_event_to_status_seconds",
@@ -103,12 +108,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		promreg.Register(reg, &m.replays), promreg.Register(reg, &m.unchanged),
 		promreg.Register(reg, &m.commits), promreg.Register(reg, &m.batchSeconds),
 		promreg.Register(reg, &m.roundTrips), promreg.Register(reg, &m.conflicts), promreg.Register(reg, &m.restores), promreg.Register(reg, &m.restoreFailures), promreg.Register(reg, &m.fenced),
-		promreg.Register(reg, &m.created), promreg.Register(reg, &m.failed),
+		promreg.Register(reg, &m.created), promreg.Register(reg, &m.failed), promreg.Register(reg, &m.foreign),
 		promreg.Register(reg, &m.statusChanges), promreg.Register(reg, &m.eventToStatus), lerr,
 	)
 	if loop != nil {
 		loop.DeadLetterReasons("processor", reasonUndecodable, reasonUnknownSchem, reasonIncompatible, reasonInvalid)
 	}
+	m.foreign.WithLabelValues(foreignIgnored)
+	m.foreign.WithLabelValues(foreignAdopted)
 	for _, st := range statuses {
 		m.statusChanges.WithLabelValues(string(st))
 	}

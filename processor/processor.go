@@ -62,6 +62,9 @@ type Processor struct {
 	// at a time; the partitions of a batch add to it concurrently.
 	changesMu sync.Mutex
 	changes   []change
+	// foreign are the outcomes of the events batch's events of envelopes
+	// esignflow did not create, counted once it commits.
+	foreign []string
 	// deadLettered are the reasons of the dead letters of each loop's
 	// batch in flight (by input topic), counted once it commits: a batch
 	// that aborts and is consumed again letters its poison again.
@@ -241,6 +244,15 @@ func (p *Processor) emitted(c change) {
 func (p *Processor) resetChanges() {
 	p.changesMu.Lock()
 	p.changes = p.changes[:0]
+	p.foreign = p.foreign[:0]
+	p.changesMu.Unlock()
+}
+
+// foreignEvent notes the outcome of an event of an envelope esignflow did
+// not create, in the events batch in flight.
+func (p *Processor) foreignEvent(outcome string) {
+	p.changesMu.Lock()
+	p.foreign = append(p.foreign, outcome)
 	p.changesMu.Unlock()
 }
 
@@ -280,6 +292,10 @@ func (p *Processor) committedChanges() {
 		}
 	}
 	p.changes = p.changes[:0]
+	for _, o := range p.foreign {
+		p.m.foreign.WithLabelValues(o).Inc()
+	}
+	p.foreign = p.foreign[:0]
 }
 
 func (p *Processor) baseOpts() []kgo.Opt {

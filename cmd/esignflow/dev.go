@@ -52,6 +52,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	redisURL := fs.String("redis-url", "", "use this real Redis `URL` instead of the embedded one")
 	partitions := fs.Int("partitions", 4, "`partitions` per topic")
 	maxBatch := fs.Int("max-batch", 2000, "processor: most `records` per transaction")
+	adopt := fs.Bool("adopt-foreign-envelopes", false, "processor: track the envelopes esignflow did not create as foreign envelopes instead of ignoring their events")
 	simulated := fs.String("provider", registry.Default(), "`provider` the simulator plays, in that provider's dialect ("+strings.Join(simulatable(), ", ")+"); requests that name none go to it")
 	pv := registry.RegisterFlags(fs, false)
 	buildSim := simFlags(fs, "sim-")
@@ -84,7 +85,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 	st, err := stack.New(stack.Config{Provider: *simulated, Providers: real,
 		DataDir: *dataDir, KafkaAddr: *kafkaAddr, Brokers: brokers, KafkaOpts: kopts, RegistryAddr: *registryAddr, RedisAddr: *redisAddr, RedisURL: *redisURL,
-		SimAddr: simCfg.Addr, HTTPAddr: ing.httpAddr, APIAddr: ing.apiAddr, Partitions: int32(*partitions), Sim: simCfg, ProcessorBatch: *maxBatch,
+		SimAddr: simCfg.Addr, HTTPAddr: ing.httpAddr, APIAddr: ing.apiAddr, Partitions: int32(*partitions), Sim: simCfg, ProcessorBatch: *maxBatch, AdoptForeign: *adopt,
 		StaleAfter: rf.staleAfter, Interval: rf.interval, MinPollInterval: rf.minPoll, PollRate: rf.rate, Logger: e.log,
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ type processorFlags struct {
 	dedupTTL    time.Duration
 	applyChunk  int
 	applyConc   int
+	adopt       bool
 }
 
 func registerProcessorFlags(fs flagRegistrar) *processorFlags {
@@ -36,6 +37,7 @@ func registerProcessorFlags(fs flagRegistrar) *processorFlags {
 	fs.IntVar(&f.partitions, "partitions", 12, "`partitions` per topic when creating missing topics")
 	fs.IntVar(&f.replication, "replication", -1, "replication `factor` when creating missing topics (-1: broker default)")
 	fs.DurationVar(&f.dedupTTL, "dedup-ttl", 7*24*time.Hour, "how long event dedup records are kept, a `duration` longer than any provider retries")
+	fs.BoolVar(&f.adopt, "adopt-foreign-envelopes", false, "track the envelopes esignflow did not create (events without a request id: the provider account reports every envelope, including those sent from its web app) as foreign envelopes, instead of counting and ignoring their events")
 	return f
 }
 
@@ -72,7 +74,7 @@ func runProcessor(ctx context.Context, e *env, args []string) error {
 	}
 	p, err := processor.New(processor.Config{
 		Brokers: c.brokerList(), Codec: codec, Store: st, Providers: creators,
-		Group: pf.group, InstanceID: pf.instanceID, MaxBatch: pf.maxBatch, ApplyChunk: pf.applyChunk, ApplyConcurrency: pf.applyConc,
+		Group: pf.group, InstanceID: pf.instanceID, AdoptForeign: pf.adopt, MaxBatch: pf.maxBatch, ApplyChunk: pf.applyChunk, ApplyConcurrency: pf.applyConc,
 		Topics:    topics.Config{Partitions: int32(pf.partitions), Replication: int16(pf.replication)},
 		KafkaOpts: kopts, Metrics: reg, Logger: e.log,
 	})

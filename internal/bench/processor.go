@@ -325,7 +325,10 @@ func produceLifecycles(ctx context.Context, cl *kgo.Client, codec *schemas.Codec
 	for step := range EventsPerEnvelope {
 		for i := range n {
 			id := fmt.Sprintf("bench-%07d", i)
-			ev := schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-%d", id, step), Provider: "sim", EnvelopeID: id, Source: schemas.SourceWebhook,
+			// Every event carries its request id, as the webhooks and
+			// polls of an envelope esignflow created do.
+			rid := "req-" + id
+			ev := schemas.EnvelopeEvent{EventID: fmt.Sprintf("%s-%d", id, step), Provider: "sim", EnvelopeID: id, RequestID: &rid, Source: schemas.SourceWebhook,
 				OccurredAt: t0.Add(time.Duration(step) * time.Second), ReceivedAt: t0, Recipients: []schemas.RecipientUpdate{}, Metadata: map[string]string{}}
 			switch {
 			case step < 2:

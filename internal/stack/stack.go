@@ -92,6 +92,9 @@ type Config struct {
 	PollRate                              float64
 	// ProcessorBatch is the processor's MaxBatch (default its own).
 	ProcessorBatch int
+	// AdoptForeign is the processor's AdoptForeign: track the envelopes
+	// esignflow did not create instead of ignoring their events.
+	AdoptForeign bool
 	// KafkaOpts are added to every component's Kafka clients.
 	KafkaOpts []kgo.Opt
 	// ProcessorCrash is passed to the processor (tests).
@@ -574,7 +577,7 @@ func (s *Stack) runProcessor(ctx context.Context, reg prometheus.Registerer) err
 			creators[name] = c
 		}
 		p, err := processor.New(processor.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
-			Providers: creators, DefaultProvider: s.cfg.Provider, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch,
+			Providers: creators, DefaultProvider: s.cfg.Provider, InstanceID: "dev", MaxBatch: s.cfg.ProcessorBatch, AdoptForeign: s.cfg.AdoptForeign,
 			Group:  s.cfg.Namespace + "esignflow-processor",
 			Topics: topics.Config{Partitions: s.cfg.Partitions}, Metrics: reg, Logger: s.log,
 			Crash: s.cfg.ProcessorCrash})
