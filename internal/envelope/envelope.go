@@ -12,8 +12,10 @@
 //
 // Recipients follow what real providers do to them, which is not always
 // forward. Their statuses rank CREATED < {SENT, BOUNCED} < DELIVERED <
-// {VIEWED, AUTH_FAILED} < {SIGNED, DECLINED, REPLACED}, the last rank
-// final. A bounced invitation or a failed authentication (an SMS
+// {VIEWED, AUTH_FAILED} < {SIGNED, DECLINED} < REPLACED, the last two
+// ranks final (between SIGNED and DECLINED the first stays, as between
+// terminal envelope statuses; no recipient is reassigned after either, so
+// a REPLACED wins over a summary that said otherwise). A bounced invitation or a failed authentication (an SMS
 // code, an ID check) is not final: the sender can correct the address and
 // resend, the signer can try again. Within the ranks that hold two
 // statuses the one the provider reported last (occurred_at) wins, and at
@@ -61,7 +63,9 @@ var recipientRank = map[schemas.RecipientStatus]int{
 	schemas.RecipientAuthFailed: 4,
 	schemas.RecipientSigned:     finalRank,
 	schemas.RecipientDeclined:   finalRank,
-	schemas.RecipientReplaced:   finalRank,
+	// A recipient cannot be reassigned once they signed or declined: a
+	// summary that says so of a replaced one is wrong, and REPLACED wins.
+	schemas.RecipientReplaced: finalRank + 1,
 	// Older versions wrote FAILED for a bounced or auto-answered
 	// invitation, and for nothing else: it is read as the bounce it was.
 	schemas.RecipientFailed: 2,
@@ -83,7 +87,7 @@ func contested(rank int) bool { return rank == 2 || rank == 4 }
 
 // RecipientFinal reports whether a recipient's status is final: SIGNED,
 // DECLINED or REPLACED.
-func RecipientFinal(s schemas.RecipientStatus) bool { return recipientRank[s] == finalRank }
+func RecipientFinal(s schemas.RecipientStatus) bool { return recipientRank[s] >= finalRank }
 
 // Terminal reports whether s is final: COMPLETED, DECLINED, VOIDED, EXPIRED
 // or FAILED.
@@ -336,7 +340,7 @@ func applyRecipients(st *schemas.EnvelopeState, ev schemas.EnvelopeEvent) (*sche
 			case o.RecipientID == "":
 				*o = schemas.RecipientState{RecipientID: *u.Replaces, Status: schemas.RecipientReplaced, StatusAt: at, ReplacedBy: &newID}
 				did = true
-			case !RecipientFinal(o.Status):
+			case o.Status != schemas.RecipientReplaced:
 				o.Status, o.StatusAt, o.ReplacedBy = schemas.RecipientReplaced, at, &newID
 				did = true
 			case o.Status == schemas.RecipientReplaced && o.ReplacedBy == nil:
@@ -373,8 +377,8 @@ func recipient(st *schemas.EnvelopeState, id string) (*schemas.RecipientState, b
 }
 
 // move moves r to status in, reported at at, when the ranks allow it, and
-// reports whether its status changed. A final status stays; a higher rank
-// wins; within a rank of two statuses the later report wins (see tiebreak
+// reports whether its status changed. A higher rank wins (REPLACED ranks
+// above SIGNED and DECLINED); a final status stays against its own rank; within a rank of two statuses the later report wins (see tiebreak
 // for a tie), and a later report of the same status only moves status_at,
 // which is no change to publish but keeps the order of arrival out of the
 // outcome.
@@ -382,7 +386,7 @@ func move(r *schemas.RecipientState, in schemas.RecipientStatus, at time.Time) b
 	cur := r.Status
 	rc, ri := recipientRank[cur], recipientRank[in]
 	switch {
-	case RecipientFinal(cur) || ri < rc:
+	case ri < rc || (ri == rc && RecipientFinal(cur)):
 		return false
 	case ri > rc:
 		r.Status, r.StatusAt = in, at

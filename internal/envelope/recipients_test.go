@@ -182,6 +182,16 @@ func TestReassignReplacesRecipient(t *testing.T) {
 			t.Fatalf("order %v: new recipient %s, envelope %s", ids(order), n.Status, *e.State.Status)
 		}
 	})
+	// A summary that reports the replaced one as signed (providers' words
+	// for it are not documented) does not undo the replacement, in either
+	// order: nobody is reassigned after signing.
+	signedOld := rcpEvent("1-signed?", "1", schemas.RecipientSigned, 120)
+	forEveryOrder([]schemas.EnvelopeEvent{evs[1], reassign, signedOld}, func(order []schemas.EnvelopeEvent) {
+		e, _ := applyAll(t, envelope.Envelope{}, order...)
+		if o := rcpOf(t, e, "1"); o.Status != schemas.RecipientReplaced || o.ReplacedBy == nil {
+			t.Fatalf("order %v: old recipient %+v", ids(order), o)
+		}
+	})
 	// The old recipient's own view after the reassignment is history.
 	if _, c := e.Apply(rcpEvent("1-late", "1", schemas.RecipientViewed, 60), t0); c != nil {
 		t.Fatalf("a replaced recipient moved: %+v", c.State.Recipients)
@@ -279,4 +289,3 @@ func chainOf(changes []*schemas.EnvelopeStatusChanged, e envelope.Envelope) []sc
 	}
 	return append(chain, e.Pending...)
 }
-

@@ -114,41 +114,48 @@ type Signer struct {
 	AutoRespondedReason string `json:"autoRespondedReason"`
 }
 
-// recipientEvent is the recipient status a recipient-* event reports;
-// keep means the recipient's status in the summary (the event itself moves
-// nothing: a failed authentication can be retried, a resend re-sends).
+// recipientEvent is the recipient status a recipient-* event reports for
+// the recipient it names. A failed authentication and a bounce are not
+// final (the state machine lets a later step move the recipient on); a
+// resend sends again; replaced means a reassignment or delegation, which
+// replaces the named recipient by a new one (see replacement).
 var recipientEvent = map[string]schemas.RecipientStatus{
 	"sent": schemas.RecipientSent, "resent": schemas.RecipientSent,
 	"delivered": schemas.RecipientViewed, "finish-later": schemas.RecipientViewed,
 	"completed": schemas.RecipientSigned, "signed": schemas.RecipientSigned,
-	"declined": schemas.RecipientDeclined, "autoresponded": schemas.RecipientFailed,
-	"authenticationfailed": keep, "reassign": keep, "delegate": keep,
+	"declined": schemas.RecipientDeclined, "autoresponded": schemas.RecipientBounced,
+	"authenticationfailed": schemas.RecipientAuthFailed,
+	"reassign":             schemas.RecipientReplaced, "delegate": schemas.RecipientReplaced,
 }
 
-// keep is recipientEvent's "the summary's status".
-const keep schemas.RecipientStatus = ""
-
-// envelopeEvent is the envelope status an envelope-* event reports; keep
-// (the summary's status) for a correction or a resend, which never move
-// the status, and absent for events that say nothing about it.
+// envelopeEvent says of each envelope-* event esignflow reads whether the
+// status comes from the event (true) or from the summary (false: a
+// correction or a resend, which never moves the status back); absent for
+// events that say nothing about it.
 var envelopeEvent = map[string]bool{
 	"created": true, "sent": true, "delivered": true, "signed": true, "completed": true,
 	"declined": true, "voided": true,
 	"corrected": false, "resent": false,
 }
 
+// envelopeKind is the kind of the envelope-* events that are changes of
+// their own.
+var envelopeKind = map[string]schemas.EventKind{"corrected": schemas.EventKindCorrected, "resent": schemas.EventKindResent}
+
 // Parse normalises a verified Connect message into events.
 //
 // Envelope events set the envelope's status from the event (an expired
 // envelope, voided by DocuSign with a reason saying so, is EXPIRED) and
 // carry every recipient of the summary; envelope-corrected and
-// envelope-resent carry the summary's status, so they are recorded without
-// moving anything back; envelope-purge, -deleted and -discard are
-// ErrIgnored. Recipient events carry the named recipient (data.recipientId)
-// with the event's status, and the summary's envelope status;
-// recipient-authenticationfailed keeps the recipient's summary status (an
-// authentication can be retried) with a reason; recipient-reassign and
-// -delegate carry every recipient of the summary, the new one included.
+// envelope-resent are events of kind CORRECTED and RESENT with the
+// summary's status, so they are changes of their own that move nothing
+// back; envelope-purge, -deleted and -discard are ErrIgnored. Recipient
+// events carry the named recipient (data.recipientId) with the event's
+// status, and the summary's envelope status: recipient-authenticationfailed
+// is AUTH_FAILED and recipient-autoresponded BOUNCED, neither final.
+// recipient-reassign and -delegate carry every recipient of the summary:
+// the named one REPLACED, and the one that replaces it (see replacement)
+// with replaces naming it.
 // The request id and tenant come from the envelope's text custom fields
 // (provider.RequestIDKey, provider.TenantKey), which are also the event's
 // metadata. The event's Type is DocuSign's event name.
@@ -204,6 +211,7 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 		if action == "voided" {
 			reason(sum.VoidedReason)
 		}
+		ev.Kind = envelopeKind[action]
 	case "recipient":
 		rs, ok := recipientEvent[action]
 		if !ok || p.Data.RecipientID == "" {
@@ -217,16 +225,11 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 		}
 		switch action {
 		case "reassign", "delegate":
-			for _, s := range everyone {
-				if u, ok := s.update(); ok {
-					ev.Recipients = append(ev.Recipients, u)
-				}
-			}
+			ev.Recipients = replacement(p.Data.RecipientID, named, everyone)
 			reason("recipient " + p.Data.RecipientID + map[string]string{"reassign": " reassigned", "delegate": " delegated"}[action])
 		case "authenticationfailed":
-			if u, ok := named.update(); ok {
-				ev.Recipients = append(ev.Recipients, u)
-			}
+			ev.Recipients = append(ev.Recipients, schemas.RecipientUpdate{
+				RecipientID: p.Data.RecipientID, Email: named.Email, Name: named.Name, Status: rs})
 			reason("recipient " + p.Data.RecipientID + " failed authentication")
 		default:
 			ev.Recipients = append(ev.Recipients, schemas.RecipientUpdate{
@@ -246,6 +249,78 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 	}
 	ev.EventID = envelope.EventID("docusign", p.Data.EnvelopeID, p.Event, p.Data.RecipientID, p.GeneratedDateTime)
 	return []schemas.EnvelopeEvent{ev}, nil
+}
+
+// replacement returns the recipient updates of a reassignment or a
+// delegation by recipient old (named: its summary entry, if any): old
+// REPLACED, every other recipient of the summary with its status, and the
+// one that replaces old with Replaces = old.
+//
+// UNCONFIRMED: DocuSign documents neither which recipient data.recipientId
+// names in recipient-reassign and recipient-delegate nor how the summary
+// tells the new recipient from the others. Assumed, as for every other
+// recipient-* event, that it names the recipient who acted (the one
+// replaced), and that the new recipient is the one DocuSign added last
+// (the highest recipientId, compared as a number when both are) among the
+// others not yet finished (status created, sent, delivered or
+// autoresponded) and, when old is in the summary, at its routing order.
+// When none qualifies, old is REPLACED without a link.
+func replacement(old string, named Signer, everyone []Signer) []schemas.RecipientUpdate {
+	_, oldListed := findSigner(everyone, old)
+	var newest *Signer
+	for i := range everyone {
+		s := &everyone[i]
+		if s.RecipientID == old || s.RecipientID == "" {
+			continue
+		}
+		switch strings.ToLower(s.Status) {
+		case "created", "sent", "delivered", "autoresponded":
+		default:
+			continue
+		}
+		if oldListed && s.RoutingOrder != named.RoutingOrder {
+			continue
+		}
+		if newest == nil || laterID(s.RecipientID, newest.RecipientID) {
+			newest = s
+		}
+	}
+	out := []schemas.RecipientUpdate{{RecipientID: old, Email: named.Email, Name: named.Name, Status: schemas.RecipientReplaced}}
+	for _, s := range everyone {
+		if s.RecipientID == old {
+			continue
+		}
+		u, ok := s.update()
+		if !ok {
+			continue
+		}
+		if newest != nil && s.RecipientID == newest.RecipientID {
+			o := old
+			u.Replaces = &o
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+func findSigner(everyone []Signer, id string) (Signer, bool) {
+	for _, s := range everyone {
+		if s.RecipientID == id {
+			return s, true
+		}
+	}
+	return Signer{}, false
+}
+
+// laterID reports whether recipient id a was assigned after b: as numbers
+// when both are (DocuSign's are, by default), else as text.
+func laterID(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	if errA == nil && errB == nil {
+		return x > y
+	}
+	return a > b
 }
 
 // update converts a summary recipient; false when its status is unknown.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/provider/docusign"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -150,21 +151,25 @@ func TestParseEvents(t *testing.T) {
 		{"envelope-declined", connect("envelope-declined", "", "declined", "", "1:declined"), schemas.StatusDeclined, []rcp{{"1", schemas.RecipientDeclined}}, "", false},
 		{"envelope-voided", connect("envelope-voided", "", "voided", "changed my mind", "1:sent"), schemas.StatusVoided, []rcp{{"1", schemas.RecipientSent}}, "changed my mind", false},
 		{"envelope-voided by expiry", connect("envelope-voided", "", "voided", "Envelope has expired.", "1:sent"), schemas.StatusExpired, []rcp{{"1", schemas.RecipientSent}}, "Envelope has expired.", false},
-		{"envelope-corrected keeps the status", connect("envelope-corrected", "", "delivered", "", "1:sent"), schemas.StatusDelivered, []rcp{{"1", schemas.RecipientSent}}, "", false},
-		{"envelope-resent keeps the status", connect("envelope-resent", "", "sent", "", "1:sent"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
+		{"envelope-corrected is a correction", connect("envelope-corrected", "", "delivered", "", "1:sent"), schemas.StatusDelivered, []rcp{{"1", schemas.RecipientSent}}, "", false},
+		{"envelope-resent is a resend", connect("envelope-resent", "", "sent", "", "1:sent"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
 		{"recipient-sent", connect("recipient-sent", "1", "sent", "", "1:sent", "2:created"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
 		{"recipient-resent", connect("recipient-resent", "1", "sent", "", "1:sent"), schemas.StatusSent, []rcp{{"1", schemas.RecipientSent}}, "", false},
 		{"recipient-delivered", connect("recipient-delivered", "1", "sent", "", "1:delivered"), schemas.StatusSent, []rcp{{"1", schemas.RecipientViewed}}, "", false},
 		{"recipient-completed", connect("recipient-completed", "2", "sent", "", "1:completed", "2:completed"), schemas.StatusSent, []rcp{{"2", schemas.RecipientSigned}}, "", false},
 		{"recipient-declined", connect("recipient-declined", "1", "declined", "", "1:declined"), schemas.StatusDeclined, []rcp{{"1", schemas.RecipientDeclined}}, "no thanks", false},
-		{"recipient-autoresponded", connect("recipient-autoresponded", "1", "sent", "", "1:autoresponded"), schemas.StatusSent, []rcp{{"1", schemas.RecipientFailed}}, "", false},
-		{"recipient-authenticationfailed is not final", connect("recipient-authenticationfailed", "1", "sent", "", "1:sent"), schemas.StatusSent,
-			[]rcp{{"1", schemas.RecipientSent}}, "recipient 1 failed authentication", false},
+		{"recipient-autoresponded is a bounce", connect("recipient-autoresponded", "1", "sent", "", "1:autoresponded"), schemas.StatusSent, []rcp{{"1", schemas.RecipientBounced}}, "", false},
+		{"recipient-authenticationfailed is AUTH_FAILED", connect("recipient-authenticationfailed", "1", "sent", "", "1:delivered"), schemas.StatusSent,
+			[]rcp{{"1", schemas.RecipientAuthFailed}}, "recipient 1 failed authentication", false},
 		{"recipient-finish-later", connect("recipient-finish-later", "1", "delivered", "", "1:delivered"), schemas.StatusDelivered, []rcp{{"1", schemas.RecipientViewed}}, "", false},
-		{"recipient-reassign brings the new one", connect("recipient-reassign", "1", "sent", "", "1:completed", "3:sent"), schemas.StatusSent,
-			[]rcp{{"1", schemas.RecipientSigned}, {"3", schemas.RecipientSent}}, "recipient 1 reassigned", false},
-		{"recipient-delegate brings the new one", connect("recipient-delegate", "1", "sent", "", "3:sent"), schemas.StatusSent,
-			[]rcp{{"3", schemas.RecipientSent}}, "recipient 1 delegated", false},
+		{"recipient-reassign replaces the named one", connect("recipient-reassign", "1", "sent", "", "1:completed", "2:completed", "3:sent"), schemas.StatusSent,
+			[]rcp{{"1", schemas.RecipientReplaced}, {"2", schemas.RecipientSigned}, {"3<1", schemas.RecipientSent}}, "recipient 1 reassigned", false},
+		{"recipient-reassign picks the newest unfinished one as the new one", connect("recipient-reassign", "1", "sent", "", "1:sent", "9:sent", "10:created"), schemas.StatusSent,
+			[]rcp{{"1", schemas.RecipientReplaced}, {"9", schemas.RecipientSent}, {"10<1", schemas.RecipientCreated}}, "recipient 1 reassigned", false},
+		{"recipient-delegate when the named one is no longer listed", connect("recipient-delegate", "1", "sent", "", "3:sent"), schemas.StatusSent,
+			[]rcp{{"1", schemas.RecipientReplaced}, {"3<1", schemas.RecipientSent}}, "recipient 1 delegated", false},
+		{"recipient-delegate without a candidate", connect("recipient-delegate", "1", "sent", "", "2:completed"), schemas.StatusSent,
+			[]rcp{{"1", schemas.RecipientReplaced}, {"2", schemas.RecipientSigned}}, "recipient 1 delegated", false},
 		{"envelope-purge", connect("envelope-purge", "", "", ""), "", nil, "", true},
 		{"envelope-deleted", connect("envelope-deleted", "", "completed", ""), "", nil, "", true},
 		{"envelope-discard", connect("envelope-discard", "", "created", ""), "", nil, "", true},
@@ -189,7 +194,15 @@ func TestParseEvents(t *testing.T) {
 			}
 			var got []rcp
 			for _, r := range ev.Recipients {
-				got = append(got, rcp{r.RecipientID, r.Status})
+				id := r.RecipientID
+				if r.Replaces != nil {
+					id += "<" + *r.Replaces // "new<old"
+				}
+				got = append(got, rcp{id, r.Status})
+			}
+			wantKind := map[string]schemas.EventKind{"envelope-corrected": schemas.EventKindCorrected, "envelope-resent": schemas.EventKindResent}[ev.Type]
+			if ev.Kind != wantKind {
+				t.Errorf("kind %v, want %v", ev.Kind, wantKind)
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tt.rcps) {
 				t.Errorf("recipients %v, want %v", got, tt.rcps)
@@ -206,4 +219,105 @@ func TestParseEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// connectAt is connect with the message generated sec seconds after 10:00.
+func connectAt(sec int, event, rid, status string, signers ...string) []byte {
+	at := time.Date(2026, 11, 27, 10, 0, sec, 0, time.UTC).Format("2006-01-02T15:04:05.0000000Z")
+	return []byte(strings.Replace(string(connect(event, rid, status, "", signers...)), "2026-11-27T10:15:42.5170000Z", at, 1))
+}
+
+// TestConnectRecipientStories runs Connect messages shaped like DocuSign's
+// through Parse and the state machine, as the processor does, in every
+// order: a signer who fails the SMS code once and then signs, a bounced
+// invitation whose address the sender corrects, a reassigned signer. Each
+// envelope completes with every remaining recipient SIGNED. (Before, the
+// bounce made the recipient FAILED for good, in the archived manifest of
+// the completed envelope too.)
+func TestConnectRecipientStories(t *testing.T) {
+	stories := []struct {
+		name     string
+		messages [][]byte
+		want     map[string]schemas.RecipientStatus
+	}{
+		{"sms code failed once, then signed", [][]byte{
+			connectAt(0, "envelope-sent", "", "sent", "1:sent"),
+			connectAt(1, "recipient-sent", "1", "sent", "1:sent"),
+			connectAt(20, "recipient-delivered", "1", "delivered", "1:delivered"),
+			connectAt(30, "recipient-authenticationfailed", "1", "delivered", "1:delivered"),
+			connectAt(50, "recipient-completed", "1", "completed", "1:completed"),
+			connectAt(51, "envelope-completed", "", "completed", "1:completed"),
+		}, map[string]schemas.RecipientStatus{"1": schemas.RecipientSigned}},
+		{"bounced, corrected, signed", [][]byte{
+			connectAt(0, "envelope-sent", "", "sent", "1:sent"),
+			connectAt(2, "recipient-autoresponded", "1", "sent", "1:autoresponded"),
+			connectAt(10, "envelope-corrected", "", "sent", "1:sent"),
+			connectAt(20, "recipient-delivered", "1", "delivered", "1:delivered"),
+			connectAt(50, "recipient-completed", "1", "completed", "1:completed"),
+			connectAt(51, "envelope-completed", "", "completed", "1:completed"),
+		}, map[string]schemas.RecipientStatus{"1": schemas.RecipientSigned}},
+		{"reassigned, the new signer signs", [][]byte{
+			connectAt(0, "envelope-sent", "", "sent", "1:sent"),
+			connectAt(20, "recipient-delivered", "1", "delivered", "1:delivered"),
+			connectAt(30, "recipient-reassign", "1", "sent", "1:completed", "2:sent"),
+			connectAt(40, "recipient-delivered", "2", "delivered", "2:delivered"),
+			connectAt(50, "recipient-completed", "2", "completed", "2:completed"),
+			connectAt(51, "envelope-completed", "", "completed", "2:completed"),
+		}, map[string]schemas.RecipientStatus{"1": schemas.RecipientReplaced, "2": schemas.RecipientSigned}},
+		// UNCONFIRMED what the summary says of the replaced one: if it
+		// says completed, REPLACED still wins, in every order.
+		{"reassigned, the old one still listed as completed", [][]byte{
+			connectAt(0, "envelope-sent", "", "sent", "1:sent"),
+			connectAt(30, "recipient-reassign", "1", "sent", "1:completed", "2:sent"),
+			connectAt(50, "recipient-completed", "2", "completed", "1:completed", "2:completed"),
+			connectAt(51, "envelope-completed", "", "completed", "1:completed", "2:completed"),
+		}, map[string]schemas.RecipientStatus{"1": schemas.RecipientReplaced, "2": schemas.RecipientSigned}},
+	}
+	for _, st := range stories {
+		t.Run(st.name, func(t *testing.T) {
+			var evs []schemas.EnvelopeEvent
+			for _, m := range st.messages {
+				ev, err := docusign.Parse(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs = append(evs, ev...)
+			}
+			permute(evs, func(order []schemas.EnvelopeEvent) {
+				var e envelope.Envelope
+				for _, ev := range order {
+					e, _ = e.Apply(ev, ev.OccurredAt)
+				}
+				got := map[string]schemas.RecipientStatus{}
+				for _, r := range e.State.Recipients {
+					got[r.RecipientID] = r.Status
+				}
+				if *e.State.Status != schemas.StatusCompleted || fmt.Sprint(got) != fmt.Sprint(st.want) {
+					var types []string
+					for _, ev := range order {
+						types = append(types, ev.Type)
+					}
+					t.Fatalf("order %v: envelope %s, recipients %v, want COMPLETED %v", types, *e.State.Status, got, st.want)
+				}
+			})
+		})
+	}
+}
+
+// permute calls f with every order of evs.
+func permute(evs []schemas.EnvelopeEvent, f func([]schemas.EnvelopeEvent)) {
+	a := append([]schemas.EnvelopeEvent(nil), evs...)
+	var rec func(k int)
+	rec = func(k int) {
+		if k == len(a) {
+			f(a)
+			return
+		}
+		for i := k; i < len(a); i++ {
+			a[k], a[i] = a[i], a[k]
+			rec(k + 1)
+			a[k], a[i] = a[i], a[k]
+		}
+	}
+	rec(0)
 }

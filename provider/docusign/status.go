@@ -47,7 +47,9 @@ var recipientStatus = map[string]schemas.RecipientStatus{
 	"created": schemas.RecipientCreated, "sent": schemas.RecipientSent,
 	"delivered": schemas.RecipientViewed, // DocuSign's delivered means opened
 	"signed":    schemas.RecipientSigned, "completed": schemas.RecipientSigned,
-	"declined": schemas.RecipientDeclined, "autoresponded": schemas.RecipientFailed,
+	// autoresponded: the invitation bounced or was answered by an
+	// auto-reply; the sender can correct the address and resend.
+	"declined": schemas.RecipientDeclined, "autoresponded": schemas.RecipientBounced,
 	"faxpending": schemas.RecipientSent,
 }
 
