@@ -67,6 +67,11 @@ type Signature struct {
 	Email  string `json:"signer_email_address"`
 	Name   string `json:"signer_name"`
 	Status string `json:"status_code"`
+	// ReassignedFrom is the signature this one replaces ("Previous
+	// signature identifier"), set once its signer reassigned it;
+	// ReassignedBy is that signer's e-mail address.
+	ReassignedFrom string `json:"reassigned_from"`
+	ReassignedBy   string `json:"reassigned_by"`
 }
 
 // Decode extracts the callback JSON from a multipart form (field "json") or
@@ -130,14 +135,29 @@ var eventStatus = map[string]schemas.Status{
 	"signature_request_canceled":   schemas.StatusVoided,
 	"signature_request_expired":    schemas.StatusExpired,
 	"signature_request_invalid":    schemas.StatusFailed,
+	// A bounce or a reassignment happens to a request that was sent;
+	// what they say is about one signer (see Parse).
+	"signature_request_email_bounce": schemas.StatusSent,
+	"signature_request_reassigned":   schemas.StatusSent,
 }
 
+// signatureStatus maps status_code. error_invalid_email (the invitation
+// could not be delivered) is BOUNCED, which the sender can correct: not a
+// final failure.
 var signatureStatus = map[string]schemas.RecipientStatus{
 	"awaiting_signature": schemas.RecipientSent, "signed": schemas.RecipientSigned,
-	"declined": schemas.RecipientDeclined, "error_invalid_email": schemas.RecipientFailed,
+	"declined": schemas.RecipientDeclined, "error_invalid_email": schemas.RecipientBounced,
 }
 
-// Parse normalises a verified callback into events.
+// Parse normalises a verified callback into events: the event's status and
+// every signature of the request with its status. The signature the event
+// is about (event_metadata.related_signature_id) is VIEWED for
+// signature_request_viewed and BOUNCED for signature_request_email_bounce
+// (not final: the sender can correct the address). A signature with
+// reassigned_from replaces that one (signature_request_reassigned), which
+// becomes REPLACED whether or not it is still listed. A reminder
+// (signature_request_remind) is not a resend and is ErrIgnored, like the
+// other events that carry no status.
 func Parse(c Callback) ([]schemas.EnvelopeEvent, error) {
 	st, ok := eventStatus[c.Event.Type]
 	if !ok {
@@ -168,10 +188,20 @@ func Parse(c Callback) ([]schemas.EnvelopeEvent, error) {
 		if !ok {
 			continue
 		}
-		if s.ID == related && c.Event.Type == "signature_request_viewed" && rs == schemas.RecipientSent {
-			rs = schemas.RecipientViewed
+		if s.ID == related && rs == schemas.RecipientSent {
+			switch c.Event.Type {
+			case "signature_request_viewed":
+				rs = schemas.RecipientViewed
+			case "signature_request_email_bounce":
+				rs = schemas.RecipientBounced
+			}
 		}
-		ev.Recipients = append(ev.Recipients, schemas.RecipientUpdate{RecipientID: s.ID, Email: s.Email, Name: s.Name, Status: rs})
+		u := schemas.RecipientUpdate{RecipientID: s.ID, Email: s.Email, Name: s.Name, Status: rs}
+		if s.ReassignedFrom != "" && s.ReassignedFrom != s.ID {
+			from := s.ReassignedFrom
+			u.Replaces = &from
+		}
+		ev.Recipients = append(ev.Recipients, u)
 	}
 	ev.EventID = envelope.EventID("dropboxsign", sr.ID, c.Event.Type, related, at)
 	return []schemas.EnvelopeEvent{ev}, nil
