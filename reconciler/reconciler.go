@@ -1,13 +1,20 @@
 // Package reconciler is the polling fallback that repairs whatever the
 // webhooks missed. "Your architecture must assume that a webhook might never
-// arrive": every interval it takes the non-terminal envelopes not updated
-// for longer than the expected turnaround, polls the provider for each —
-// within the provider's rate limit and at most once per envelope per
-// minimum interval, across every replica — and publishes each answer to
-// esignflow.events.v1 as a POLL event. It never writes envelope state: the
-// processor applies poll answers like any other event, so a poll that
-// confirms what is known changes nothing and one that finds a missed
-// transition repairs it.
+// arrive": every interval it takes the envelopes that are not settled — in
+// flight, or terminal with a conflict between their sources — and not
+// updated for longer than the expected turnaround, polls the provider for
+// each — within one rate budget per provider account shared by every
+// replica, and at most once per envelope per minimum interval, across
+// every replica — and publishes each answer to esignflow.events.v1 as a
+// POLL event. It never writes envelope state: the processor applies poll
+// answers like any other event, so a poll that confirms what is known
+// changes nothing, one that finds a missed transition repairs it, and one
+// that answers for a conflicted envelope settles it.
+//
+// A "not found" is not a verdict: providers' indexes lag behind their
+// writes. The reconciler records when the provider first did not know an
+// envelope, keeps polling it, and publishes it as FAILED only once the
+// provider has not known it for Config.NotFoundAfter.
 package reconciler
 
 import (
@@ -19,6 +26,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,9 +35,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/time/rate"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/ratebudget"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/schemas"
@@ -42,13 +50,24 @@ type Poller interface {
 
 // BatchPoller is a Poller whose provider answers for many envelopes in one
 // call (DocuSign's listStatusChanges with envelope_ids). The reconciler
-// uses GetMany for such a provider, one rate-limit token per call of up to
-// Config.BatchSize envelopes. GetMany leaves out the envelopes the provider
-// does not know; with an error it may still return the envelopes it read
-// (the others are polled again later).
+// uses GetMany for such a provider, one rate-budget token per call of up
+// to Config.BatchSize envelopes. GetMany leaves out the envelopes the
+// provider does not know (each counts as a "not found" answer); with an
+// error it may still return the envelopes it read (the others are polled
+// again later).
 type BatchPoller interface {
 	Poller
 	GetMany(ctx context.Context, ids []string) ([]provider.Envelope, error)
+}
+
+// Accounter is a Poller that names the provider account it calls as, a
+// stable id that is not a secret (e.g. "docusign:<account id>"). Providers
+// limit calls per account, so the reconciler keys its shared rate budget
+// by it: every replica, and every provider name configured with the same
+// account, spends one budget. A Poller without it, or whose Account is "",
+// is budgeted under its provider name.
+type Accounter interface {
+	Account() string
 }
 
 // Config configures a Reconciler. Brokers, Codec, Store and Pollers are
@@ -77,10 +96,28 @@ type Config struct {
 	// BatchSize bounds the envelopes asked about in one GetMany call,
 	// default 100.
 	BatchSize int
-	// Rate is the polls per hour allowed per provider account, default
-	// 3000, with bursts of Burst (default 500).
+	// Rate is the provider calls per hour allowed per provider account,
+	// default 3000, with bursts of Burst (default 500). The budget is a
+	// token bucket held in the store's Redis (one key per account,
+	// <prefix>budget:<account>, clocked by Redis TIME), shared by every
+	// replica: N replicas together make at most Rate calls an hour, not N
+	// times Rate. A batch call (GetMany) takes one token. When Redis cannot
+	// be asked for a token the scan stops and polls nothing more: polling
+	// without the shared budget could spend it once per replica, and the
+	// provider's answer to that (a throttled account) also stops the
+	// account's other calls.
 	Rate  float64
 	Burst int
+	// NotFoundAfter is how long the provider must not have known an
+	// envelope before the reconciler publishes it as FAILED, default 1h:
+	// a single "not found" is not a verdict, since providers' indexes lag
+	// behind their writes (an envelope just created or corrected can be
+	// unknown to a read for a while). Until then the envelope is polled
+	// as usual, and the time it was first not found is kept in Redis
+	// beside the index (store.MarkMissing), forgotten when the provider
+	// answers for it again or it settles. Losing that record (a restore, a
+	// Redis flush) only delays the verdict: the wait starts over.
+	NotFoundAfter time.Duration
 	// ScanLimit bounds the envelopes taken per scan, default 1000.
 	ScanLimit int
 	// InFlightEvery is how often the envelopes in flight are counted by
@@ -106,6 +143,8 @@ func (c Config) Validate() error {
 		return errors.New("reconciler: at least one Poller is required")
 	case c.Rate < 0 || c.Burst < 0:
 		return errors.New("reconciler: Rate and Burst must not be negative")
+	case c.NotFoundAfter < 0:
+		return errors.New("reconciler: NotFoundAfter must not be negative")
 	}
 	return nil
 }
@@ -125,6 +164,9 @@ func (c *Config) defaults() {
 	}
 	if c.Burst == 0 {
 		c.Burst = 500
+	}
+	if c.NotFoundAfter <= 0 {
+		c.NotFoundAfter = time.Hour
 	}
 	if c.ScanLimit <= 0 {
 		c.ScanLimit = 1000
@@ -153,18 +195,22 @@ func (c *Config) defaults() {
 
 // Reconciler polls stale envelopes. Create it with New, start it with Run.
 type Reconciler struct {
-	cfg     Config
-	log     *slog.Logger
-	limiter *rate.Limiter
+	cfg Config
+	log *slog.Logger
+	// budgets are the rate budgets by provider name; names of one
+	// account share one bucket.
+	budgets map[string]*ratebudget.Bucket
 	m       *metrics
 	prod    *kgo.Client
 }
 
 type metrics struct {
-	stale, polls, repairs, waits, leased, notFound prometheus.Counter
-	errors                                         *prometheus.CounterVec
-	lastScan                                       prometheus.Gauge
-	inFlight                                       *prometheus.GaugeVec
+	stale, polls, calls, repairs, waits, leased prometheus.Counter
+	notFound, notFoundFailed, conflictPolls     prometheus.Counter
+	errors                                      *prometheus.CounterVec
+	lastScan                                    prometheus.Gauge
+	inFlight                                    *prometheus.GaugeVec
+	conflicted                                  prometheus.Gauge
 }
 
 // inFlightStatuses are the statuses an envelope in flight can have: every
@@ -179,24 +225,68 @@ func New(cfg Config) (*Reconciler, error) {
 	cfg.defaults()
 	m := &metrics{
 		stale:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_stale_found_total", Help: "Stale envelopes found by scans."}),
-		polls:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_polls_total", Help: "Provider polls made."}),
+		polls:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_polls_total", Help: "Envelopes polled at their provider (a batch call polls many)."}),
+		calls:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_provider_calls_total", Help: "Provider calls made to poll, each one token of its account's shared rate budget (a batch call is one)."}),
 		repairs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_repairs_total", Help: "Polls whose answer differs from the stored status: a missed transition found."}),
-		waits:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_rate_limit_waits_total", Help: "Polls that waited for the rate limit or the provider's Retry-After."}),
+		waits:    prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_rate_limit_waits_total", Help: "Provider calls that waited for their account's shared rate budget, and provider answers asking to wait (Retry-After)."}),
 		leased:   prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_leased_elsewhere_total", Help: "Stale envelopes skipped because a poll lease was held (polled recently, here or by another replica)."}),
-		notFound: prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_not_found_total", Help: "Envelopes the provider no longer knows."}),
+		notFound: prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_not_found_total", Help: "Poll answers saying the provider does not know an envelope: not a verdict until it has not known it for NotFoundAfter."}),
+		notFoundFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_not_found_failed_total",
+			Help: "FAILED verdicts published for envelopes their provider had not known for NotFoundAfter (default 1h)."}),
+		conflictPolls: prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_reconciler_conflict_polls_total",
+			Help: "Polls of terminal envelopes whose sources disagreed (e.g. COMPLETED then DECLINED): the provider's answer settles them."}),
 		errors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_reconciler_errors_total", Help: "Poll and publish errors, by kind."}, []string{"kind"}),
 		lastScan: prometheus.NewGauge(prometheus.GaugeOpts{Name: "esignflow_reconciler_last_scan_timestamp_seconds", Help: "When the last scan of the stale index succeeded (Unix time): alert when it falls behind the interval."}),
 	}
 	m.inFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "esignflow_envelopes_in_flight",
 		Help: "Envelopes not terminal yet, by status (UNKNOWN: no status yet), counted from the store's index of non-terminal envelopes every InFlightEvery (default 1m) by each reconciler replica: every replica reports the same number, aggregate with max."},
 		[]string{"status"})
-	for _, c := range []prometheus.Collector{m.stale, m.polls, m.repairs, m.waits, m.leased, m.notFound, m.errors, m.lastScan, m.inFlight} {
+	m.conflicted = prometheus.NewGauge(prometheus.GaugeOpts{Name: "esignflow_envelopes_conflicted",
+		Help: "Terminal envelopes whose sources disagreed, polled until the provider's answer settles them, counted with esignflow_envelopes_in_flight (same caveats: aggregate with max)."})
+	for _, c := range []prometheus.Collector{m.stale, m.polls, m.calls, m.repairs, m.waits, m.leased, m.notFound, m.notFoundFailed, m.conflictPolls, m.errors, m.lastScan, m.inFlight, m.conflicted} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("reconciler: metrics: %w", err)
 		}
 	}
+	budgets, err := newBudgets(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return &Reconciler{cfg: cfg, log: cfg.Logger.With("component", "reconciler", "instance", cfg.InstanceID), m: m,
-		limiter: rate.NewLimiter(rate.Limit(cfg.Rate/3600), cfg.Burst)}, nil
+		budgets: budgets}, nil
+}
+
+// newBudgets returns the rate budget of each poller's provider account,
+// one bucket per account.
+func newBudgets(cfg Config) (map[string]*ratebudget.Bucket, error) {
+	byAccount := map[string]*ratebudget.Bucket{}
+	out := make(map[string]*ratebudget.Bucket, len(cfg.Pollers))
+	for name, p := range cfg.Pollers {
+		account := AccountOf(name, p)
+		b, ok := byAccount[account]
+		if !ok {
+			var err error
+			b, err = ratebudget.New(ratebudget.Config{Client: cfg.Store.Client(), Key: cfg.Store.Key("budget:" + account),
+				Rate: cfg.Rate / 3600, Burst: cfg.Burst})
+			if err != nil {
+				return nil, fmt.Errorf("reconciler: rate budget of %s: %w", name, err)
+			}
+			byAccount[account] = b
+		}
+		out[name] = b
+	}
+	return out, nil
+}
+
+// AccountOf is the account the poller of the provider called name spends
+// the rate budget of: its Account (Accounter) when it has one, else name.
+func AccountOf(name string, p Poller) string {
+	if a, ok := p.(Accounter); ok {
+		if acct := a.Account(); acct != "" {
+			return acct
+		}
+	}
+	return name
 }
 
 // Run checks Redis as the processor does (store.CheckServer), then scans
@@ -241,10 +331,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// Scan runs one scan: find stale envelopes, lease them, poll within the
-// rate limit — in batches where the provider answers for many envelopes
-// in one call (BatchPoller), one by one otherwise — and publish the
-// answers.
+// Scan runs one scan: find stale envelopes that are not settled, lease
+// them, poll within their accounts' rate budgets — in batches where the
+// provider answers for many envelopes in one call (BatchPoller), one by
+// one otherwise — and publish the answers, and the FAILED verdicts of
+// envelopes the provider has not known for NotFoundAfter. A scan that
+// cannot take a token from a budget (Redis unavailable) stops polling and
+// returns the error, after publishing what it polled.
 func (r *Reconciler) Scan(ctx context.Context) error {
 	now := r.cfg.Now()
 	stale, err := r.cfg.Store.Stale(ctx, now.Add(-r.cfg.StaleAfter), r.cfg.ScanLimit)
@@ -262,13 +355,15 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	where := make(map[string]store.Stale, len(stale))
 	ids := make([]string, 0, len(stale))
 	ttls := make([]time.Duration, 0, len(stale))
 	for _, s := range stale {
 		st, ok := states[s.EnvelopeID]
-		if !ok {
+		if !ok || store.Settled(st) {
 			continue // settled since the index was read
 		}
+		where[s.EnvelopeID] = s
 		ids = append(ids, s.EnvelopeID)
 		ttls = append(ttls, leaseFor(r.interval(st.State.Provider)))
 	}
@@ -290,9 +385,14 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 		}
 		byProvider[name] = append(byProvider[name], id)
 	}
-	var recs []*kgo.Record
-	var unpolled []string
+	var (
+		recs     []*kgo.Record
+		unpolled []string
+		missing  []store.Stale // not known to their provider
+		found    []store.Stale // answered for
+	)
 	defer func() {
+		recs = append(recs, r.verdicts(ctx, now, states, missing, found)...)
 		r.release(unpolled)
 		if len(recs) > 0 {
 			if err := r.publish(ctx, recs); err != nil {
@@ -306,11 +406,12 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 		if st.State.Status == nil || *st.State.Status != pe.Status {
 			r.m.repairs.Inc()
 		}
+		found = append(found, where[id])
 		recs = append(recs, r.record(ctx, pollEvent(st, pe, now)))
 	}
-	missing := func(id string) {
+	notFound := func(id string) {
 		r.m.notFound.Inc()
-		recs = append(recs, r.record(ctx, notFoundEvent(states[id], now)))
+		missing = append(missing, where[id])
 	}
 	// rest is every leased id not polled yet from provider k's i'th on.
 	rest := func(k, i int) []string {
@@ -327,6 +428,7 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 			r.m.errors.WithLabelValues("no-poller").Add(float64(len(group)))
 			continue
 		}
+		budget := r.budgets[name]
 		bp, batched := poller.(BatchPoller)
 		size := 1
 		if batched {
@@ -334,12 +436,23 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 		}
 		for i := 0; i < len(group); i += size {
 			chunk := group[i:min(len(group), i+size)]
-			if err := r.wait(ctx); err != nil {
+			if err := r.wait(ctx, budget); err != nil {
 				unpolled = append(unpolled, rest(k, i)...)
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.m.errors.WithLabelValues("budget").Inc()
+				return fmt.Errorf("reconciler: provider %s: %w", name, err)
 			}
+			r.m.calls.Inc()
 			r.m.polls.Add(float64(len(chunk)))
+			for _, id := range chunk {
+				if st := states[id]; st.Terminal() && st.State.Conflict != nil {
+					r.m.conflictPolls.Inc()
+				}
+			}
 			var envs []provider.Envelope
+			var err error
 			if batched {
 				envs, err = bp.GetMany(ctx, chunk)
 			} else {
@@ -351,18 +464,23 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 			var rl *provider.RateLimitedError
 			switch {
 			case errors.As(err, &rl):
-				// The provider's account limit: every call waits.
+				// The provider's account limit: every replica waits,
+				// through the account's budget.
 				r.m.waits.Inc()
 				r.m.errors.WithLabelValues("rate-limited").Inc()
 				unpolled = append(unpolled, rest(k, i)...)
 				r.log.Info("provider rate limit; pausing", "provider", name, "retry_after", rl.RetryAfter)
-				select {
-				case <-ctx.Done():
-				case <-time.After(rl.RetryAfter):
+				if err := budget.Hold(ctx, rl.RetryAfter); err != nil {
+					// This replica at least waits.
+					r.log.Warn("could not pause the shared rate budget", "provider", name, "err", err)
+					select {
+					case <-ctx.Done():
+					case <-time.After(rl.RetryAfter):
+					}
 				}
 				return nil
 			case !batched && errors.Is(err, provider.ErrNotFound):
-				missing(chunk[0])
+				notFound(chunk[0])
 				continue
 			}
 			got := make(map[string]bool, len(envs))
@@ -387,12 +505,42 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 			}
 			for _, id := range chunk {
 				if !got[id] {
-					missing(id)
+					notFound(id)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// verdicts records what a scan learnt about envelopes their provider did
+// or did not know (store.MarkMissing) and returns the FAILED events of
+// those it has not known for NotFoundAfter. When the record cannot be
+// written no verdict is given this time: the envelopes are polled again.
+func (r *Reconciler) verdicts(ctx context.Context, now time.Time, states map[string]envelope.Envelope, missing, found []store.Stale) []*kgo.Record {
+	if len(missing) == 0 && len(found) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	since, err := r.cfg.Store.MarkMissing(ctx, now, missing, found)
+	if err != nil {
+		r.m.errors.WithLabelValues("not-found-record").Inc()
+		r.log.Warn("recording envelopes their provider does not know failed; no verdict this time", "envelopes", len(missing), "err", err)
+		return nil
+	}
+	var recs []*kgo.Record
+	for _, m := range missing {
+		first, ok := since[m.EnvelopeID]
+		if !ok || now.Sub(first) < r.cfg.NotFoundAfter {
+			continue
+		}
+		r.m.notFoundFailed.Inc()
+		r.log.Info("provider has not known an envelope for too long; publishing FAILED", "envelope", m.EnvelopeID,
+			"provider", states[m.EnvelopeID].State.Provider, "unknown_since", first, "not_found_after", r.cfg.NotFoundAfter)
+		recs = append(recs, r.record(ctx, notFoundEvent(states[m.EnvelopeID], first, now)))
+	}
+	return recs
 }
 
 // interval is the least time between two polls of one envelope of the
@@ -418,8 +566,10 @@ func leaseFor(interval time.Duration) time.Duration {
 const inFlightPage = 1000
 
 // CountInFlight counts the non-terminal envelopes by status and sets
-// esignflow_envelopes_in_flight: one read of the store's active index and
-// one read per inFlightPage envelopes. Run calls it every InFlightEvery.
+// esignflow_envelopes_in_flight, and the conflicted terminal ones
+// (esignflow_envelopes_conflicted): one read of the store's active index
+// and one read per inFlightPage envelopes. Run calls it every
+// InFlightEvery.
 func (r *Reconciler) CountInFlight(ctx context.Context) error {
 	n, err := r.cfg.Store.Active(ctx)
 	if err != nil {
@@ -432,6 +582,7 @@ func (r *Reconciler) CountInFlight(ctx context.Context) error {
 		return err
 	}
 	counts := map[string]int{}
+	conflicted := 0
 	for len(all) > 0 {
 		page := all[:min(len(all), inFlightPage)]
 		all = all[len(page):]
@@ -441,8 +592,10 @@ func (r *Reconciler) CountInFlight(ctx context.Context) error {
 		}
 		for _, e := range envs {
 			switch {
+			case e.Terminal() && e.State.Conflict != nil:
+				conflicted++
 			case e.Terminal():
-				// finished since the index was read
+				// settled since the index was read
 			case e.State.Status == nil:
 				counts["UNKNOWN"]++
 			default:
@@ -455,16 +608,18 @@ func (r *Reconciler) CountInFlight(ctx context.Context) error {
 		delete(counts, string(st))
 	}
 	r.m.inFlight.WithLabelValues("UNKNOWN").Set(float64(counts["UNKNOWN"]))
+	r.m.conflicted.Set(float64(conflicted))
 	return nil
 }
 
-// wait takes a token from the rate limit, counting the waits.
-func (r *Reconciler) wait(ctx context.Context) error {
-	if !r.limiter.Allow() {
+// wait takes a token from the account's shared budget and waits until
+// it may be spent, counting the waits.
+func (r *Reconciler) wait(ctx context.Context, b *ratebudget.Bucket) error {
+	waited, err := b.Wait(ctx, 1)
+	if waited {
 		r.m.waits.Inc()
-		return r.limiter.Wait(ctx)
 	}
-	return nil
+	return err
 }
 
 // lease takes, in one round trip, a lease on each envelope not leased by
@@ -561,14 +716,18 @@ func pollEvent(st envelope.Envelope, pe provider.Envelope, now time.Time) schema
 	return ev
 }
 
-// notFoundEvent reports an envelope the provider no longer knows (purged
-// or deleted there): FAILED with the reason, which is terminal and takes
-// it out of the polling index. The provider is the source of truth.
-func notFoundEvent(st envelope.Envelope, now time.Time) schemas.EnvelopeEvent {
+// notFoundEvent is the verdict on an envelope its provider has not known
+// since first (purged or deleted there, or never created): FAILED with the
+// reason, which settles it (taking it out of the polling index) unless a
+// webhook disagrees later, which is then a conflict the provider's next
+// answer settles. Its id names the period of not knowing, so that the
+// verdict published again before the processor applied it is a duplicate,
+// and a later period is an event of its own.
+func notFoundEvent(st envelope.Envelope, first, now time.Time) schemas.EnvelopeEvent {
 	failed := schemas.StatusFailed
-	reason := "the provider no longer knows this envelope"
+	reason := "the provider has not known this envelope since " + first.UTC().Format(time.RFC3339)
 	return schemas.EnvelopeEvent{
-		EventID:  "poll-missing:" + st.State.EnvelopeID,
+		EventID:  "poll-missing:" + st.State.EnvelopeID + ":" + strconv.FormatInt(first.UnixMilli(), 10),
 		Provider: st.State.Provider, EnvelopeID: st.State.EnvelopeID, RequestID: st.State.RequestID, Tenant: st.State.Tenant,
 		Source: schemas.SourcePoll, Type: "poll.not_found", Status: &failed, Reason: &reason,
 		Recipients: []schemas.RecipientUpdate{}, OccurredAt: now, ReceivedAt: now, Metadata: map[string]string{},

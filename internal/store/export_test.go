@@ -24,3 +24,6 @@ func (s *Store) CheckpointKey(p int32) string { return s.ckptKey(p) }
 // DedupSuffix is a dedup key after its partition's "dedup:" prefix, as the
 // dedup log names it.
 func DedupSuffix(env, id string) string { return dedupSuffix(env, id) }
+
+// MissingKey is the key of partition p's not-found records.
+func (s *Store) MissingKey(p int32) string { return s.missingKey(p) }

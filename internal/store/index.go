@@ -170,16 +170,25 @@ func (s *Store) decodeEnvelopes(ids []string, vals []any, envs map[string]envelo
 	return nil
 }
 
-// Stale is one non-terminal envelope, the partition it lives in and when
-// it was last updated.
+// Settled reports whether e needs nothing more from its provider: its
+// status is terminal and carries no unresolved conflict. The reconciler's
+// index (Stale) holds every envelope that is not settled — those in
+// flight, and terminal ones whose sources disagreed (COMPLETED then
+// DECLINED), which only the provider's answer to a poll settles
+// (envelope.Apply); a batch's write and a restore both follow this rule,
+// so a conflicted envelope stays polled until its answer comes.
+func Settled(e envelope.Envelope) bool { return e.Terminal() && e.State.Conflict == nil }
+
+// Stale is one envelope that is not settled, the partition it lives in and
+// when it was last updated.
 type Stale struct {
 	EnvelopeID string
 	Partition  int32
 	UpdatedAt  time.Time
 }
 
-// Stale returns up to limit non-terminal envelopes last updated before
-// cutoff, oldest first, across every partition.
+// Stale returns up to limit envelopes that are not Settled, last updated
+// before cutoff, oldest first, across every partition.
 func (s *Store) Stale(ctx context.Context, cutoff time.Time, limit int) ([]Stale, error) {
 	parts, err := s.Partitions(ctx)
 	if err != nil {
@@ -207,8 +216,8 @@ func (s *Store) Stale(ctx context.Context, cutoff time.Time, limit int) ([]Stale
 	return out[:min(len(out), limit)], nil
 }
 
-// Active returns how many envelopes are not terminal, across every
-// partition.
+// Active returns how many envelopes are not Settled (in flight, or
+// terminal with a conflict), across every partition.
 func (s *Store) Active(ctx context.Context) (int64, error) {
 	parts, err := s.Partitions(ctx)
 	if err != nil {

@@ -252,8 +252,8 @@ func TestSeed(t *testing.T) {
 }
 
 // Every key a batch of partition p writes carries p's hash tag, so they
-// share one cluster slot; only the request index and the partition set
-// do not.
+// share one cluster slot, and so do the reconciler's not-found records of
+// p; only the request index and the partition set do not.
 func TestKeysCarryPartitionHashTag(t *testing.T) {
 	s, r := newStore(t)
 	ctx := context.Background()
@@ -265,6 +265,9 @@ func TestKeysCarryPartitionHashTag(t *testing.T) {
 		o.apply(o.inputs(2, ev(a, "2", schemas.StatusCompleted), ev(b, "2", schemas.StatusDelivered)))
 		o.apply(nil)
 		wrote[p] = []string{a, b}
+		if _, err := s.MarkMissing(ctx, t0, []store.Stale{{EnvelopeID: b, Partition: p}}, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := s.ClaimRequests(ctx, []store.RequestKey{{ID: "r-9"}}, []string{"h"}); err != nil {
 		t.Fatal(err)
@@ -302,13 +305,13 @@ func TestKeysCarryPartitionHashTag(t *testing.T) {
 		}
 	}
 	for p, envs := range wrote {
-		for _, k := range []string{s.CheckpointKey(p), s.EnvKey(p, envs[0]), s.EnvKey(p, envs[1]), s.ActiveKey(p), s.DedupLogKey(p), s.DedupKey(p, envs[0], "1")} {
+		for _, k := range []string{s.CheckpointKey(p), s.EnvKey(p, envs[0]), s.EnvKey(p, envs[1]), s.ActiveKey(p), s.DedupLogKey(p), s.DedupKey(p, envs[0], "1"), s.MissingKey(p)} {
 			if n, err := r.Client.Exists(ctx, k).Result(); err != nil || n != 1 {
 				t.Errorf("partition %d: key %s missing (%v)", p, k, err)
 			}
 		}
-		if perPart[p] != 10 { // ckpt, owner, 2 env, 4 dedup, dedup-log, active
-			t.Errorf("partition %d: %d keys, want 10", p, perPart[p])
+		if perPart[p] != 11 { // ckpt, owner, 2 env, 4 dedup, dedup-log, active, missing
+			t.Errorf("partition %d: %d keys, want 11", p, perPart[p])
 		}
 	}
 }

@@ -19,7 +19,9 @@ const restoreChunk = 1000
 // Until Finish the partition has no checkpoint, so a restore that dies or
 // fails half-way leaves nothing any member trusts, and is done again.
 // Batches of the partition must not run meanwhile; the processor runs a
-// restore outside them.
+// restore outside them. The reconciler's not-found records of the
+// partition (MarkMissing) go with its other keys: the changelog does not
+// hold them, and losing them only delays a not-found verdict.
 //
 // A Restore is used by one goroutine. While Put fills a chunk, the chunk
 // before it is being written by a goroutine of the Restore's own (at most
@@ -184,8 +186,8 @@ func escapeGlob(s string) string {
 }
 
 // Put writes one envelope's committed state, with its entries in the
-// reconciler's index and the request index. Writes go out restoreChunk at
-// a time.
+// reconciler's index (when it is not Settled: the rule a batch's write
+// follows) and the request index. Writes go out restoreChunk at a time.
 func (r *Restore) Put(ctx context.Context, e *envelope.Envelope) error {
 	val, err := r.enc.envelope(e)
 	if err != nil {
@@ -193,7 +195,7 @@ func (r *Restore) Put(ctx context.Context, e *envelope.Envelope) error {
 	}
 	id := e.State.EnvelopeID
 	r.cmds = append(r.cmds, redis.NewStatusCmd(ctx, "set", r.s.envKey(r.p, id), val))
-	if !e.Terminal() {
+	if !Settled(*e) {
 		r.cmds = append(r.cmds, redis.NewIntCmd(ctx, "zadd", r.s.activeKey(r.p), e.State.UpdatedAt.UnixMilli(), id))
 	}
 	if e.State.RequestID != nil && *e.State.RequestID != "" {

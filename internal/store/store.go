@@ -10,6 +10,7 @@
 //	esf:{p7}:dedup:<len>:<envelope>:<id>  one dedup record per applied event
 //	esf:{p7}:dedup-log                    the dedup records by age, for expiry
 //	esf:{p7}:active                       envelopes not settled, by last update
+//	esf:{p7}:missing                      when the provider first did not know an envelope
 //	esf:{p7}:ckpt                         the partition's checkpoint
 //	esf:{p7}:owner                        the fencing token of its last claim
 //
@@ -160,6 +161,7 @@ func dedupSuffix(env, id string) string {
 }
 func (s *Store) dedupPrefix(p int32) string { return s.part(p) + "dedup:" }
 func (s *Store) activeKey(p int32) string   { return s.part(p) + "active" }
+func (s *Store) missingKey(p int32) string  { return s.part(p) + "missing" }
 func (s *Store) dedupLogKey(p int32) string { return s.part(p) + "dedup-log" }
 func (s *Store) partitionsKey() string      { return s.cfg.Prefix + "partitions" }
 func (s *Store) reqKey(k RequestKey) string {
@@ -731,7 +733,8 @@ func (s *Store) stored(raw string, from Coord) (Result, error) {
 // The writes go out as a handful of commands whatever the batch's size
 // (one MSET for the envelopes, one for the dedup records, one RPUSH of a
 // few entries to the dedup log, one ZADD and one ZREM for the index, one
-// HSET of the checkpoint): inside Redis the cost is per command and per
+// HDEL of the settled envelopes' not-found records, one HSET of the
+// checkpoint): inside Redis the cost is per command and per
 // byte copied. (A Lua script doing the same would first turn every
 // argument into a Lua string: measured with a no-op script, that alone
 // cost 0.74 ms of Redis time for a 500-event batch's arguments.)
@@ -744,11 +747,13 @@ func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, er
 	}
 	dedups := make([]any, 0, 2*n)
 	var done []any
+	var settled []string
 	log := newLogEntries(p.now, n)
 	for _, w := range p.envs {
 		envs = append(envs, w.key, w.value)
-		if w.env.Terminal() {
+		if Settled(w.env) {
 			done = append(done, w.id)
+			settled = append(settled, w.id)
 		} else {
 			active = append(active, redis.Z{Score: float64(w.env.State.UpdatedAt.UnixMilli()), Member: w.id})
 		}
@@ -770,6 +775,7 @@ func (s *Store) write(ctx context.Context, tx *redis.Tx, p *writePlan) (bool, er
 		}
 		if len(done) > 0 {
 			pipe.ZRem(ctx, s.activeKey(p.p), done...)
+			pipe.HDel(ctx, s.missingKey(p.p), settled...)
 		}
 		if p.ckpt != nil {
 			pipe.HSet(ctx, s.ckptKey(p.p), p.ckpt.fields()...)

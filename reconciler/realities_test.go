@@ -1,0 +1,393 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/stack"
+	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/reconciler"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// fakeProvider is a Poller whose answers a test scripts: answer is asked
+// for each envelope at each poll (n counts that envelope's polls from 1)
+// and returns the provider's status, or ok false for "not found". It
+// records every call, and each envelope's polls.
+type fakeProvider struct {
+	answer func(id string, n int) (schemas.Status, bool)
+	// onCall runs at the start of every call, before the answer.
+	onCall func()
+
+	mu    sync.Mutex
+	polls map[string]int
+	calls []time.Time // one per call, batch calls included
+}
+
+func newFake(answer func(id string, n int) (schemas.Status, bool)) *fakeProvider {
+	return &fakeProvider{answer: answer, polls: map[string]int{}}
+}
+
+func (f *fakeProvider) call(ids []string) []provider.Envelope {
+	if f.onCall != nil {
+		f.onCall()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, time.Now())
+	var out []provider.Envelope
+	for _, id := range ids {
+		f.polls[id]++
+		if s, ok := f.answer(id, f.polls[id]); ok {
+			out = append(out, provider.Envelope{ID: id, Status: s, Recipients: []schemas.RecipientUpdate{}})
+		}
+	}
+	return out
+}
+
+func (f *fakeProvider) Get(_ context.Context, id string) (provider.Envelope, error) {
+	envs := f.call([]string{id})
+	if len(envs) == 0 {
+		return provider.Envelope{}, provider.ErrNotFound
+	}
+	return envs[0], nil
+}
+
+// polled returns how many envelopes were polled at least once, and the
+// calls made.
+func (f *fakeProvider) polled() (int, []time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.polls), slices.Clone(f.calls)
+}
+
+// pollsOf returns how many times envelope id was polled.
+func (f *fakeProvider) pollsOf(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.polls[id]
+}
+
+// batchFake is a fakeProvider that answers many envelopes in one call,
+// leaving out those it does not know, as DocuSign's listStatusChanges
+// does.
+type batchFake struct{ *fakeProvider }
+
+func (b batchFake) GetMany(_ context.Context, ids []string) ([]provider.Envelope, error) {
+	return b.call(ids), nil
+}
+
+// runReplicas runs the reconcilers until the test ends.
+func runReplicas(t *testing.T, rs ...*reconciler.Reconciler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// stored returns envelope id's state, from whichever partition holds it;
+// false when none does.
+func stored(t *testing.T, st *stack.Stack, id string) (envelope.Envelope, bool) {
+	t.Helper()
+	ctx := context.Background()
+	for p := range int32(4) {
+		e, ok, err := st.Store.Envelope(ctx, p, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return e, true
+		}
+	}
+	return envelope.Envelope{}, false
+}
+
+// indexed reports whether envelope id is in the reconciler's index.
+func indexed(t *testing.T, st *stack.Stack, id string) bool {
+	t.Helper()
+	all, err := st.Store.Stale(context.Background(), time.Now().Add(1000*time.Hour), 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(all, func(s store.Stale) bool { return s.EnvelopeID == id })
+}
+
+// eventually waits up to 30s for cond, failing the test with what() when
+// it never holds.
+func eventually(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: %s", what())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// webhook publishes a webhook event of status s for e, as the ingress
+// would.
+func webhook(t *testing.T, st *stack.Stack, e envelope.Envelope, eventID string, s schemas.Status) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	now := time.Now()
+	ev := schemas.EnvelopeEvent{EventID: eventID, Provider: e.State.Provider, EnvelopeID: e.State.EnvelopeID,
+		RequestID: e.State.RequestID, Tenant: e.State.Tenant, Source: schemas.SourceWebhook, Type: "webhook", Status: &s,
+		Recipients: []schemas.RecipientUpdate{}, OccurredAt: now, ReceivedAt: now, Metadata: map[string]string{}}
+	b, err := st.Codec.Encode(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: st.Codec.Topics().Events, Key: []byte(ev.EnvelopeID), Value: b}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// changesOf returns the status changes of envelope id, by version.
+func changesOf(t *testing.T, st *stack.Stack, id string) []schemas.EnvelopeStatusChanged {
+	t.Helper()
+	var out []schemas.EnvelopeStatusChanged
+	for _, c := range statusStream(t, st) {
+		if c.EnvelopeID == id {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out
+}
+
+// TestConflictIsPolledUntilResolved: webhooks say COMPLETED then DECLINED,
+// a conflict; the envelope stays in the reconciler's index, the reconciler
+// polls it, the provider's answer (DECLINED) settles it, and it leaves the
+// index.
+func TestConflictIsPolledUntilResolved(t *testing.T) {
+	st, ids := lonely(t, 1)
+	id := ids[0]
+	e, ok := stored(t, st, id)
+	if !ok {
+		t.Fatalf("%s not in the store", id)
+	}
+	webhook(t, st, e, "wh-completed", schemas.StatusCompleted)
+	webhook(t, st, e, "wh-declined", schemas.StatusDeclined)
+	eventually(t, func() bool { e, _ = stored(t, st, id); return e.State.Conflict != nil },
+		func() string { return "no conflict recorded" })
+	if got := *e.State.Status; got != schemas.StatusCompleted {
+		t.Fatalf("conflicted envelope is %s, want COMPLETED (the first terminal status)", got)
+	}
+	if !indexed(t, st, id) {
+		t.Errorf("the conflicted envelope is not in the reconciler's index")
+	}
+
+	fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusDeclined, true })
+	runReplicas(t, newReconciler(t, st, fake, "r", func(c *reconciler.Config) { c.InFlightEvery = -1 }))
+	eventually(t, func() bool {
+		e, _ = stored(t, st, id)
+		return e.State.Conflict == nil && *e.State.Status == schemas.StatusDeclined
+	}, func() string {
+		n, _ := fake.polled()
+		return fmt.Sprintf("the conflict is not settled: %s, conflict %v; envelopes polled: %d", *e.State.Status, e.State.Conflict, n)
+	})
+	eventually(t, func() bool { return !indexed(t, st, id) }, func() string { return "the settled envelope is still in the index" })
+	ch := changesOf(t, st, id)
+	last := ch[len(ch)-1]
+	if last.Status != schemas.StatusDeclined || last.PreviousStatus == nil || *last.PreviousStatus != schemas.StatusCompleted {
+		t.Fatalf("last status change %s (from %v), want DECLINED from COMPLETED", last.Status, last.PreviousStatus)
+	}
+	if a := last.Audit[len(last.Audit)-1]; a.Source != schemas.SourcePoll {
+		t.Fatalf("the settling change came from %s, want POLL", a.Source)
+	}
+}
+
+// fakeClock is a reconciler clock that the provider fake moves on by step
+// at every call.
+type fakeClock struct {
+	base time.Time
+	off  atomic.Int64
+}
+
+func (c *fakeClock) now() time.Time       { return c.base.Add(time.Duration(c.off.Load())) }
+func (c *fakeClock) tick(d time.Duration) { c.off.Add(int64(d)) }
+
+// TestNotFoundIsNotAVerdict: an envelope the provider does not know for
+// less than NotFoundAfter and then answers COMPLETED for ends COMPLETED and
+// never FAILED; one it does not know for longer becomes FAILED, and not
+// before NotFoundAfter. The reconciler's clock moves 10 minutes per poll;
+// the batched call (an id left out of GetMany's answer) and the single one
+// (ErrNotFound) alike.
+func TestNotFoundIsNotAVerdict(t *testing.T) {
+	const step, after = 10 * time.Minute, time.Hour
+	for _, batched := range []bool{false, true} {
+		name := "Get"
+		if batched {
+			name = "GetMany"
+		}
+		t.Run(name+"/brief", func(t *testing.T) {
+			st, ids := lonely(t, 1)
+			id := ids[0]
+			clock := &fakeClock{base: time.Now()}
+			fake := newFake(func(_ string, n int) (schemas.Status, bool) {
+				if n <= 3 { // unknown for 30 minutes of polls
+					return "", false
+				}
+				return schemas.StatusCompleted, true
+			})
+			fake.onCall = func() { clock.tick(step) }
+			var p reconciler.Poller = fake
+			if batched {
+				p = batchFake{fake}
+			}
+			runReplicas(t, newReconciler(t, st, p, "r", func(c *reconciler.Config) {
+				c.NotFoundAfter, c.Now, c.MinPollInterval, c.InFlightEvery = after, clock.now, 50*time.Millisecond, -1
+			}))
+			var e envelope.Envelope
+			eventually(t, func() bool { e, _ = stored(t, st, id); return store.Settled(e) },
+				func() string { return "the envelope never settled: " + string(*e.State.Status) })
+			for _, c := range changesOf(t, st, id) {
+				if c.Status == schemas.StatusFailed {
+					t.Errorf("version %d: FAILED after a not-found of less than %s", c.Version, after)
+				}
+			}
+			if *e.State.Status != schemas.StatusCompleted {
+				t.Fatalf("the envelope ended %s, want COMPLETED", *e.State.Status)
+			}
+			if got, err := st.Store.Missing(context.Background(), []store.Stale{{EnvelopeID: id, Partition: partitionOf(t, st, id)}}); err != nil || len(got) != 0 {
+				t.Errorf("not-found record after the provider answered: %v (%v)", got, err)
+			}
+		})
+		t.Run(name+"/long", func(t *testing.T) {
+			st, ids := lonely(t, 1)
+			id := ids[0]
+			clock := &fakeClock{base: time.Now()}
+			first := clock.now().Truncate(time.Millisecond) // as the store keeps it
+			fake := newFake(func(string, int) (schemas.Status, bool) { return "", false })
+			fake.onCall = func() { clock.tick(step) }
+			var p reconciler.Poller = fake
+			if batched {
+				p = batchFake{fake}
+			}
+			runReplicas(t, newReconciler(t, st, p, "r", func(c *reconciler.Config) {
+				c.NotFoundAfter, c.Now, c.MinPollInterval, c.InFlightEvery = after, clock.now, 50*time.Millisecond, -1
+			}))
+			var e envelope.Envelope
+			eventually(t, func() bool { e, _ = stored(t, st, id); return store.Settled(e) },
+				func() string { return "the envelope never settled: " + string(*e.State.Status) })
+			if *e.State.Status != schemas.StatusFailed || e.State.Reason == nil {
+				t.Fatalf("the envelope ended %s, want FAILED with a reason", *e.State.Status)
+			}
+			ch := changesOf(t, st, id)
+			last := ch[len(ch)-1]
+			verdict := last.Audit[len(last.Audit)-1]
+			if verdict.Source != schemas.SourcePoll || verdict.Status == nil || *verdict.Status != schemas.StatusFailed {
+				t.Fatalf("the last change's event: %+v, want the POLL's FAILED", verdict)
+			}
+			// The verdict's time is the reconciler's clock when it gave it.
+			if unknown := verdict.OccurredAt.Sub(first); unknown < after {
+				t.Fatalf("FAILED after the provider had not known the envelope for %s, less than %s", unknown, after)
+			}
+			if n := fake.pollsOf(id); n < int(after/step)+1 {
+				t.Fatalf("FAILED after %d polls %s apart, want at least %d", n, step, int(after/step)+1)
+			}
+		})
+	}
+}
+
+func partitionOf(t *testing.T, st *stack.Stack, id string) int32 {
+	t.Helper()
+	for p := range int32(4) {
+		if _, ok, err := st.Store.Envelope(context.Background(), p, id); err == nil && ok {
+			return p
+		}
+	}
+	t.Fatalf("%s in no partition", id)
+	return -1
+}
+
+// checkBudget checks that no window of calls holds more than a token
+// bucket of burst and perSecond allows: burst + perSecond × its length
+// (one more for the jitter between the bucket's clock, Redis's, and the
+// calls' recorded times).
+func checkBudget(t *testing.T, calls []time.Time, burst int, perSecond float64) {
+	t.Helper()
+	sort.Slice(calls, func(i, j int) bool { return calls[i].Before(calls[j]) })
+	for i := range calls {
+		for j := i; j < len(calls); j++ {
+			w := calls[j].Sub(calls[i]).Seconds()
+			if allowed := float64(burst) + perSecond*w + 1e-9; float64(j-i+1) > allowed+1 {
+				t.Fatalf("%d calls in %.3fs: more than the %.1f the account's budget allows", j-i+1, w, allowed)
+			}
+		}
+	}
+}
+
+// TestRateBudgetSharedAcrossReplicas: three reconciler replicas poll
+// through one provider account; over the run the account sees no more
+// calls in any window than its one budget allows (three per-replica
+// budgets would allow three times as many), and a batch call takes one
+// token however many envelopes it asks about.
+func TestRateBudgetSharedAcrossReplicas(t *testing.T) {
+	t.Run("Get", func(t *testing.T) {
+		const n, perSecond, burst = 30, 20.0, 2
+		st, _ := lonely(t, n)
+		fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusSent, true })
+		var rs []*reconciler.Reconciler
+		for _, name := range []string{"a", "b", "c"} {
+			rs = append(rs, newReconciler(t, st, fake, name, func(c *reconciler.Config) {
+				c.Rate, c.Burst, c.InFlightEvery = perSecond*3600, burst, -1
+			}))
+		}
+		runReplicas(t, rs...)
+		eventually(t, func() bool { k, _ := fake.polled(); return k == n }, func() string {
+			k, _ := fake.polled()
+			return fmt.Sprintf("%d of %d envelopes polled", k, n)
+		})
+		_, calls := fake.polled()
+		checkBudget(t, calls, burst, perSecond)
+	})
+	t.Run("GetMany", func(t *testing.T) {
+		// A budget that does not refill during the test (one call an
+		// hour) and holds 8 calls; 12 envelopes asked about 3 per call:
+		// with a token per call they all fit (in at most 7 calls however
+		// the replicas split them), with a token per envelope 8 at most
+		// would be polled.
+		const n, batch, burst = 12, 3, 8
+		st, _ := lonely(t, n)
+		fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusSent, true })
+		var rs []*reconciler.Reconciler
+		for _, name := range []string{"a", "b", "c"} {
+			rs = append(rs, newReconciler(t, st, batchFake{fake}, name, func(c *reconciler.Config) {
+				c.Rate, c.Burst, c.BatchSize, c.InFlightEvery = 1, burst, batch, -1
+			}))
+		}
+		runReplicas(t, rs...)
+		eventually(t, func() bool { k, _ := fake.polled(); return k == n }, func() string {
+			k, calls := fake.polled()
+			return fmt.Sprintf("%d of %d envelopes polled, in %d calls", k, n, len(calls))
+		})
+		if _, calls := fake.polled(); len(calls) > burst {
+			t.Fatalf("%d batch calls, more than the budget's %d", len(calls), burst)
+		}
+	})
+}
