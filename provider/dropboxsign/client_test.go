@@ -584,8 +584,10 @@ func TestGetStatusMapping(t *testing.T) {
 			schemas.StatusCompleted, 1700000300, []rs{schemas.RecipientSigned, schemas.RecipientSigned}},
 		{"declined", sr(`"is_complete":false,"is_declined":true,"has_error":false`, 0, sig("a", 0, "declined", 0, 1700000100), sig("b", 1, "awaiting_signature", 0, 0)),
 			schemas.StatusDeclined, 1700000100, []rs{schemas.RecipientDeclined, schemas.RecipientSent}},
-		{"error", sr(`"is_complete":false,"is_declined":false,"has_error":true`, 0, sig("a", 0, "error_invalid_email", 0, 0)),
+		{"error", sr(`"is_complete":false,"is_declined":false,"has_error":true`, 0, sig("a", 0, "error_file", 0, 0)),
 			schemas.StatusFailed, 1700000000, []rs{schemas.RecipientFailed}},
+		{"bounced", sr(open, 0, sig("a", 0, "error_invalid_email", 0, 0)),
+			schemas.StatusSent, 1700000000, []rs{schemas.RecipientBounced}},
 		{"expired", sr(open, now-10, sig("a", 0, "awaiting_signature", 0, 0)),
 			schemas.StatusExpired, now - 10, []rs{schemas.RecipientSent}},
 		{"expires later", sr(open, now+3600, sig("a", 0, "awaiting_signature", 0, 0)),
@@ -657,8 +659,8 @@ func TestDownloadNotReady(t *testing.T) {
 	ctx := context.Background()
 	s.fault("files", faultNotReady)
 	_, err := c.Download(ctx, "abc123", provider.ArtifactSigned)
-	if !errors.Is(err, dropboxsign.ErrFilesNotReady) || !provider.IsTransient(err) || provider.IsPermanent(err) {
-		t.Fatalf("preparing: %v, want ErrFilesNotReady, transient", err)
+	if !errors.Is(err, dropboxsign.ErrFilesNotReady) || !errors.Is(err, provider.ErrNotReady) || !provider.IsTransient(err) || provider.IsPermanent(err) {
+		t.Fatalf("preparing: %v, want ErrFilesNotReady (provider.ErrNotReady), transient", err)
 	}
 	if n := len(s.allCalls()); n != 1 {
 		t.Fatalf("%d calls, want 1: not ready is the caller's to back off", n)

@@ -3,6 +3,8 @@ package dropboxsign
 import (
 	"errors"
 	"fmt"
+
+	"github.com/esignflow/esignflow/provider"
 )
 
 // Sentinel errors of the API client.
@@ -10,10 +12,11 @@ var (
 	// ErrFilesNotReady means Dropbox Sign is still preparing a signature
 	// request's files (GET /signature_request/files answered 409): the
 	// download is worth asking again later, not an error of the request.
+	// It wraps provider.ErrNotReady, the sentinel the sink waits on, and
 	// Download returns it wrapped in a *provider.TransientError, so
-	// provider.IsTransient holds and errors.Is tells it apart from an
+	// provider.IsTransient holds too and errors.Is tells it apart from an
 	// outage.
-	ErrFilesNotReady = errors.New("dropboxsign: files not ready yet")
+	ErrFilesNotReady = fmt.Errorf("dropboxsign: files not ready yet: %w", provider.ErrNotReady)
 	// ErrInFlight means Dropbox Sign answered a send with 409 "An
 	// identical request is already being processed": an earlier attempt
 	// with the same Idempotency-Key is being acted on. Create waits and

@@ -45,6 +45,8 @@ type APISignature struct {
 	LastViewedAt  UnixTime `json:"last_viewed_at"`
 	DeclineReason string   `json:"decline_reason"`
 	Error         string   `json:"error"`
+	// ReassignedFrom is the signature this one was reassigned from.
+	ReassignedFrom string `json:"reassigned_from"`
 }
 
 // UnixTime is one of Dropbox Sign's timestamps: Unix seconds, as a JSON
@@ -80,12 +82,13 @@ func (u UnixTime) MarshalJSON() ([]byte, error) {
 // it has a last_viewed_at; waiting is whether, in an ordered request, an
 // earlier signer has yet to sign (Dropbox Sign says awaiting_signature for
 // every signer, but invites the next one only when the previous signed).
-// The error_* codes (error_invalid_email, error_file, error_converting,
-// …) are FAILED. false for a code esignflow does not know.
+// error_invalid_email is BOUNCED (the sender may correct the address);
+// the other error_* codes (error_file, error_converting, …) are FAILED.
+// false for a code esignflow does not know.
 //
 // It duplicates, and extends, the callback mapping of dropboxsign.go
 // (signatureStatus: awaiting_signature, signed, declined,
-// error_invalid_email), which should call it.
+// error_invalid_email as FAILED), which should call it.
 func SignerStatus(code string, viewed, waiting bool) (schemas.RecipientStatus, bool) {
 	switch code = strings.ToLower(code); {
 	case code == "awaiting_signature" && waiting:
@@ -102,6 +105,10 @@ func SignerStatus(code string, viewed, waiting bool) (schemas.RecipientStatus, b
 		return schemas.RecipientSigned, true
 	case code == "declined":
 		return schemas.RecipientDeclined, true
+	case code == "error_invalid_email":
+		// The invitation bounced: not final, the sender can correct
+		// the address.
+		return schemas.RecipientBounced, true
 	case strings.HasPrefix(code, "error"):
 		return schemas.RecipientFailed, true
 	}
@@ -124,7 +131,8 @@ func SignerStatus(code string, viewed, waiting bool) (schemas.RecipientStatus, b
 // (a canceled request answers 410; see Get). Metadata values come back as
 // strings; any other JSON value is kept as its JSON text. Recipients are
 // the signatures, recipient_id = signature_id, in the order of the
-// answer.
+// answer; a signature reassigned from another replaces it (Replaces =
+// reassigned_from).
 //
 // It duplicates the callback mapping of dropboxsign.go (eventStatus, by
 // event_type, and signatureStatus), which could normalise the callback's
@@ -171,7 +179,11 @@ func (r APISignatureRequest) Envelope(now time.Time) provider.Envelope {
 		if !ok || s.ID == "" {
 			continue
 		}
-		out.Recipients = append(out.Recipients, schemas.RecipientUpdate{RecipientID: s.ID, Email: s.Email, Name: s.Name, Status: st})
+		u := schemas.RecipientUpdate{RecipientID: s.ID, Email: s.Email, Name: s.Name, Status: st}
+		if s.ReassignedFrom != "" && s.ReassignedFrom != s.ID {
+			u.Replaces = &s.ReassignedFrom
+		}
+		out.Recipients = append(out.Recipients, u)
 	}
 	for _, t := range []time.Time{signed, viewed} {
 		if t.After(latest) {
