@@ -11,7 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/topicread"
+	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/schemas"
+	"github.com/esignflow/esignflow/sink"
 )
 
 func runDLQ(ctx context.Context, e *env, args []string) error {
@@ -21,7 +23,7 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 	sub := args[0]
 	doc := "List the dead letters of esignflow.dlq.v1: where each came from and why."
 	if sub == "replay" {
-		doc = "Publish dead letters back to the topic they came from (after a fix): the original key, value and headers.\nOnly letters of Kafka records replay; a webhook dead-lettered by the ingress holds its raw body for an operator."
+		doc = "Replay dead letters (after a fix) and say what became of each: a processor letter goes back to the topic it came from, with its original key, value and headers;\na sink letter goes to the sink's retry topic, where the sink finalises it again (esignflow.status.v1 is never written: its one writer is the processor).\nOnly letters of Kafka records replay; a webhook dead-lettered by the ingress holds its raw body for an operator."
 	}
 	fs := newFlagSet("dlq "+sub, e, doc)
 	c := connFlags(fs, false).producing(fs)
@@ -72,21 +74,27 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "%d dead letters%s\n", len(letters), letterCounts(letters))
 		return nil
 	}
-	var recs []*kgo.Record
+	plans := make([]replayPlan, 0, len(letters))
 	for _, dl := range letters {
-		if dl.Offset < 0 || strings.HasPrefix(dl.Component, "ingress/") {
-			fmt.Fprintf(e.stderr, "not replayable (not a Kafka record): %s %s\n", dl.Component, dl.Error)
+		plans = append(plans, planReplay(ctx, codec, dl, time.Now()))
+	}
+	var recs []*kgo.Record
+	for _, p := range plans {
+		if p.rec == nil {
+			fmt.Fprintf(e.stdout, "not replayed %s: %s\n", p.from, p.why)
 			continue
 		}
-		r := &kgo.Record{Topic: dl.Topic, Key: dl.Key, Value: dl.Value}
-		for _, h := range dl.Headers {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		recs = append(recs, p.rec)
+		if *dryRun {
+			fmt.Fprintf(e.stdout, "would replay %s → %s (%s)\n", p.from, p.rec.Topic, p.what)
 		}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "esignflow-replayed-from", Value: []byte(fmt.Sprintf("%s/%d@%d", dl.Topic, dl.Partition, dl.Offset))})
-		recs = append(recs, r)
-		fmt.Fprintf(e.stdout, "replay %s/%d@%d key=%q → %s\n", dl.Topic, dl.Partition, dl.Offset, dl.Key, dl.Topic)
 	}
-	if *dryRun || len(recs) == 0 {
+	if *dryRun {
+		fmt.Fprintf(e.stderr, "%d would be replayed\n", len(recs))
+		return nil
+	}
+	if len(recs) == 0 {
+		fmt.Fprintln(e.stderr, "0 replayed")
 		return nil
 	}
 	cl, err := c.kafkaClient(kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -94,11 +102,62 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return fmt.Errorf("replay: %w", err)
+	results := cl.ProduceSync(ctx, recs...)
+	i, failed := 0, 0
+	for _, p := range plans {
+		if p.rec == nil {
+			continue
+		}
+		if err := results[i].Err; err != nil {
+			failed++
+			fmt.Fprintf(e.stdout, "failed %s → %s: %v\n", p.from, p.rec.Topic, err)
+		} else {
+			fmt.Fprintf(e.stdout, "replayed %s → %s (%s)\n", p.from, p.rec.Topic, p.what)
+		}
+		i++
 	}
-	fmt.Fprintf(e.stderr, "%d replayed\n", len(recs))
+	fmt.Fprintf(e.stderr, "%d replayed\n", len(recs)-failed)
+	if failed > 0 {
+		return fmt.Errorf("replay: %d of %d letters not published", failed, len(recs))
+	}
 	return nil
+}
+
+// replayPlan is what replaying one dead letter does: the record it
+// publishes (nil: none, and why), said in words.
+type replayPlan struct {
+	from string
+	rec  *kgo.Record
+	what string
+	why  string
+}
+
+// planReplay decides where a letter goes. A letter of the processor goes
+// back to the topic it came from (its input: requests or events), with its
+// key, value and headers. A letter of the sink is a status change the sink
+// could not finalise: it goes to the sink's retry topic, where the sink
+// finalises it again — never to esignflow.status.v1, which has one writer,
+// the processor (a second copy there would be a duplicate (envelope_id,
+// version) for every downstream consumer). A webhook the ingress
+// dead-lettered has no Kafka record behind it.
+func planReplay(ctx context.Context, codec *schemas.Codec, dl schemas.DeadLetter, now time.Time) replayPlan {
+	from := fmt.Sprintf("%s %s/%d@%d key=%q", dl.Component, dl.Topic, dl.Partition, dl.Offset, dl.Key)
+	names := codec.Topics()
+	switch {
+	case dl.Offset < 0 || strings.HasPrefix(dl.Component, "ingress/"):
+		return replayPlan{from: dl.Component + " " + dl.Error, why: "not a Kafka record (a webhook's raw body, for an operator)"}
+	case dl.Component == "sink":
+		return replayPlan{from: from, rec: sink.ReplayRecord(ctx, codec, topics.SinkRetry(names), dl, now),
+			what: "the sink finalises it again; " + names.Status + " is not written"}
+	case dl.Topic == names.Status:
+		return replayPlan{from: from, why: names.Status + " has one writer, the processor: a status change is never published again"}
+	}
+	r := &kgo.Record{Topic: dl.Topic, Key: dl.Key, Value: dl.Value}
+	for _, h := range dl.Headers {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: "esignflow-replayed-from", Value: []byte(fmt.Sprintf("%s/%d@%d", dl.Topic, dl.Partition, dl.Offset))})
+	return replayPlan{from: from, rec: r, what: "consumed again by the " + dl.Component}
 }
 
 // webhookProvider returns the provider of a webhook the ingress
