@@ -99,11 +99,21 @@ type Faults struct {
 	// simulator starts, in which no webhook gets through; deliveries fail
 	// and are retried after it.
 	PartitionFrom, PartitionFor time.Duration
+	// AuthFailOnce is the probability that a recipient fails their
+	// authentication (an SMS code, an ID check) once before signing: a
+	// recipient.auth_failed transition, the status still viewed, then the
+	// signature a step later.
+	AuthFailOnce float64
+	// BounceOnce is the probability that a recipient's invitation bounces
+	// once: a recipient.bounced transition just after recipient.sent, the
+	// status still sent; the sender corrects it and the recipient goes on.
+	BounceOnce float64
 }
 
 func (f Faults) validate() error {
 	for name, v := range map[string]float64{"drop": f.Drop, "duplicate": f.Duplicate, "delay": f.Delay,
-		"api-error": f.APIError, "api-timeout": f.APITimeout, "corrupt-download": f.CorruptDownload} {
+		"api-error": f.APIError, "api-timeout": f.APITimeout, "corrupt-download": f.CorruptDownload,
+		"auth-fail-once": f.AuthFailOnce, "bounce-once": f.BounceOnce} {
 		if v < 0 || v > 1 {
 			return fmt.Errorf("sim: fault %s = %v: %w", name, v, errRate)
 		}

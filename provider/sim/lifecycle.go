@@ -91,11 +91,21 @@ func (s *Simulator) startRound(e *envelope, now time.Time) {
 		}
 		r.setStatus("sent", now)
 		s.emit(e, "recipient.sent", r, now)
+		// The invitation bounces; the sender corrects the address and
+		// the recipient goes on as if nothing happened.
+		if s.roll("bounce", e.id, r.ID) < s.faults.BounceOnce {
+			s.emit(e, "recipient.bounced", r, now.Add(time.Millisecond))
+		}
 		s.schedule(e.id, r.ID, 1)
 	}
 }
 
 var steps = []string{"created", "sent", "delivered", "viewed", "signed"}
+
+// retried marks a step scheduled again after a failed authentication, so
+// that a recipient fails at most once: advance(…, retried+step) is step,
+// without the fault.
+const retried = 100
 
 // schedule plans a recipient's next step.
 func (s *Simulator) schedule(envID, rid string, step int) {
@@ -105,6 +115,8 @@ func (s *Simulator) schedule(envID, rid string, step int) {
 
 // advance moves a recipient one step and the envelope with it.
 func (s *Simulator) advance(envID, rid string, step int) {
+	again := step >= retried
+	step %= retried
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.envelopes[envID]
@@ -125,6 +137,14 @@ func (s *Simulator) advance(envID, rid string, step int) {
 		e.setStatus("declined", now)
 		e.reason = "declined by the signer"
 		s.emit(e, "recipient.declined", r, now)
+		return
+	}
+	// The signer gets the SMS code (or the ID check) wrong once, then
+	// right: the status stays viewed until the signature.
+	if next == "signed" && !again && s.roll("authfail", envID, rid) < s.faults.AuthFailOnce {
+		s.emit(e, "recipient.auth_failed", r, now)
+		d := s.jitter("step", envID, rid, "retry")
+		s.after(d, func() { s.advance(envID, rid, retried+step) })
 		return
 	}
 	r.setStatus(next, now)

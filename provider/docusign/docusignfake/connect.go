@@ -41,6 +41,8 @@ type connectData struct {
 //	recipient.signed               recipient-completed, and envelope-completed
 //	                               for the last signature
 //	recipient.declined             recipient-declined, envelope-declined
+//	recipient.auth_failed          recipient-authenticationfailed
+//	recipient.bounced              recipient-autoresponded
 //	envelope.sent                  envelope-sent
 //	envelope.voided, .expired      envelope-voided
 //
@@ -72,6 +74,10 @@ func (d *Dialect) Webhooks(t sim.Transition) []sim.Message {
 		}
 	case "recipient.declined":
 		events = []string{"recipient-declined", "envelope-declined"}
+	case "recipient.auth_failed":
+		events = []string{"recipient-authenticationfailed"}
+	case "recipient.bounced":
+		events = []string{"recipient-autoresponded"}
 	}
 	summary := envelopeView(e, true, true)
 	msgs := make([]sim.Message, 0, len(events))
