@@ -103,6 +103,7 @@ type Sink struct {
 	cfg    Config
 	log    *slog.Logger
 	parked *parkedSet
+	health *health
 	m      struct {
 		finalized        *prometheus.CounterVec
 		downloads        prometheus.Counter
@@ -158,7 +159,7 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Sink{cfg: cfg, log: cfg.Logger.With("component", "sink")}
+	s := &Sink{cfg: cfg, log: cfg.Logger.With("component", "sink"), health: newHealth()}
 	// An envelope is parked again at least every RetryMax (plus the time
 	// its attempt takes): one not seen for twice that is no longer ours.
 	s.parked = newParkedSet(2*cfg.RetryMax + 3*cfg.AttemptTimeout)
@@ -431,7 +432,9 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if run.Err() != nil || time.Now().After(budget) {
+			// The status loop does not wait on a provider that is down:
+			// the retry loop's attempts tell when it is back.
+			if run.Err() != nil || time.Now().After(budget) || (!fromRetry && s.health.down(j.ch.State.Provider)) {
 				errs[i] = s.parkUntried(j, b, fromRetry)
 				return
 			}
@@ -483,6 +486,7 @@ func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry boo
 	case errors.As(err, &ae):
 		return err
 	case err == nil:
+		s.health.answered(j.ch.State.Provider, true)
 		j.out = append(j.out, fin)
 		b.add(&b.published, j.marker)
 		if fromRetry {
@@ -507,6 +511,9 @@ func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry boo
 			b.add(&b.resolved, string(j.key()))
 		}
 		return nil
+	}
+	if reason == reasonUnavailable || reason == reasonRateLimited {
+		s.health.answered(j.ch.State.Provider, false)
 	}
 	j.park.Attempts++
 	j.park.Reason = reason
@@ -577,4 +584,27 @@ func (s *Sink) deadLetter(j *job, reason string, cause error) (*kgo.Record, erro
 		return nil, err
 	}
 	return &kgo.Record{Topic: s.cfg.Codec.Topics().DLQ, Key: key, Value: val}, nil
+}
+
+// health is what the last attempts said of each provider: down from a
+// failed attempt (unavailable or rate limited) until an attempt succeeds.
+// An envelope whose files are not ready or not found says nothing of the
+// others.
+type health struct {
+	mu     sync.Mutex
+	failed map[string]bool
+}
+
+func newHealth() *health { return &health{failed: map[string]bool{}} }
+
+func (h *health) answered(provider string, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failed[provider] = !ok
+}
+
+func (h *health) down(provider string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.failed[provider]
 }
