@@ -116,7 +116,9 @@ func onePerRequest(t *testing.T, s *sim.Simulator, want map[string]string) {
 func TestFakeCreateExactlyOnce(t *testing.T) {
 	f := startFake(t, dropboxsignfake.Config{SearchLag: 30 * time.Millisecond},
 		sim.Config{Seed: 7, Faults: sim.Faults{APIError: 0.15, APITimeout: 0.3}},
-		func(c *dropboxsign.Config) { c.CallTimeout, c.MaxAttempts, c.LookupSettle = 150*time.Millisecond, 40, 80*time.Millisecond })
+		func(c *dropboxsign.Config) {
+			c.CallTimeout, c.MaxAttempts, c.LookupSettle = 150*time.Millisecond, 40, 80*time.Millisecond
+		})
 	ctx := context.Background()
 	want := map[string]string{}
 	for i := range 12 {
