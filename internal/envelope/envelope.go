@@ -14,10 +14,11 @@
 // forward. Their statuses rank CREATED < {SENT, BOUNCED} < DELIVERED <
 // {VIEWED, AUTH_FAILED} < {SIGNED, DECLINED} < REPLACED, the last two
 // ranks final (between SIGNED and DECLINED the first stays, as between
-// terminal envelope statuses; no recipient is reassigned after either, so
-// a REPLACED wins over a summary that said otherwise). A bounced invitation or a failed authentication (an SMS
-// code, an ID check) is not final: the sender can correct the address and
-// resend, the signer can try again. Within the ranks that hold two
+// terminal envelope statuses; nobody is reassigned after either, so
+// REPLACED wins over a summary that said otherwise). A bounced invitation
+// or a failed authentication (an SMS code, an ID check) is not final: the
+// sender can correct the address and resend, the signer can try again.
+// Within the ranks that hold two
 // statuses the one the provider reported last (occurred_at) wins, and at
 // the same millisecond the failure (it is caused by the send or the view
 // it ties with); a recipient's status_at in those ranks is the last time
@@ -71,7 +72,8 @@ var recipientRank = map[schemas.RecipientStatus]int{
 	schemas.RecipientFailed: 2,
 }
 
-// finalRank is the rank of the final recipient statuses.
+// finalRank is the rank of SIGNED and DECLINED; every rank from it up is
+// final.
 const finalRank = 5
 
 // tiebreak orders the statuses of one rank reported at the same
