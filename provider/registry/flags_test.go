@@ -120,7 +120,7 @@ func TestDocuSignWithoutConsent(t *testing.T) {
 // The simulator plays each provider it has a dialect for, and the
 // provider's own client reaches it.
 func TestSimulate(t *testing.T) {
-	for _, name := range []string{"sim", "docusign"} {
+	for _, name := range []string{"sim", "docusign", "dropboxsign"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			sd, err := registry.Simulate(name, registry.SimulateConfig{Dir: dir, SecretsDir: filepath.Join(dir, "secrets")})
@@ -142,7 +142,7 @@ func TestSimulate(t *testing.T) {
 			}
 		})
 	}
-	if _, err := registry.Simulate("dropboxsign", registry.SimulateConfig{}); err == nil {
-		t.Error("the simulator claims to play Dropbox Sign")
+	if _, err := registry.Simulate("standard", registry.SimulateConfig{}); err == nil {
+		t.Error("the simulator claims to play the webhooks-only provider standard")
 	}
 }

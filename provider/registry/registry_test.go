@@ -90,7 +90,8 @@ func TestNotEnabled(t *testing.T) {
 		want []string
 	}{
 		{"docusign", []string{`"docusign" is not enabled`, "--docusign-account-id", "--docusign-integration-key", "--docusign-user-id", "--docusign-private-key-file"}},
-		{"dropboxsign", []string{`"dropboxsign" has webhooks only`}},
+		{"dropboxsign", []string{`"dropboxsign" is not enabled`, "--dropboxsign-api-key-file"}},
+		{"standard", []string{`"standard" has webhooks only`}},
 		{"acme-sign", []string{`unknown provider "acme-sign"`, "sim, docusign"}},
 	} {
 		err := registry.NotEnabled(tt.name)
@@ -109,7 +110,7 @@ func TestRegistry(t *testing.T) {
 	if got, want := registry.Names(), []string{"sim", "docusign", "dropboxsign", "standard"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
-	if got, want := registry.Dialects(), []string{"standard", "docusign"}; !slices.Equal(got, want) {
+	if got, want := registry.Dialects(), []string{"standard", "docusign", "dropboxsign"}; !slices.Equal(got, want) {
 		t.Errorf("Dialects() = %v, want %v", got, want)
 	}
 	hooks := registry.Webhooks()
@@ -121,8 +122,11 @@ func TestRegistry(t *testing.T) {
 	if p, _ := registry.ByDialect("docusign"); p.Name != "docusign" || p.MinPollInterval.Minutes() != 15 || !p.HasAPI() {
 		t.Errorf("docusign: %+v", p)
 	}
-	if p, _ := registry.Lookup("dropboxsign"); p.HasAPI() {
-		t.Error("dropboxsign has an API client, which issue 17 has not built")
+	if p, _ := registry.ByDialect("dropboxsign"); p.Name != "dropboxsign" || !p.HasAPI() {
+		t.Errorf("dropboxsign: %+v", p)
+	}
+	if p, _ := registry.Lookup("standard"); p.HasAPI() || p.Dialect != "" {
+		t.Errorf("standard has an API client or a dialect: %+v", p)
 	}
 	if k, err := registry.DecodeSecret("docusign", "c2VjcmV0"); err != nil || string(k) != "c2VjcmV0" {
 		t.Errorf("docusign HMAC key decoded to %q, %v; want its bytes as they are", k, err)
