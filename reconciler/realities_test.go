@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/redistest"
 	"github.com/esignflow/esignflow/internal/stack"
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/provider"
@@ -166,6 +168,34 @@ func webhook(t *testing.T, st *stack.Stack, e envelope.Envelope, eventID string,
 	}
 }
 
+// settledChanges waits until envelope id is settled in the store and its
+// last status change, committed, says so (the store is written before the
+// transaction that publishes the change commits), and returns the state
+// and the envelope's status changes, by version.
+func settledChanges(t *testing.T, st *stack.Stack, id string) (envelope.Envelope, []schemas.EnvelopeStatusChanged) {
+	t.Helper()
+	var e envelope.Envelope
+	var ch []schemas.EnvelopeStatusChanged
+	eventually(t, func() bool {
+		if e, _ = stored(t, st, id); !store.Settled(e) {
+			return false
+		}
+		ch = changesOf(t, st, id)
+		return len(ch) > 0 && ch[len(ch)-1].Version == e.State.Version
+	}, func() string {
+		if e.State.Status == nil {
+			return "the envelope has no status"
+		}
+		conflict := "none"
+		if e.State.Conflict != nil {
+			conflict = *e.State.Conflict
+		}
+		return fmt.Sprintf("the envelope is not settled, or its last change not published: %s, conflict %s, version %d",
+			*e.State.Status, conflict, e.State.Version)
+	})
+	return e, ch
+}
+
 // changesOf returns the status changes of envelope id, by version.
 func changesOf(t *testing.T, st *stack.Stack, id string) []schemas.EnvelopeStatusChanged {
 	t.Helper()
@@ -203,15 +233,16 @@ func TestConflictIsPolledUntilResolved(t *testing.T) {
 
 	fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusDeclined, true })
 	runReplicas(t, newReconciler(t, st, fake, "r", func(c *reconciler.Config) { c.InFlightEvery = -1 }))
-	eventually(t, func() bool {
-		e, _ = stored(t, st, id)
-		return e.State.Conflict == nil && *e.State.Status == schemas.StatusDeclined
-	}, func() string {
-		n, _ := fake.polled()
-		return fmt.Sprintf("the conflict is not settled: %s, conflict %v; envelopes polled: %d", *e.State.Status, e.State.Conflict, n)
-	})
-	eventually(t, func() bool { return !indexed(t, st, id) }, func() string { return "the settled envelope is still in the index" })
-	ch := changesOf(t, st, id)
+	e, ch := settledChanges(t, st, id)
+	if n, _ := fake.polled(); n != 1 {
+		t.Errorf("%d envelopes polled, want the conflicted one", n)
+	}
+	if *e.State.Status != schemas.StatusDeclined {
+		t.Fatalf("settled as %s, want the provider's DECLINED", *e.State.Status)
+	}
+	if indexed(t, st, id) {
+		t.Errorf("the settled envelope is still in the index")
+	}
 	last := ch[len(ch)-1]
 	if last.Status != schemas.StatusDeclined || last.PreviousStatus == nil || *last.PreviousStatus != schemas.StatusCompleted {
 		t.Fatalf("last status change %s (from %v), want DECLINED from COMPLETED", last.Status, last.PreviousStatus)
@@ -262,10 +293,8 @@ func TestNotFoundIsNotAVerdict(t *testing.T) {
 			runReplicas(t, newReconciler(t, st, p, "r", func(c *reconciler.Config) {
 				c.NotFoundAfter, c.Now, c.MinPollInterval, c.InFlightEvery = after, clock.now, 50*time.Millisecond, -1
 			}))
-			var e envelope.Envelope
-			eventually(t, func() bool { e, _ = stored(t, st, id); return store.Settled(e) },
-				func() string { return "the envelope never settled: " + string(*e.State.Status) })
-			for _, c := range changesOf(t, st, id) {
+			e, ch := settledChanges(t, st, id)
+			for _, c := range ch {
 				if c.Status == schemas.StatusFailed {
 					t.Errorf("version %d: FAILED after a not-found of less than %s", c.Version, after)
 				}
@@ -291,13 +320,10 @@ func TestNotFoundIsNotAVerdict(t *testing.T) {
 			runReplicas(t, newReconciler(t, st, p, "r", func(c *reconciler.Config) {
 				c.NotFoundAfter, c.Now, c.MinPollInterval, c.InFlightEvery = after, clock.now, 50*time.Millisecond, -1
 			}))
-			var e envelope.Envelope
-			eventually(t, func() bool { e, _ = stored(t, st, id); return store.Settled(e) },
-				func() string { return "the envelope never settled: " + string(*e.State.Status) })
+			e, ch := settledChanges(t, st, id)
 			if *e.State.Status != schemas.StatusFailed || e.State.Reason == nil {
 				t.Fatalf("the envelope ended %s, want FAILED with a reason", *e.State.Status)
 			}
-			ch := changesOf(t, st, id)
 			last := ch[len(ch)-1]
 			verdict := last.Audit[len(last.Audit)-1]
 			if verdict.Source != schemas.SourcePoll || verdict.Status == nil || *verdict.Status != schemas.StatusFailed {
@@ -342,23 +368,69 @@ func checkBudget(t *testing.T, calls []time.Time, burst int, perSecond float64) 
 	}
 }
 
+// budgetEnv is a store and a Kafka for reconcilers without a processor.
+type budgetEnv struct {
+	st      *store.Store
+	codec   *schemas.Codec
+	brokers []string
+}
+
+// budgetStore returns a store holding n sent envelopes of provider "sim"
+// whose last updates are every apart, from base on, and a Kafka for the
+// reconcilers to publish to.
+func budgetStore(t *testing.T, n int, base time.Time, every time.Duration) budgetEnv {
+	t.Helper()
+	rt := redistest.New(t)
+	st, err := store.New(store.Config{Client: rt.Client, Prefix: rt.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := schemas.StatusSent
+	var envs []envelope.Envelope
+	for i := range n {
+		id := fmt.Sprintf("env-%03d", i)
+		envs = append(envs, envelope.Envelope{State: schemas.EnvelopeState{EnvelopeID: id, Provider: "sim", Status: &sent,
+			Version: 1, AuditSeq: 1, UpdatedAt: base.Add(time.Duration(i) * every), Recipients: []schemas.RecipientState{}}})
+	}
+	if err := st.Seed(context.Background(), 0, envs...); err != nil {
+		t.Fatal(err)
+	}
+	k, codec := fakes.T(t, 1)
+	return budgetEnv{st: st, codec: codec, brokers: k.Brokers}
+}
+
 // TestRateBudgetSharedAcrossReplicas: three reconciler replicas poll
 // through one provider account; over the run the account sees no more
 // calls in any window than its one budget allows (three per-replica
-// budgets would allow three times as many), and a batch call takes one
-// token however many envelopes it asks about.
+// budgets allow three times as many), and a batch call takes one token
+// however many envelopes it asks about.
 func TestRateBudgetSharedAcrossReplicas(t *testing.T) {
-	t.Run("Get", func(t *testing.T) {
-		const n, perSecond, burst = 30, 20.0, 2
-		st, _ := lonely(t, n)
-		fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusSent, true })
+	replicas := func(t *testing.T, env budgetEnv, p reconciler.Poller, mut func(*reconciler.Config)) {
+		t.Helper()
 		var rs []*reconciler.Reconciler
 		for _, name := range []string{"a", "b", "c"} {
-			rs = append(rs, newReconciler(t, st, fake, name, func(c *reconciler.Config) {
-				c.Rate, c.Burst, c.InFlightEvery = perSecond*3600, burst, -1
-			}))
+			cfg := reconciler.Config{Brokers: env.brokers, Codec: env.codec, Store: env.st, Pollers: map[string]reconciler.Poller{"sim": p},
+				StaleAfter: time.Millisecond, Interval: 20 * time.Millisecond, MinPollInterval: time.Hour,
+				InFlightEvery: -1, InstanceID: name, Logger: quiet()}
+			mut(&cfg)
+			r, err := reconciler.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs = append(rs, r)
 		}
 		runReplicas(t, rs...)
+	}
+	t.Run("Get", func(t *testing.T) {
+		// Envelopes go stale one every 10ms, 100 a second: faster than
+		// the budget, so every replica has polls waiting all along.
+		const n, perSecond, burst = 40, 20.0, 2
+		base := time.Now().Add(-time.Hour)
+		env := budgetStore(t, n, base, 10*time.Millisecond)
+		start := time.Now()
+		clock := func() time.Time { return base.Add(time.Since(start)) }
+		fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusSent, true })
+		replicas(t, env, fake, func(c *reconciler.Config) { c.Rate, c.Burst, c.Now = perSecond*3600, burst, clock })
 		eventually(t, func() bool { k, _ := fake.polled(); return k == n }, func() string {
 			k, _ := fake.polled()
 			return fmt.Sprintf("%d of %d envelopes polled", k, n)
@@ -373,15 +445,9 @@ func TestRateBudgetSharedAcrossReplicas(t *testing.T) {
 		// the replicas split them), with a token per envelope 8 at most
 		// would be polled.
 		const n, batch, burst = 12, 3, 8
-		st, _ := lonely(t, n)
+		env := budgetStore(t, n, time.Now().Add(-time.Hour), time.Millisecond)
 		fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusSent, true })
-		var rs []*reconciler.Reconciler
-		for _, name := range []string{"a", "b", "c"} {
-			rs = append(rs, newReconciler(t, st, batchFake{fake}, name, func(c *reconciler.Config) {
-				c.Rate, c.Burst, c.BatchSize, c.InFlightEvery = 1, burst, batch, -1
-			}))
-		}
-		runReplicas(t, rs...)
+		replicas(t, env, batchFake{fake}, func(c *reconciler.Config) { c.Rate, c.Burst, c.BatchSize = 1, burst, batch })
 		eventually(t, func() bool { k, _ := fake.polled(); return k == n }, func() string {
 			k, calls := fake.polled()
 			return fmt.Sprintf("%d of %d envelopes polled, in %d calls", k, n, len(calls))
