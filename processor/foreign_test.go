@@ -51,6 +51,11 @@ func TestForeignEnvelopes(t *testing.T) {
 			w.final["known-envelope"] = envelope.Envelope{State: schemas.EnvelopeState{Status: ptr(schemas.StatusSent), Version: 2}}
 			waitFinal(t, sr, w, 60*time.Second)
 			delete(w.final, "known-envelope")
+			for _, c := range sr.snapshot() {
+				if c.State.Foreign && c.EnvelopeID != "web-app-envelope" {
+					t.Fatalf("%s, created by esignflow, is foreign: %+v", c.EnvelopeID, c.State)
+				}
+			}
 			checkExactlyOnce(t, sr.snapshot(), w.final)
 
 			var fchanges []schemas.EnvelopeStatusChanged
@@ -84,8 +89,8 @@ func TestForeignEnvelopes(t *testing.T) {
 				return len(fchanges) == 2
 			})
 			last := fchanges[1]
-			if last.Status != schemas.StatusCompleted || last.State.RequestID != nil || last.State.Tenant != nil {
-				t.Fatalf("adopted envelope: %s, request %v, tenant %v; want COMPLETED with neither", last.Status, last.State.RequestID, last.State.Tenant)
+			if last.Status != schemas.StatusCompleted || last.State.RequestID != nil || last.State.Tenant != nil || !last.State.Foreign {
+				t.Fatalf("adopted envelope: %s, request %v, tenant %v, foreign %v; want COMPLETED, foreign, with neither", last.Status, last.State.RequestID, last.State.Tenant, last.State.Foreign)
 			}
 			if ignored != 0 || adopted != 2 {
 				t.Fatalf("foreign events: ignored %v, adopted %v; want 0 and 2", ignored, adopted)

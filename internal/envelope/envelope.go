@@ -149,6 +149,11 @@ func (e Envelope) ApplyTo(ev schemas.EnvelopeEvent, now time.Time, ch *schemas.E
 	if st.Tenant == nil && ev.Tenant != nil {
 		st.Tenant = ev.Tenant
 	}
+	// An envelope esignflow created carries its request id in every event
+	// (its provider metadata); one that never showed one was created
+	// outside esignflow and adopted (the processor ignores such events
+	// unless it adopts them).
+	st.Foreign = st.RequestID == nil
 	prev, prevConflict := st.Status, st.Conflict
 	outcome := schemas.OutcomeIgnored
 	if ev.Status != nil {
