@@ -141,16 +141,10 @@ var eventStatus = map[string]schemas.Status{
 	"signature_request_reassigned":   schemas.StatusSent,
 }
 
-// signatureStatus maps status_code. error_invalid_email (the invitation
-// could not be delivered) is BOUNCED, which the sender can correct: not a
-// final failure.
-var signatureStatus = map[string]schemas.RecipientStatus{
-	"awaiting_signature": schemas.RecipientSent, "signed": schemas.RecipientSigned,
-	"declined": schemas.RecipientDeclined, "error_invalid_email": schemas.RecipientBounced,
-}
-
 // Parse normalises a verified callback into events: the event's status and
-// every signature of the request with its status. The signature the event
+// every signature of the request with its status (SignerStatus, as the
+// API's answers are read: error_invalid_email, an invitation that could
+// not be delivered, is BOUNCED, which the sender can correct). The signature the event
 // is about (event_metadata.related_signature_id) is VIEWED for
 // signature_request_viewed and BOUNCED for signature_request_email_bounce
 // (not final: the sender can correct the address). A signature with
@@ -184,7 +178,7 @@ func Parse(c Callback) ([]schemas.EnvelopeEvent, error) {
 	}
 	related := c.Event.Metadata.RelatedSignatureID
 	for _, s := range sr.Signatures {
-		rs, ok := signatureStatus[s.Status]
+		rs, ok := SignerStatus(s.Status, false, false)
 		if !ok {
 			continue
 		}

@@ -84,11 +84,8 @@ func (u UnixTime) MarshalJSON() ([]byte, error) {
 // every signer, but invites the next one only when the previous signed).
 // error_invalid_email is BOUNCED (the sender may correct the address);
 // the other error_* codes (error_file, error_converting, …) are FAILED.
-// false for a code esignflow does not know.
-//
-// It duplicates, and extends, the callback mapping of dropboxsign.go
-// (signatureStatus: awaiting_signature, signed, declined,
-// error_invalid_email as FAILED), which should call it.
+// false for a code esignflow does not know. Callbacks (Parse) and API
+// answers (Envelope) both read signatures with it.
 func SignerStatus(code string, viewed, waiting bool) (schemas.RecipientStatus, bool) {
 	switch code = strings.ToLower(code); {
 	case code == "awaiting_signature" && waiting:
@@ -134,9 +131,9 @@ func SignerStatus(code string, viewed, waiting bool) (schemas.RecipientStatus, b
 // answer; a signature reassigned from another replaces it (Replaces =
 // reassigned_from).
 //
-// It duplicates the callback mapping of dropboxsign.go (eventStatus, by
-// event_type, and signatureStatus), which could normalise the callback's
-// signature_request with it.
+// A callback says more than its signature_request does (the event type:
+// a cancellation, a bounce, which signature was viewed), so Parse maps it
+// by event type and reads its signatures with SignerStatus.
 func (r APISignatureRequest) Envelope(now time.Time) provider.Envelope {
 	out := provider.Envelope{ID: r.ID, Recipients: []schemas.RecipientUpdate{}, Metadata: map[string]string{}}
 	for k, raw := range r.Metadata {
