@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net/http"
 	"strings"
 	"sync"
@@ -195,7 +196,8 @@ func TestSinkWaitsOutProviderOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	run := h.start(sink.Config{Metrics: reg, RetryBase: 5 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+	logs := newLogCount()
+	run := h.start(sink.Config{Metrics: reg, Logger: slog.New(logs), RetryBase: 5 * time.Millisecond, RetryMax: 40 * time.Millisecond})
 	until(t, "8 failed downloads", func() bool {
 		if !h.dlqEmpty() {
 			t.Fatalf("dead-lettered after %v failed downloads", metric(t, reg, "esignflow_sink_download_failures_total"))
@@ -216,6 +218,12 @@ func TestSinkWaitsOutProviderOutage(t *testing.T) {
 	}
 	until(t, "the parked gauge back to 0", func() bool { return metric(t, reg, "esignflow_sink_parked") == 0 })
 	h.settled(run, ch.EnvelopeID)
+	// A warning on the 1st, 2nd, 4th, 8th… failed attempt, not on each.
+	retries := int(metric(t, reg, "esignflow_sink_retries_total"))
+	t.Logf("%d failed attempts, %d warnings", retries, logs.waits.Load())
+	if w := int(logs.waits.Load()); w < 1 || w > bits.Len(uint(retries))+1 {
+		t.Errorf("%d warnings that the envelope waits for %d failed attempts, want about log2 of it", w, retries)
+	}
 }
 
 // One envelope's downloads keep failing; the envelopes after it on the
@@ -288,21 +296,26 @@ func TestParkedEnvelopeSurvivesRestart(t *testing.T) {
 	}
 }
 
-// errorLogs counts records at error level or above.
-type errorLogs struct {
-	slog.Handler
-	n *atomic.Int64
+// logCount counts log records at error level or above, and the warnings
+// that an envelope waits.
+type logCount struct {
+	errors, waits *atomic.Int64
 }
 
-func (e errorLogs) Enabled(context.Context, slog.Level) bool { return true }
-func (e errorLogs) Handle(_ context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelError {
-		e.n.Add(1)
+func newLogCount() logCount { return logCount{errors: &atomic.Int64{}, waits: &atomic.Int64{}} }
+
+func (c logCount) Enabled(context.Context, slog.Level) bool { return true }
+func (c logCount) Handle(_ context.Context, r slog.Record) error {
+	switch {
+	case r.Level >= slog.LevelError:
+		c.errors.Add(1)
+	case r.Level == slog.LevelWarn && strings.HasPrefix(r.Message, "envelope waits"):
+		c.waits.Add(1)
 	}
 	return nil
 }
-func (e errorLogs) WithAttrs([]slog.Attr) slog.Handler { return e }
-func (e errorLogs) WithGroup(string) slog.Handler      { return e }
+func (c logCount) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c logCount) WithGroup(string) slog.Handler      { return c }
 
 // A provider that answers "not ready" (Dropbox Sign's 409 while it
 // prepares the files) a few times is waited for: finalised, no dead
@@ -318,14 +331,14 @@ func TestNotReadyIsNotAnError(t *testing.T) {
 	})
 	h.publish(ch)
 	reg := prometheus.NewRegistry()
-	errs := &atomic.Int64{}
-	run := h.start(sink.Config{Downloaders: map[string]sink.Downloader{"sim": g}, Metrics: reg, Logger: slog.New(errorLogs{n: errs}),
+	logs := newLogCount()
+	run := h.start(sink.Config{Downloaders: map[string]sink.Downloader{"sim": g}, Metrics: reg, Logger: slog.New(logs),
 		RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
 	if f := h.finalized(1)[0]; f.EnvelopeID != ch.EnvelopeID {
 		t.Fatalf("finalized %+v", f)
 	}
 	h.settled(run, ch.EnvelopeID)
-	if n := errs.Load(); n != 0 {
+	if n := logs.errors.Load(); n != 0 {
 		t.Errorf("%d error-level log records", n)
 	}
 	if got := series(t, reg, "esignflow_sink_retries_total", map[string]string{"reason": "not_ready"}); got != 3 {
