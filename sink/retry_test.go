@@ -477,3 +477,29 @@ func TestReplayRecordFinalises(t *testing.T) {
 		t.Errorf("status topic has %d records, want the 1 published", n)
 	}
 }
+
+// A provider that keeps saying it does not know a finished envelope is
+// believed only after NotFoundAfter: retried until then, dead-lettered
+// (not_found) after.
+func TestNotFoundIsRetriedThenDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	ch := h.completed("req-404")
+	g := newGate(h.client, func(id string, _ int) error { return fmt.Errorf("files of %s: %w", id, provider.ErrNotFound) })
+	h.publish(ch)
+	reg := prometheus.NewRegistry()
+	h.start(sink.Config{Downloaders: map[string]sink.Downloader{"sim": g}, Metrics: reg,
+		RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond, NotFoundAfter: 200 * time.Millisecond})
+	var dl schemas.DeadLetter
+	if err := h.codec.Decode(context.Background(), h.read(h.codec.Topics().DLQ, 1)[0].Value, &dl); err != nil {
+		t.Fatal(err)
+	}
+	if string(dl.Key) != ch.EnvelopeID || !strings.Contains(dl.Error, "not found") || !strings.Contains(dl.Error, "failed attempts") {
+		t.Fatalf("dead letter: %+v", dl)
+	}
+	if got := series(t, reg, "esignflow_sink_retries_total", map[string]string{"reason": "not_found"}); got < 2 {
+		t.Errorf("retries{not_found} = %v before the dead letter, want several", got)
+	}
+	until(t, "the dead letter counted", func() bool {
+		return series(t, reg, "esignflow_dead_letters_total", map[string]string{"component": "sink", "reason": "not_found"}) == 1
+	})
+}
