@@ -30,6 +30,8 @@ type fakeProvider struct {
 	answer func(id string, n int) (schemas.Status, bool)
 	// onCall runs at the start of every call, before the answer.
 	onCall func()
+	// at is the status time of every answer (zero: none given).
+	at time.Time
 
 	mu    sync.Mutex
 	polls map[string]int
@@ -51,7 +53,7 @@ func (f *fakeProvider) call(ids []string) []provider.Envelope {
 	for _, id := range ids {
 		f.polls[id]++
 		if s, ok := f.answer(id, f.polls[id]); ok {
-			out = append(out, provider.Envelope{ID: id, Status: s, Recipients: []schemas.RecipientUpdate{}})
+			out = append(out, provider.Envelope{ID: id, Status: s, StatusAt: f.at, Recipients: []schemas.RecipientUpdate{}})
 		}
 	}
 	return out
@@ -249,6 +251,36 @@ func TestConflictIsPolledUntilResolved(t *testing.T) {
 	}
 	if a := last.Audit[len(last.Audit)-1]; a.Source != schemas.SourcePoll {
 		t.Fatalf("the settling change came from %s, want POLL", a.Source)
+	}
+}
+
+// A conflict settles even when the provider's answer is one it gave
+// before: a poll repairs the envelope to COMPLETED, a late DECLINED
+// webhook makes a conflict, and the provider still says COMPLETED (same
+// status, same status time) — that answer settles it, it is not dropped as
+// a duplicate of the first poll's.
+func TestConflictSettledByTheSameAnswerAgain(t *testing.T) {
+	st, ids := lonely(t, 1)
+	id := ids[0]
+	fake := newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusCompleted, true })
+	fake.at = time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	runReplicas(t, newReconciler(t, st, fake, "r", func(c *reconciler.Config) {
+		c.MinPollInterval, c.InFlightEvery = 50*time.Millisecond, -1
+	}))
+	e, _ := settledChanges(t, st, id)
+	if *e.State.Status != schemas.StatusCompleted {
+		t.Fatalf("repaired to %s, want COMPLETED", *e.State.Status)
+	}
+	webhook(t, st, e, "wh-declined-late", schemas.StatusDeclined)
+	eventually(t, func() bool { e, _ = stored(t, st, id); return e.State.Conflict != nil || e.State.Version > 2 },
+		func() string { return "the late DECLINED made no conflict" })
+	before := fake.pollsOf(id)
+	e, ch := settledChanges(t, st, id)
+	if *e.State.Status != schemas.StatusCompleted || fake.pollsOf(id) <= before {
+		t.Fatalf("settled as %s after %d polls, want COMPLETED after a poll", *e.State.Status, fake.pollsOf(id)-before)
+	}
+	if a := ch[len(ch)-1].Audit; a[len(a)-1].Source != schemas.SourcePoll {
+		t.Fatalf("settled by %s, want POLL", a[len(a)-1].Source)
 	}
 }
 

@@ -76,8 +76,9 @@ type Config struct {
 	Brokers   []string
 	KafkaOpts []kgo.Opt
 	Codec     *schemas.Codec
-	// Store is the processor's store: its index of non-terminal envelopes
-	// is what gets polled, and leases live beside it.
+	// Store is the processor's store: its index of envelopes not settled
+	// (in flight, or terminal with a conflict) is what gets polled, and
+	// leases, not-found records and the rate budgets live beside it.
 	Store *store.Store
 	// Pollers by provider name.
 	Pollers map[string]Poller
@@ -691,7 +692,13 @@ func (r *Reconciler) publish(ctx context.Context, recs []*kgo.Record) error {
 
 // pollEvent turns a poll answer into an event. Its id is derived from the
 // answer itself (status, status time, every recipient's status), so polls
-// that see the same thing are one event and are dropped as duplicates.
+// that see the same thing are one event and are dropped as duplicates —
+// except that an answer about a conflicted envelope also names the
+// conflict (the version it was recorded at): the provider may answer
+// exactly what it answered before the conflict arose (a poll repaired the
+// envelope to COMPLETED, then a late DECLINED webhook disagreed), and that
+// answer must settle the conflict, not be dropped as the first poll's
+// duplicate.
 func pollEvent(st envelope.Envelope, pe provider.Envelope, now time.Time) schemas.EnvelopeEvent {
 	status := pe.Status
 	rcps := append([]schemas.RecipientUpdate{}, pe.Recipients...)
@@ -699,6 +706,9 @@ func pollEvent(st envelope.Envelope, pe provider.Envelope, now time.Time) schema
 	var sig strings.Builder
 	for _, u := range rcps {
 		sig.WriteString(u.RecipientID + "=" + string(u.Status) + ";")
+	}
+	if st.State.Conflict != nil {
+		sig.WriteString("conflict@" + strconv.FormatInt(st.State.Version, 10) + ";")
 	}
 	at := pe.StatusAt
 	if at.IsZero() {
