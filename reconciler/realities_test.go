@@ -14,6 +14,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/ratebudget"
 	"github.com/esignflow/esignflow/internal/redistest"
 	"github.com/esignflow/esignflow/internal/stack"
 	"github.com/esignflow/esignflow/internal/store"
@@ -488,4 +489,45 @@ func TestRateBudgetSharedAcrossReplicas(t *testing.T) {
 			t.Fatalf("%d batch calls, more than the budget's %d", len(calls), burst)
 		}
 	})
+}
+
+// limitedProvider answers every call with the provider's rate limit.
+type limitedProvider struct {
+	retryAfter time.Duration
+	calls      atomic.Int32
+}
+
+func (l *limitedProvider) Get(context.Context, string) (provider.Envelope, error) {
+	l.calls.Add(1)
+	return provider.Envelope{}, &provider.RateLimitedError{RetryAfter: l.retryAfter}
+}
+
+// The provider's "retry after" pauses the account's shared budget, not
+// only the replica it answered: any replica's next token waits it out.
+func TestRetryAfterPausesTheSharedBudget(t *testing.T) {
+	env := budgetStore(t, 5, time.Now().Add(-time.Hour), time.Millisecond)
+	limited := &limitedProvider{retryAfter: time.Hour}
+	r, err := reconciler.New(reconciler.Config{Brokers: env.brokers, Codec: env.codec, Store: env.st,
+		Pollers: map[string]reconciler.Poller{"sim": limited}, StaleAfter: time.Millisecond, Interval: 20 * time.Millisecond,
+		MinPollInterval: time.Hour, Rate: 3600, Burst: 10, InFlightEvery: -1, InstanceID: "a", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runReplicas(t, r)
+	eventually(t, func() bool { return limited.calls.Load() > 0 }, func() string { return "never polled" })
+	// Another replica's view of the same account's budget.
+	other, err := ratebudget.New(ratebudget.Config{Client: env.st.Client(), Key: env.st.Key("budget:" + reconciler.AccountOf("sim", limited)),
+		Rate: 1, Burst: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wait time.Duration
+	eventually(t, func() bool {
+		d, err := other.Take(context.Background(), 0)
+		wait = d
+		return err == nil && d > 59*time.Minute
+	}, func() string { return fmt.Sprintf("a replica's next token waits %s after a 1h retry-after", wait) })
+	if n := limited.calls.Load(); n != 1 {
+		t.Errorf("%d calls after the provider said to retry after an hour, want 1", n)
+	}
 }
