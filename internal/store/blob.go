@@ -12,8 +12,12 @@ import (
 )
 
 // blobVersion leads every value the store writes, so a later layout can be
-// told apart from this one.
-const blobVersion = 1
+// told apart from this one. It is part of every checkpoint's History, so a
+// partition written with another layout is restored, never read: 2 since
+// the schemas gained bounced, failed-authentication and replaced
+// recipients and the kinds of change (Avro bodies of layout 1 do not
+// decode with them).
+const blobVersion = 2
 
 var errBlob = errors.New("unreadable stored value")
 

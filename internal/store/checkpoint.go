@@ -50,10 +50,17 @@ func parseCheckpoint(vals []any) (*Checkpoint, error) {
 	return &Checkpoint{Next: n, Owner: owner, History: history}, nil
 }
 
-// History is the identity of a Kafka history: the cluster's id and the
-// events topic's id. A Redis that outlived its cluster, or a topic deleted
-// and re-created, has another.
-func History(clusterID, topicID string) string { return clusterID + "/" + topicID }
+// History is the identity of the history a partition's keys belong to:
+// the Kafka cluster's id, the events topic's id, and the layout of the
+// values the store writes (blobVersion). A Redis that outlived its
+// cluster, or a topic deleted and re-created, has another; so has a Redis
+// written by an esignflow whose values had another layout (layout 1: the
+// schemas before recipients could bounce or be replaced), whose values
+// this one cannot read — its partitions are restored from the changelog,
+// which the Schema Registry lets any version read.
+func History(clusterID, topicID string) string {
+	return clusterID + "/" + topicID + "/layout" + strconv.Itoa(blobVersion)
+}
 
 // Check says whether ckpt lets b write: nil, a *BehindError or ErrFenced,
 // as Apply decides. The processor's periodic check of idle partitions
