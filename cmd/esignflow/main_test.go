@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -307,18 +308,18 @@ func TestTopicsCreateReports(t *testing.T) {
 	if code := run(context.Background(), e, append([]string{"topics", "create", "--topic-prefix", k.Prefix + "new.", "--partitions", "2"}, conn...)); code != 0 {
 		t.Fatalf("exit %d\n%s", code, errb)
 	}
-	if n := strings.Count(out.String(), "created "); n != len(schemas.Topics()) {
-		t.Errorf("fresh: %d created, want %d:\n%s", n, len(schemas.Topics()), out)
+	if n := strings.Count(out.String(), "created "); n != len(topics.All(k.Names)) {
+		t.Errorf("fresh: %d created, want %d:\n%s", n, len(topics.All(k.Names)), out)
 	}
 	e, out, errb = testEnv()
 	if code := run(context.Background(), e, append([]string{"topics", "create", "--topic-prefix", k.Prefix, "--partitions", "4"}, conn...)); code != 0 {
 		t.Fatalf("exit %d\n%s", code, errb)
 	}
-	if n := strings.Count(out.String(), "existed "); n != len(schemas.Topics()) {
-		t.Errorf("existing: %d existed, want %d:\n%s", n, len(schemas.Topics()), out)
+	if n := strings.Count(out.String(), "existed "); n != len(topics.All(k.Names)) {
+		t.Errorf("existing: %d existed, want %d:\n%s", n, len(topics.All(k.Names)), out)
 	}
-	if n := strings.Count(errb.String(), "has 3 partitions, not the 4 asked for"); n != len(schemas.Topics()) {
-		t.Errorf("%d partition warnings, want %d:\n%s", n, len(schemas.Topics()), errb)
+	if n := strings.Count(errb.String(), "has 3 partitions, not the 4 asked for"); n != len(topics.All(k.Names)) {
+		t.Errorf("%d partition warnings, want %d:\n%s", n, len(topics.All(k.Names)), errb)
 	}
 
 	// min.insync.replicas is set on the topics it creates, and an
@@ -354,8 +355,8 @@ func TestTopicsCreateReports(t *testing.T) {
 	if code := run(context.Background(), e, append([]string{"topics", "create", "--topic-prefix", prefix, "--partitions", "1", "--min-insync-replicas", "2"}, conn...)); code != 0 {
 		t.Fatalf("exit %d\n%s", code, errb)
 	}
-	if n := strings.Count(errb.String(), "has min.insync.replicas=1, not the 2 asked for"); n != len(schemas.Topics()) {
-		t.Errorf("%d min.insync.replicas warnings, want %d:\n%s", n, len(schemas.Topics()), errb)
+	if n := strings.Count(errb.String(), "has min.insync.replicas=1, not the 2 asked for"); n != len(topics.All(k.Names)) {
+		t.Errorf("%d min.insync.replicas warnings, want %d:\n%s", n, len(topics.All(k.Names)), errb)
 	}
 }
 

@@ -229,7 +229,7 @@ func deleteTopics(brokers []string, names schemas.Names) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names.All()...)
+	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, topics.All(names)...)
 }
 
 // countCommitted counts the committed data records of a topic (transaction

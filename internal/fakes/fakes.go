@@ -113,7 +113,7 @@ func NewKafka(t testing.TB, partitions int32) *Kafka {
 			defer cl.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, _ = kadm.NewClient(cl).DeleteTopics(ctx, k.Names.All()...)
+			_, _ = kadm.NewClient(cl).DeleteTopics(ctx, topics.All(k.Names)...)
 		})
 	} else {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1))

@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"loop", "reason"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "esignflow_dead_letters_total",
-			Help: "Records sent to the DLQ, by the component that sent them and why: undecodable, unknown_schema, incompatible_schema, invalid (processor); download_failed, digest_mismatch, no_downloader (sink).",
+			Help: "Records sent to the DLQ, by the component that sent them and why: undecodable, unknown_schema, incompatible_schema, invalid (processor); download_failed (the provider refused), digest_mismatch, no_downloader, not_found, undecodable (sink).",
 		}, []string{"component", "reason"}),
 	}
 	return m, errors.Join(promreg.Register(reg, &m.lag), promreg.Register(reg, &m.aborted), promreg.Register(reg, &m.deadLetters))
