@@ -284,7 +284,11 @@ func TestIdempotencyKey(t *testing.T) {
 		first <- err
 	}()
 	waitFor(t, 10*time.Second, "the first send acting", func() bool { return h.d.Stats().Sending == 1 })
-	r := h.sendJSON(request("k1", 1), "key-1")
+	// Without the in-flight check this one would wait out SendDelay too:
+	// give up well before.
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	r := h.doCtx(rctx, "POST", "/v3/signature_request/send", "application/json", raw, http.Header{"Idempotency-Key": {"key-1"}}, apiKey)
 	if r.code != http.StatusConflict || strings.TrimSpace(string(r.body)) != `{"error":{"error_msg":"An identical request is already being processed.","error_name":"conflict"}}` {
 		t.Fatalf("while in flight: %d %s", r.code, r.body)
 	}
@@ -594,5 +598,20 @@ func TestTruthEndpoint(t *testing.T) {
 	}
 	if r := h.doCtx(context.Background(), "GET", "/v1/_stats", "", nil, nil, ""); r.code != 200 {
 		t.Fatalf("stats: %d", r.code)
+	}
+}
+
+// TestCorruptDownload: the engine's corrupt-download fault flips a byte of
+// the files.
+func TestCorruptDownload(t *testing.T) {
+	h := start(t, dropboxsignfake.Config{}, sim.Config{})
+	sr := h.send(request("c1", 1), "")
+	clean := h.get("/v3/signature_request/files/" + sr.ID)
+	if err := h.sim.SetFaults(sim.Faults{CorruptDownload: 1}); err != nil {
+		t.Fatal(err)
+	}
+	bad := h.get("/v3/signature_request/files/" + sr.ID)
+	if clean.code != 200 || bad.code != 200 || len(bad.body) != len(clean.body) || bytes.Equal(bad.body, clean.body) || h.sim.Stats().CorruptedDownloads != 1 {
+		t.Fatalf("the corrupt-download fault did not flip a byte: %d %d", clean.code, bad.code)
 	}
 }

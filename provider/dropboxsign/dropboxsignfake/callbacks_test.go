@@ -26,7 +26,11 @@ func TestCallbacks(t *testing.T) {
 	for i := range n {
 		h.send(request(fmt.Sprint("req-", i), 1+i%3), "")
 	}
-	waitFor(t, 30*time.Second, "every request final and every callback delivered", settled(h.sim, n))
+	done := settled(h.sim, n)
+	waitFor(t, 30*time.Second, "every request final and every callback delivered", func() bool {
+		_, bad := h.hook.snapshot()
+		return len(bad) > 0 || done()
+	})
 	cbs, bad := h.hook.snapshot()
 	if len(bad) > 0 {
 		t.Fatalf("%d callbacks failed provider/dropboxsign: %v", len(bad), bad[:min(3, len(bad))])
