@@ -57,10 +57,13 @@ type eventMetadata struct {
 //	                     also signature_request_all_signed, and
 //	                     signature_request_downloadable FilesDelay later
 //	recipient.declined   signature_request_declined
+//	recipient.bounced    signature_request_email_bounce (the signer goes on:
+//	                     the sender corrected the address)
 //	envelope.voided      signature_request_canceled
 //	envelope.expired     signature_request_expired
 //	recipient.sent, recipient.delivered: none (Dropbox Sign e-mails the
-//	signer and says nothing)
+//	signer and says nothing); recipient.auth_failed: none (Dropbox Sign
+//	has no event for a failed access code or SMS check)
 //
 // Each carries the signature request after the transition, with the
 // metadata it was sent with; signer events name their signature in
@@ -92,6 +95,8 @@ func (d *Dialect) Webhooks(t sim.Transition) []sim.Message {
 		}
 	case "recipient.declined":
 		evs = []ev{{typ: "signature_request_declined", related: related}}
+	case "recipient.bounced":
+		evs = []ev{{typ: "signature_request_email_bounce", related: related}}
 	case "envelope.voided":
 		evs = []ev{{typ: "signature_request_canceled"}}
 	case "envelope.expired":

@@ -224,3 +224,35 @@ func hasKey(m map[string]any, k string) bool {
 	}
 	return false
 }
+
+// TestBounceCallback: the engine's bounce fault is sent as
+// signature_request_email_bounce about the signer, which provider/dropboxsign
+// reads as BOUNCED; the signer goes on and signs.
+func TestBounceCallback(t *testing.T) {
+	h := start(t, dropboxsignfake.Config{}, sim.Config{Step: 2 * time.Millisecond, Faults: sim.Faults{BounceOnce: 1, AuthFailOnce: 1}})
+	sr := h.send(request("bounce", 1), "")
+	waitFor(t, 20*time.Second, "every callback delivered", settled(h.sim, 1))
+	cbs, bad := h.hook.snapshot()
+	if len(bad) > 0 {
+		t.Fatal(bad)
+	}
+	var types []string
+	bounced := false
+	for _, c := range cbs {
+		types = append(types, c.cb.Event.Type)
+		if c.cb.Event.Type != "signature_request_email_bounce" {
+			continue
+		}
+		if c.cb.Event.Metadata.RelatedSignatureID != sr.Signatures[0].ID || len(c.events) != 1 || len(c.events[0].Recipients) != 1 ||
+			c.events[0].Recipients[0].Status != schemas.RecipientBounced {
+			t.Fatalf("bounce callback %s parsed as %+v", c.json, c.events)
+		}
+		bounced = true
+	}
+	if !bounced || len(cbs) != 6 { // sent, email_bounce, viewed, signed, all_signed, downloadable
+		t.Fatalf("callbacks %v", types)
+	}
+	if tr := h.sim.Truth(); tr[0].Status != schemas.StatusCompleted {
+		t.Fatalf("truth %+v", tr)
+	}
+}
