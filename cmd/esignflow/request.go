@@ -186,9 +186,16 @@ func demoRequests(n int, provider string) []schemas.SigningRequest {
 			Metadata:  map[string]string{"source": "esignflow request send --demo"}, RequestedAt: time.Now()}
 		for j := range 1 + rand.IntN(3) {
 			name := names[rand.IntN(len(names))]
-			auth := []schemas.AuthMethod{schemas.AuthEmail, schemas.AuthEmail, schemas.AuthIDVerification}[rand.IntN(3)]
-			r.Recipients = append(r.Recipients, schemas.Recipient{ID: fmt.Sprintf("r%d", j+1), Name: name,
-				Email: strings.ToLower(strings.ReplaceAll(name, " ", ".")) + "@example.com", Role: "signer", RoutingOrder: int32(1 + j/2), Auth: auth})
+			rcp := schemas.Recipient{ID: fmt.Sprintf("r%d", j+1), Name: name,
+				Email: strings.ToLower(strings.ReplaceAll(name, " ", ".")) + "@example.com", Role: "signer", RoutingOrder: int32(1 + j/2), Auth: schemas.AuthEmail}
+			// One signer in three proves who they are with an SMS code,
+			// which every provider with an API in esignflow offers (ID
+			// verification is not offered by all of them).
+			if rand.IntN(3) == 0 {
+				phone := fmt.Sprintf("+1555010%04d", rand.IntN(10000))
+				rcp.Auth, rcp.Phone = schemas.AuthSMS, &phone
+			}
+			r.Recipients = append(r.Recipients, rcp)
 		}
 		out[i] = r
 	}
