@@ -329,12 +329,16 @@ func produceRequests(ctx context.Context, st *stack.Stack, cfg PipelineConfig, a
 		req := schemas.SigningRequest{RequestID: id, Tenant: "bench", Provider: st.Provider(), RequestedAt: time.Now(),
 			Documents: []schemas.Document{{Name: "contract.pdf", ContentType: "application/pdf", Content: content}}, Metadata: map[string]string{}}
 		for j := range 1 + rng.IntN(3) {
-			auth := schemas.AuthEmail
+			rcp := schemas.Recipient{ID: fmt.Sprintf("r%d", j+1), Name: "Signer", Email: fmt.Sprintf("s%d@example.com", j),
+				Role: "signer", RoutingOrder: int32(1 + j/2), Auth: schemas.AuthEmail}
+			// A quarter of the signers authenticate with an SMS code,
+			// which every provider with an API offers (ID verification
+			// is not offered by all).
 			if rng.IntN(4) == 0 {
-				auth = schemas.AuthIDVerification
+				phone := fmt.Sprintf("+1555010%04d", rng.IntN(10000))
+				rcp.Auth, rcp.Phone = schemas.AuthSMS, &phone
 			}
-			req.Recipients = append(req.Recipients, schemas.Recipient{ID: fmt.Sprintf("r%d", j+1), Name: "Signer", Email: fmt.Sprintf("s%d@example.com", j),
-				Role: "signer", RoutingOrder: int32(1 + j/2), Auth: auth})
+			req.Recipients = append(req.Recipients, rcp)
 		}
 		b, err := st.Codec.Encode(&req)
 		if err != nil {
