@@ -26,9 +26,9 @@ func simulatable() []string {
 
 // reconcilerFlags are the reconciler's own flags, shared with dev.
 type reconcilerFlags struct {
-	staleAfter, interval, minPoll time.Duration
-	rate                          float64
-	burst                         int
+	staleAfter, interval, minPoll, notFoundAfter time.Duration
+	rate                                         float64
+	burst                                        int
 }
 
 func registerReconcilerFlags(fs flagRegistrar, staleAfter, interval, minPoll time.Duration) *reconcilerFlags {
@@ -36,8 +36,9 @@ func registerReconcilerFlags(fs flagRegistrar, staleAfter, interval, minPoll tim
 	fs.DurationVar(&f.staleAfter, "stale-after", staleAfter, "poll envelopes not updated for this `duration` (the expected turnaround)")
 	fs.DurationVar(&f.interval, "interval", interval, "`duration` between scans for stale envelopes")
 	fs.DurationVar(&f.minPoll, "min-poll-interval", minPoll, "least `duration` between two polls of one envelope, across replicas")
-	fs.Float64Var(&f.rate, "rate", 3000, "provider polls allowed per hour (token bucket)")
-	fs.IntVar(&f.burst, "burst", 500, "polls allowed in a burst")
+	fs.Float64Var(&f.rate, "rate", 3000, "provider calls allowed per hour per provider account, shared by every replica (a token bucket in Redis, one per account; a batch call is one)")
+	fs.IntVar(&f.burst, "burst", 500, "provider calls allowed in a burst per provider account, shared by every replica")
+	fs.DurationVar(&f.notFoundAfter, "not-found-after", time.Hour, "publish an envelope as FAILED only once its provider has not known it for this `duration` (one \"not found\" is not a verdict: providers' indexes lag)")
 	return f
 }
 
@@ -86,7 +87,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	st, err := stack.New(stack.Config{Provider: *simulated, Providers: real,
 		DataDir: *dataDir, KafkaAddr: *kafkaAddr, Brokers: brokers, KafkaOpts: kopts, RegistryAddr: *registryAddr, RedisAddr: *redisAddr, RedisURL: *redisURL,
 		SimAddr: simCfg.Addr, HTTPAddr: ing.httpAddr, APIAddr: ing.apiAddr, Partitions: int32(*partitions), Sim: simCfg, ProcessorBatch: *maxBatch, AdoptForeign: *adopt,
-		StaleAfter: rf.staleAfter, Interval: rf.interval, MinPollInterval: rf.minPoll, PollRate: rf.rate, Logger: e.log,
+		StaleAfter: rf.staleAfter, Interval: rf.interval, MinPollInterval: rf.minPoll, PollRate: rf.rate, PollBurst: rf.burst, NotFoundAfter: rf.notFoundAfter, Logger: e.log,
 	})
 	if err != nil {
 		return err

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/reconciler"
-	"time"
 )
 
 func runReconciler(ctx context.Context, e *env, args []string) error {
@@ -13,9 +13,6 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 	c := connFlags(fs, true).producing(fs)
 	rf := registerReconcilerFlags(fs, time.Hour, time.Minute, 15*time.Minute)
 	fs.Lookup("min-poll-interval").Usage = "least `duration` between two polls of one envelope, across replicas, for every provider (default: each provider's own rule where it has one — DocuSign's 15m — else 15m)"
-	fs.Lookup("rate").Usage = "provider calls allowed per hour per provider account, shared by every replica (a token bucket in Redis, one per account; a batch call is one)"
-	fs.Lookup("burst").Usage = "provider calls allowed in a burst per provider account, shared by every replica"
-	notFoundAfter := fs.Duration("not-found-after", time.Hour, "publish an envelope as FAILED only once its provider has not known it for this `duration` (one \"not found\" is not a verdict: providers' indexes lag)")
 	pv := registerProviders(fs)
 	instance := fs.String("instance-id", "", "this replica's `name` in its leases (random when empty)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9102", "`address` serving /metrics, /healthz and /readyz (ready while Redis answers)")
@@ -43,7 +40,7 @@ func runReconciler(ctx context.Context, e *env, args []string) error {
 	}
 	r, err := reconciler.New(reconciler.Config{Brokers: c.brokerList(), KafkaOpts: kopts, Codec: codec, Store: st,
 		Pollers: pollers, PollIntervals: pollIntervals(fs, clients), StaleAfter: rf.staleAfter, Interval: rf.interval,
-		MinPollInterval: rf.minPoll, Rate: rf.rate, Burst: rf.burst, NotFoundAfter: *notFoundAfter, InstanceID: *instance, Metrics: reg, Logger: e.log})
+		MinPollInterval: rf.minPoll, Rate: rf.rate, Burst: rf.burst, NotFoundAfter: rf.notFoundAfter, InstanceID: *instance, Metrics: reg, Logger: e.log})
 	if err != nil {
 		return err
 	}

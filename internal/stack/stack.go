@@ -12,6 +12,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,9 +88,11 @@ type Config struct {
 	Providers map[string]provider.Provider
 	// Reconciler timing (see reconciler.Config): defaults here are for a
 	// demo — stale after 30s, scan every 5s, poll each envelope at most
-	// every 10s, 3000 polls per hour.
-	StaleAfter, Interval, MinPollInterval time.Duration
-	PollRate                              float64
+	// every 10s, 3000 calls an hour per provider account (a burst of
+	// 500), FAILED for "not found" after an hour.
+	StaleAfter, Interval, MinPollInterval, NotFoundAfter time.Duration
+	PollRate                                             float64
+	PollBurst                                            int
 	// ProcessorBatch is the processor's MaxBatch (default its own).
 	ProcessorBatch int
 	// AdoptForeign is the processor's AdoptForeign: track the envelopes
@@ -369,7 +372,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	// Reconciler.
 	rec, err := reconciler.New(reconciler.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
 		Pollers: pollers, PollIntervals: pollIntervals, StaleAfter: s.cfg.StaleAfter, Interval: s.cfg.Interval,
-		MinPollInterval: s.cfg.MinPollInterval, Rate: s.cfg.PollRate, Burst: 500, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
+		MinPollInterval: s.cfg.MinPollInterval, Rate: s.cfg.PollRate, Burst: cmp.Or(s.cfg.PollBurst, 500), NotFoundAfter: s.cfg.NotFoundAfter, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
 	if err != nil {
 		hln.Close()
 		return err
