@@ -27,6 +27,10 @@ type Manifest struct {
 	AuditHead   string                 `json:"audit_head"`
 	AuditSeq    int64                  `json:"audit_seq"`
 	FinalizedAt time.Time              `json:"finalized_at"`
+	// NotKept are the artefacts the envelope's status calls for that its
+	// provider does not keep (Keeper): absent from Files on purpose, not
+	// lost.
+	NotKept []provider.Artifact `json:"not_kept,omitempty"`
 }
 
 // ManifestName is where an envelope's manifest for a version is archived.
@@ -57,6 +61,18 @@ func (e *archiveError) Error() string { return e.err.Error() }
 func (e *archiveError) Unwrap() error { return e.err }
 
 var errNoDownloader = errors.New("sink: no downloader for the provider")
+
+// Keeper is what a Downloader also implements when its provider does not
+// keep every artefact of every finished envelope: a provider that deletes
+// what its sender canceled answers every read of a voided envelope,
+// its files included, with a refusal (410 Gone) that no retry changes.
+// Keeps reports whether the provider keeps kind for an envelope that
+// ended in status. The sink downloads only what is kept, and names the
+// rest in the manifest (NotKept) instead of dead-lettering the envelope;
+// a Downloader that is not a Keeper keeps everything.
+type Keeper interface {
+	Keeps(status schemas.Status, kind provider.Artifact) bool
+}
 
 // finalize archives one envelope and returns its EnvelopeFinalized record.
 // An error is an *archiveError, or the provider's reason for not serving
@@ -108,6 +124,10 @@ func (s *Sink) archive(ctx context.Context, ch schemas.EnvelopeStatusChanged) (M
 		return m, fmt.Errorf("%w %q", errNoDownloader, ch.State.Provider)
 	}
 	for _, kind := range kinds {
+		if k, ok := dl.(Keeper); ok && !k.Keeps(ch.Status, kind) {
+			m.NotKept = append(m.NotKept, kind)
+			continue
+		}
 		body, sum, err := s.download(ctx, dl, ch.EnvelopeID, kind)
 		if err != nil {
 			return m, err

@@ -6,7 +6,10 @@
 // esignflow.finalized.v1 — exactly once: the publish and the consumed
 // offset commit in one transaction, and a manifest already in the archive
 // (a crash between archiving and publishing) is published again without
-// downloading anything.
+// downloading anything. An artefact the provider does not keep for the
+// envelope's terminal status (Keeper: one that deletes what its sender
+// canceled keeps nothing of a voided envelope) is not asked for; the
+// manifest names it as not kept.
 //
 // A provider that is down (timeouts, 5xx, rate limits) or has not prepared
 // the files yet (provider.ErrNotReady) does not hold anything up: the

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/promread"
 	"github.com/esignflow/esignflow/internal/topics"
+	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 	"github.com/esignflow/esignflow/sink"
@@ -489,5 +492,73 @@ func TestNotReadyWhileArchiveUnwritable(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Fatalf("the probe left %d files in the archive", len(entries))
+	}
+}
+
+// deleting is a provider that deletes what its sender canceled: every
+// download of a voided envelope is refused with 410 Gone, and it says so
+// (sink.Keeper). It counts the downloads asked of the voided envelope.
+type deleting struct {
+	inner  sink.Downloader
+	voided string
+	mu     sync.Mutex
+	asked  int
+}
+
+func (d *deleting) Download(ctx context.Context, id string, kind provider.Artifact) (provider.Download, error) {
+	if id == d.voided {
+		d.mu.Lock()
+		d.asked++
+		d.mu.Unlock()
+		return provider.Download{}, &provider.PermanentError{Status: http.StatusGone, Reason: "deleted: This resource has been deleted"}
+	}
+	return d.inner.Download(ctx, id, kind)
+}
+
+func (d *deleting) Keeps(status schemas.Status, _ provider.Artifact) bool {
+	return status != schemas.StatusVoided
+}
+
+// A voided envelope of a provider that keeps nothing of it is finalised
+// without files, its manifest naming the audit trail as not kept: not
+// dead-lettered for a refusal no retry changes, and nothing is asked of
+// the provider. Its completed envelopes still get all their files.
+func TestArtifactNotKeptIsNotAskedFor(t *testing.T) {
+	h := newHarness(t)
+	voided := h.completed("req-canceled")
+	st := schemas.StatusVoided
+	voided.Status, voided.State.Status = st, &st
+	dl := &deleting{inner: h.client, voided: voided.EnvelopeID}
+	h.publish(voided)
+	done := h.finished("req-done")
+	run := h.start(sink.Config{Downloaders: map[string]sink.Downloader{"sim": dl}})
+	byID := map[string]schemas.EnvelopeFinalized{}
+	for _, f := range h.finalized(2) {
+		byID[f.EnvelopeID] = f
+	}
+	h.settled(run, voided.EnvelopeID, done.EnvelopeID)
+	var kinds []string
+	for _, f := range byID[voided.EnvelopeID].Files {
+		kinds = append(kinds, f.Kind)
+	}
+	if got := byID[voided.EnvelopeID]; got.Status != "VOIDED" || fmt.Sprint(kinds) != "[manifest]" {
+		t.Fatalf("voided envelope finalised as %s with files %v, want VOIDED with [manifest]", got.Status, kinds)
+	}
+	raw, err := h.archive.Get(context.Background(), sink.ManifestName(voided.EnvelopeID, voided.Version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m sink.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(m.NotKept) != "[audit]" || len(m.Files) != 0 {
+		t.Fatalf("manifest: files %v, not kept %v; want none and [audit]", m.Files, m.NotKept)
+	}
+	if dl.asked != 0 {
+		t.Errorf("%d downloads asked of the voided envelope, want none", dl.asked)
+	}
+	if n := len(byID[done.EnvelopeID].Files); n != 4 {
+		t.Errorf("completed envelope finalised with %d files, want 4", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/schemas"
 )
 
 // maxDownload bounds one downloaded file.
@@ -60,6 +61,19 @@ func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact
 	}
 	c.files.put(id, d, c.cfg.Now())
 	return d, nil
+}
+
+// Keeps reports whether Dropbox Sign keeps kind for a signature request
+// that ended in status: the merged PDF of every request but a canceled
+// one (VOIDED), which Dropbox Sign deletes: every read of it, its files
+// included, answers 410 deleted, which no retry changes. The sink asks
+// only for what is kept (sink.Keeper), so a canceled request is
+// finalised with esignflow's own audit chain and no files instead of
+// being dead-lettered. A completed request removed from the account
+// answers 410 too: that one is a refusal (Download's PermanentError),
+// since its signed document should have been there.
+func (c *Client) Keeps(status schemas.Status, _ provider.Artifact) bool {
+	return status != schemas.StatusVoided
 }
 
 // fileCache keeps the last few downloaded files for a minute. Safe for

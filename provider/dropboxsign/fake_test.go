@@ -16,6 +16,7 @@ import (
 	"github.com/esignflow/esignflow/provider/dropboxsign/dropboxsignfake"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
+	"github.com/esignflow/esignflow/sink"
 )
 
 // The Client against the simulator's Dropbox Sign dialect
@@ -315,5 +316,42 @@ func TestFakeCheck(t *testing.T) {
 	}
 	if err := c.Check(context.Background()); !provider.IsPermanent(err) {
 		t.Fatalf("wrong key: %v, want permanent", err)
+	}
+}
+
+// TestFakeCanceledKeepsNoFiles: Dropbox Sign deletes a canceled signature
+// request, so its files answer 410 deleted, a refusal no retry changes;
+// the Client says it keeps nothing of a VOIDED request (and everything of
+// the other terminal statuses), so the sink never asks for them and does
+// not dead-letter a canceled request for want of its audit trail.
+func TestFakeCanceledKeepsNoFiles(t *testing.T) {
+	f := startFake(t, dropboxsignfake.Config{HighTierLimit: 1 << 20}, sim.Config{}, nil)
+	ctx := context.Background()
+	env, err := f.c.Create(ctx, "req-cancel", inline("req-cancel"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.sim.Void(env.ID, "canceled by the requester"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.c.Get(ctx, env.ID); err != nil || got.Status != schemas.StatusVoided {
+		t.Fatalf("canceled: %+v %v, want VOIDED", got, err)
+	}
+	for _, kind := range []provider.Artifact{provider.ArtifactSigned, provider.ArtifactCertificate, provider.ArtifactAudit} {
+		if _, err := f.c.Download(ctx, env.ID, kind); !provider.IsPermanent(err) {
+			t.Fatalf("%s of a canceled request: %v, want a refusal (410)", kind, err)
+		}
+	}
+	var k any = f.c
+	kp, ok := k.(sink.Keeper)
+	if !ok {
+		t.Fatal("the Client is no sink.Keeper: it does not say which artefacts Dropbox Sign keeps")
+	}
+	for _, st := range []schemas.Status{schemas.StatusCompleted, schemas.StatusDeclined, schemas.StatusExpired, schemas.StatusVoided} {
+		for _, kind := range []provider.Artifact{provider.ArtifactSigned, provider.ArtifactCertificate, provider.ArtifactAudit} {
+			if got, want := kp.Keeps(st, kind), st != schemas.StatusVoided; got != want {
+				t.Errorf("Keeps(%s, %s) = %v, want %v", st, kind, got, want)
+			}
+		}
 	}
 }
