@@ -3,6 +3,9 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -43,8 +46,10 @@ func chaosRun(t *testing.T, dialect string) {
 		Brokers: brokers, BrokerFault: fault, Dialect: dialect,
 		Envelopes: 150, Chaos: true, Seed: 42, Step: 30 * time.Millisecond, Timeout: 4 * time.Minute,
 		Progress: func(p bench.Progress) {
-			t.Logf("%5.1fs requested %d, at provider %d, final %d, agreeing %d, status changes %d", p.Elapsed.Seconds(), p.Requested, p.Envelopes, p.Final, p.Matching, p.StatusChanges)
+			t.Logf("%5.1fs requested %d, at provider %d, final %d, agreeing %d, status changes %d, unfinalised %d",
+				p.Elapsed.Seconds(), p.Requested, p.Envelopes, p.Final, p.Matching, p.StatusChanges, p.Unfinalized)
 		},
+		Logger: testLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -60,4 +65,13 @@ func chaosRun(t *testing.T, dialect string) {
 	if res.Work.DuplicatesDropped == 0 || res.Work.Polls == 0 {
 		t.Fatalf("no duplicate suppressed or no poll made: %+v", res.Work)
 	}
+}
+
+// testLogger is the stack's logger: discarded, or with ESIGNFLOW_TEST_LOG
+// set, every component's log at debug level on stderr.
+func testLogger() *slog.Logger {
+	if os.Getenv("ESIGNFLOW_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
