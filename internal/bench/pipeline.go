@@ -87,6 +87,9 @@ type Progress struct {
 	Final, Matching      int // final at the provider; with the status topic agreeing
 	StatusChanges        int
 	Unfinalized          int // finalising changes without their finalized record
+	// SinkDeadLetters are the status changes the sink dead-lettered: never
+	// finalised, and a failed run (dead_letters).
+	SinkDeadLetters int
 }
 
 // Latency summarises a set of durations.
@@ -272,10 +275,15 @@ func Pipeline(ctx context.Context, cfg PipelineConfig) (*PipelineResult, error) 
 		}
 		p := obs.progress(st, cfg.Envelopes)
 		p.Elapsed, p.Requested = time.Since(start), int(nReq.Load())
+		p.SinkDeadLetters = int(metric(st.Metrics, "esignflow_dead_letters_total", map[string]string{"component": "sink"}))
 		if cfg.Progress != nil {
 			cfg.Progress(p)
 		}
-		if prodErr == nil && p.Envelopes == cfg.Envelopes && p.Matching == cfg.Envelopes && p.Unfinalized == 0 {
+		// Done once every finalising change is finalised or was
+		// dead-lettered by the sink, which will never finalise it: such a
+		// run ends and is judged (dead_letters, finalized_missing) instead
+		// of waiting out the timeout.
+		if prodErr == nil && p.Envelopes == cfg.Envelopes && p.Matching == cfg.Envelopes && p.Unfinalized <= p.SinkDeadLetters {
 			break
 		}
 	}

@@ -46,8 +46,8 @@ func chaosRun(t *testing.T, dialect string) {
 		Brokers: brokers, BrokerFault: fault, Dialect: dialect,
 		Envelopes: 150, Chaos: true, Seed: 42, Step: 30 * time.Millisecond, Timeout: 4 * time.Minute,
 		Progress: func(p bench.Progress) {
-			t.Logf("%5.1fs requested %d, at provider %d, final %d, agreeing %d, status changes %d, unfinalised %d",
-				p.Elapsed.Seconds(), p.Requested, p.Envelopes, p.Final, p.Matching, p.StatusChanges, p.Unfinalized)
+			t.Logf("%5.1fs requested %d, at provider %d, final %d, agreeing %d, status changes %d, unfinalised %d, dead-lettered by the sink %d",
+				p.Elapsed.Seconds(), p.Requested, p.Envelopes, p.Final, p.Matching, p.StatusChanges, p.Unfinalized, p.SinkDeadLetters)
 		},
 		Logger: testLogger(),
 	})
