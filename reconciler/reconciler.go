@@ -98,7 +98,11 @@ type Config struct {
 	// default 100.
 	BatchSize int
 	// Rate is the provider calls per hour allowed per provider account,
-	// default 3000, with bursts of Burst (default 500). The budget is a
+	// default DefaultRate, with bursts of Burst (default DefaultBurst). A
+	// token bucket grants up to Rate + Burst calls within any hour, so the
+	// defaults keep the reconciler to 2,100 calls of an account's hour,
+	// leaving the rest of a provider's hourly limit (3,000 at the
+	// strictest) to creates and downloads. The budget is a
 	// token bucket held in the store's Redis (one key per account,
 	// <prefix>budget:<account>, clocked by Redis TIME), shared by every
 	// replica: N replicas together make at most Rate calls an hour, not N
@@ -133,6 +137,13 @@ type Config struct {
 	Now func() time.Time
 }
 
+// The rate budget's defaults: calls an hour per provider account, and the
+// burst.
+const (
+	DefaultRate  = 2000
+	DefaultBurst = 100
+)
+
 // Validate reports the first missing or invalid field.
 func (c Config) Validate() error {
 	switch {
@@ -161,10 +172,10 @@ func (c *Config) defaults() {
 		c.MinPollInterval = 15 * time.Minute
 	}
 	if c.Rate == 0 {
-		c.Rate = 3000
+		c.Rate = DefaultRate
 	}
 	if c.Burst == 0 {
-		c.Burst = 500
+		c.Burst = DefaultBurst
 	}
 	if c.NotFoundAfter <= 0 {
 		c.NotFoundAfter = time.Hour

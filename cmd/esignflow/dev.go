@@ -11,6 +11,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/stack"
 	"github.com/esignflow/esignflow/provider/registry"
+	"github.com/esignflow/esignflow/reconciler"
 )
 
 // simulatable are the providers the simulator can play.
@@ -36,8 +37,8 @@ func registerReconcilerFlags(fs flagRegistrar, staleAfter, interval, minPoll tim
 	fs.DurationVar(&f.staleAfter, "stale-after", staleAfter, "poll envelopes not updated for this `duration` (the expected turnaround)")
 	fs.DurationVar(&f.interval, "interval", interval, "`duration` between scans for stale envelopes")
 	fs.DurationVar(&f.minPoll, "min-poll-interval", minPoll, "least `duration` between two polls of one envelope, across replicas")
-	fs.Float64Var(&f.rate, "rate", 3000, "provider calls allowed per hour per provider account, shared by every replica (a token bucket in Redis, one per account; a batch call is one)")
-	fs.IntVar(&f.burst, "burst", 500, "provider calls allowed in a burst per provider account, shared by every replica")
+	fs.Float64Var(&f.rate, "rate", reconciler.DefaultRate, "provider calls allowed per hour per provider account, shared by every replica (a token bucket in Redis, one per account; a batch call is one); with --burst at most rate+burst calls in any hour: leave the provider's hourly limit room for creates and downloads")
+	fs.IntVar(&f.burst, "burst", reconciler.DefaultBurst, "provider calls allowed in a burst per provider account, shared by every replica")
 	fs.DurationVar(&f.notFoundAfter, "not-found-after", time.Hour, "publish an envelope as FAILED only once its provider has not known it for this `duration` (one \"not found\" is not a verdict: providers' indexes lag)")
 	return f
 }

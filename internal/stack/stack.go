@@ -12,7 +12,6 @@
 package stack
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,8 +87,9 @@ type Config struct {
 	Providers map[string]provider.Provider
 	// Reconciler timing (see reconciler.Config): defaults here are for a
 	// demo — stale after 30s, scan every 5s, poll each envelope at most
-	// every 10s, 3000 calls an hour per provider account (a burst of
-	// 500), FAILED for "not found" after an hour.
+	// every 10s, 3000 provider calls an hour in bursts of 500 (a demo's
+	// simulator has no hourly limit), FAILED for "not found" after the
+	// reconciler's default.
 	StaleAfter, Interval, MinPollInterval, NotFoundAfter time.Duration
 	PollRate                                             float64
 	PollBurst                                            int
@@ -171,6 +171,9 @@ func New(cfg Config) (*Stack, error) {
 	}
 	if cfg.MinPollInterval <= 0 {
 		cfg.MinPollInterval = 10 * time.Second
+	}
+	if cfg.PollBurst <= 0 {
+		cfg.PollBurst = 500
 	}
 	if cfg.PollRate <= 0 {
 		cfg.PollRate = 3000
@@ -372,7 +375,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	// Reconciler.
 	rec, err := reconciler.New(reconciler.Config{Brokers: s.Brokers, KafkaOpts: s.cfg.KafkaOpts, Codec: s.Codec, Store: s.Store,
 		Pollers: pollers, PollIntervals: pollIntervals, StaleAfter: s.cfg.StaleAfter, Interval: s.cfg.Interval,
-		MinPollInterval: s.cfg.MinPollInterval, Rate: s.cfg.PollRate, Burst: cmp.Or(s.cfg.PollBurst, 500), NotFoundAfter: s.cfg.NotFoundAfter, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
+		MinPollInterval: s.cfg.MinPollInterval, Rate: s.cfg.PollRate, Burst: s.cfg.PollBurst, NotFoundAfter: s.cfg.NotFoundAfter, InstanceID: "dev", Metrics: s.Metrics, Logger: s.log})
 	if err != nil {
 		hln.Close()
 		return err
