@@ -428,6 +428,7 @@ func checkBudget(t *testing.T, calls []time.Time, burst int, perSecond float64) 
 
 // budgetEnv is a store and a Kafka for reconcilers without a processor.
 type budgetEnv struct {
+	rt      *redistest.Redis
 	st      *store.Store
 	codec   *schemas.Codec
 	brokers []string
@@ -454,7 +455,7 @@ func budgetStore(t *testing.T, n int, base time.Time, every time.Duration) budge
 		t.Fatal(err)
 	}
 	k, codec := fakes.T(t, 1)
-	return budgetEnv{st: st, codec: codec, brokers: k.Brokers}
+	return budgetEnv{rt: rt, st: st, codec: codec, brokers: k.Brokers}
 }
 
 // TestRateBudgetSharedAcrossReplicas: three reconciler replicas poll

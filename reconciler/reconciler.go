@@ -379,12 +379,30 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 		ids = append(ids, s.EnvelopeID)
 		ttls = append(ttls, leaseFor(r.interval(st.State.Provider)))
 	}
+	ttlOf := make(map[string]time.Duration, len(ids))
+	for i, id := range ids {
+		ttlOf[id] = ttls[i]
+	}
 	leased, err := r.lease(ctx, ids, ttls)
 	if err != nil {
 		return err
 	}
 	r.m.leased.Add(float64(len(ids) - len(leased)))
-	if len(leased) == 0 {
+	// No more per provider than its budget pays for within a lease: the
+	// others are the next scan's.
+	taken := map[string]int{}
+	var over []string
+	kept := leased[:0]
+	for _, id := range leased {
+		if name := states[id].State.Provider; taken[name] < r.scanCap(name) {
+			taken[name]++
+			kept = append(kept, id)
+		} else {
+			over = append(over, id)
+		}
+	}
+	r.release(over)
+	if leased = kept; len(leased) == 0 {
 		return nil
 	}
 	// Leased envelopes by provider, in the order found.
@@ -456,6 +474,24 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 				r.m.errors.WithLabelValues("budget").Inc()
 				return fmt.Errorf("reconciler: provider %s: %w", name, err)
 			}
+			// The lease was taken when the scan began, and a scan may
+			// wait for its budget longer than a lease lasts: renewed now,
+			// just before the call, each lease runs a whole interval from
+			// the read it guards. An envelope whose lease lapsed and
+			// another replica took is that replica's to poll.
+			kept, err := r.renew(ctx, chunk, ttlOf)
+			if err != nil {
+				unpolled = append(unpolled, rest(k, i)...)
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.m.errors.WithLabelValues("lease").Inc()
+				return fmt.Errorf("reconciler: provider %s: %w", name, err)
+			}
+			r.m.leased.Add(float64(len(chunk) - len(kept)))
+			if chunk = kept; len(chunk) == 0 {
+				continue
+			}
 			r.m.calls.Inc()
 			r.m.polls.Add(float64(len(chunk)))
 			for _, id := range chunk {
@@ -464,7 +500,6 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 				}
 			}
 			var envs []provider.Envelope
-			var err error
 			if batched {
 				envs, err = bp.GetMany(ctx, chunk)
 			} else {
@@ -553,6 +588,22 @@ func (r *Reconciler) verdicts(ctx context.Context, now time.Time, states map[str
 		recs = append(recs, r.record(ctx, notFoundEvent(states[m.EnvelopeID], first, now)))
 	}
 	return recs
+}
+
+// scanCap is the most envelopes of the provider called name one scan
+// takes: those its account's budget can pay for within one lease (its
+// burst, and its rate over the lease), so that a scan does not lease more
+// than it can read before the leases lapse. Each lease is renewed just
+// before its read; an envelope whose lease lapsed while the scan waited for
+// the budget is skipped, and reading the first ones again and again would
+// starve the rest.
+func (r *Reconciler) scanCap(name string) int {
+	tokens := float64(r.cfg.Burst) + r.cfg.Rate/3600*leaseFor(r.interval(name)).Seconds()
+	per := 1
+	if _, ok := r.cfg.Pollers[name].(BatchPoller); ok {
+		per = r.cfg.BatchSize
+	}
+	return max(1, int(tokens)) * per
 }
 
 // interval is the least time between two polls of one envelope of the
@@ -678,6 +729,30 @@ func (r *Reconciler) release(ids []string) {
 }
 
 func (r *Reconciler) leaseKey(id string) string { return r.cfg.Store.Key("lease:" + id) }
+
+// renewScript sets a lease's TTL again if the lease is still this
+// replica's.
+var renewScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`)
+
+// renew gives each of ids whose lease is still this replica's a whole
+// lease again (ttlOf), in one round trip, and returns those ids.
+func (r *Reconciler) renew(ctx context.Context, ids []string, ttlOf map[string]time.Duration) ([]string, error) {
+	pipe := r.cfg.Store.Client().Pipeline()
+	cmds := make([]*redis.Cmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = renewScript.Eval(ctx, pipe, []string{r.leaseKey(id)}, r.cfg.InstanceID, ttlOf[id].Milliseconds())
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("renew leases: %w", err)
+	}
+	kept := make([]string, 0, len(ids))
+	for i, c := range cmds {
+		if n, _ := c.Int64(); n == 1 {
+			kept = append(kept, ids[i])
+		}
+	}
+	return kept, nil
+}
 
 func (r *Reconciler) record(ctx context.Context, ev schemas.EnvelopeEvent) *kgo.Record {
 	val, err := r.cfg.Codec.Encode(&ev)

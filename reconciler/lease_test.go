@@ -1,0 +1,92 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/reconciler"
+	"github.com/esignflow/esignflow/schemas"
+)
+
+// leaseReader is a provider that notes, at every read, how long the
+// envelope's lease has left.
+type leaseReader struct {
+	*fakeProvider
+	env budgetEnv
+	mu  sync.Mutex
+	ttl map[string]time.Duration // the least seen per envelope
+}
+
+func (l *leaseReader) Get(ctx context.Context, id string) (provider.Envelope, error) {
+	ttl, err := l.env.st.Client().PTTL(ctx, l.env.st.Key("lease:"+id)).Result()
+	if err != nil {
+		return provider.Envelope{}, err
+	}
+	l.mu.Lock()
+	if old, ok := l.ttl[id]; !ok || ttl < old {
+		l.ttl[id] = ttl
+	}
+	l.mu.Unlock()
+	return l.fakeProvider.Get(ctx, id)
+}
+
+// A scan leases its envelopes when it begins, and then waits for the
+// account's budget before each call: a scan may outlast its leases (1,000
+// envelopes polled one by one at 3,000 an hour take 20 minutes, a DocuSign
+// lease lasts 15). Each lease is renewed just before the read it guards,
+// so at every read the envelope is leased for a whole interval: no other
+// replica reads it meanwhile, and the next read is an interval away. With
+// leases taken only at the scan's start, the later envelopes were read
+// with their leases long gone.
+func TestSlowScanRenewsLeases(t *testing.T) {
+	const n, perSecond, interval = 8, 10.0, 300 * time.Millisecond
+	env := budgetStore(t, n, time.Now().Add(-time.Hour), time.Millisecond)
+	p := &leaseReader{env: env, ttl: map[string]time.Duration{},
+		fakeProvider: newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusSent, true })}
+	r, err := reconciler.New(reconciler.Config{Brokers: env.brokers, Codec: env.codec, Store: env.st, Pollers: map[string]reconciler.Poller{"sim": p},
+		StaleAfter: time.Millisecond, Interval: 20 * time.Millisecond, MinPollInterval: interval, Rate: perSecond * 3600, Burst: 1,
+		InFlightEvery: -1, InstanceID: "a", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mr := env.rt.Mini; mr != nil {
+		// The embedded Redis ages keys only when told: as the wall
+		// clock moves.
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			last := time.Now()
+			for {
+				select {
+				case <-stop:
+					return
+				case now := <-time.After(5 * time.Millisecond):
+					mr.FastForward(now.Sub(last))
+					last = now
+				}
+			}
+		}()
+		t.Cleanup(func() { close(stop); <-done })
+	}
+	runReplicas(t, r)
+	eventually(t, func() bool { k, _ := p.polled(); return k == n }, func() string {
+		k, _ := p.polled()
+		return fmt.Sprintf("%d of %d envelopes read", k, n)
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ttl) != n {
+		t.Fatalf("%d of %d envelopes read", len(p.ttl), n)
+	}
+	for i := range n {
+		id := fmt.Sprintf("env-%03d", i)
+		if ttl := p.ttl[id]; ttl < interval {
+			t.Errorf("%s read with its lease at %v, less than the poll interval %v", id, ttl, interval)
+		}
+	}
+}
