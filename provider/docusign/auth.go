@@ -338,7 +338,7 @@ func (c *Client) userInfoBase(ctx context.Context) (string, error) {
 		resp, err := c.cfg.HTTP.Do(req)
 		c.m.observe("userinfo", start, resp, err)
 		if err != nil {
-			return transportError(ctx, err)
+			return provider.TransportError(ctx, err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode == http.StatusUnauthorized {

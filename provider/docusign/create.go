@@ -8,11 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -462,86 +460,8 @@ func fileExtension(d schemas.Document) string {
 	return "pdf"
 }
 
-// documentBytes returns a document's bytes — inline, or fetched from its
-// URI — checked against its SHA-256 when the request gives one (always for
-// a URI).
+// documentBytes returns a document's bytes (provider.Documents).
 func (c *Client) documentBytes(ctx context.Context, d schemas.Document) ([]byte, error) {
-	var b []byte
-	switch {
-	case len(d.Content) > 0:
-		b = d.Content
-	case d.URI != nil && *d.URI != "":
-		if d.SHA256 == nil || *d.SHA256 == "" {
-			return nil, &provider.PermanentError{Reason: "docusign: a document by URI needs its sha256"}
-		}
-		var err error
-		if b, err = c.fetch(ctx, *d.URI); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, &provider.PermanentError{Reason: "docusign: the document has neither content nor a URI"}
-	}
-	if d.SHA256 != nil && *d.SHA256 != "" {
-		sum := sha256.Sum256(b)
-		if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, *d.SHA256) {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: SHA-256 mismatch: the request says %s, the content is %s", strings.ToLower(*d.SHA256), got)}
-		}
-	}
-	return b, nil
-}
-
-// fetch reads a document's URI: http, https or file.
-func (c *Client) fetch(ctx context.Context, raw string) ([]byte, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: document URI %q: %v", raw, err)}
-	}
-	limit := c.cfg.MaxDocumentBytes
-	switch strings.ToLower(u.Scheme) {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: document URI %q: a file URI names a local path (file:///path)", raw)}
-		}
-		f, err := os.Open(u.Path)
-		if err != nil {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: document %s: %v", raw, err)}
-		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, limit+1))
-		if err != nil {
-			return nil, &provider.TransientError{Err: fmt.Errorf("read document %s: %w", raw, err)}
-		}
-		if int64(len(b)) > limit {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: document %s is larger than %d bytes", raw, limit)}
-		}
-		return b, nil
-	case "http", "https":
-		ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: document URI %q: %v", raw, err)}
-		}
-		resp, err := c.cfg.HTTP.Do(req)
-		if err != nil {
-			return nil, transportError(ctx, fmt.Errorf("fetch document %s: %w", raw, err))
-		}
-		defer resp.Body.Close()
-		switch {
-		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
-			return nil, &provider.TransientError{Err: fmt.Errorf("fetch document %s: HTTP %d", raw, resp.StatusCode)}
-		case resp.StatusCode/100 != 2:
-			return nil, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("docusign: fetch document %s: HTTP %d", raw, resp.StatusCode)}
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-		if err != nil {
-			return nil, transportError(ctx, fmt.Errorf("fetch document %s: %w", raw, err))
-		}
-		if int64(len(b)) > limit {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: document %s is larger than %d bytes", raw, limit)}
-		}
-		return b, nil
-	default:
-		return nil, &provider.PermanentError{Reason: fmt.Sprintf("docusign: document URI %q: scheme %q is not supported (http, https, file)", raw, u.Scheme)}
-	}
+	return provider.Documents{Provider: "docusign", HTTP: c.cfg.HTTP, Timeout: c.cfg.CallTimeout,
+		Limit: c.cfg.MaxDocumentBytes, HashRequired: true}.Bytes(ctx, d)
 }

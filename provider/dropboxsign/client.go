@@ -271,13 +271,13 @@ func (c *Client) call(ctx context.Context, r request, limit int64) (answer, erro
 	resp, err := c.cfg.HTTP.Do(req)
 	c.m.observe(r.op, start, resp, err)
 	if err != nil {
-		return answer{}, transportError(ctx, err)
+		return answer{}, provider.TransportError(ctx, err)
 	}
 	defer resp.Body.Close()
 	c.lim.observe(c.m, c.cfg.Now(), r.tier, resp.StatusCode, resp.Header)
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return answer{}, transportError(ctx, fmt.Errorf("read answer: %w", err))
+		return answer{}, provider.TransportError(ctx, fmt.Errorf("read answer: %w", err))
 	}
 	if resp.StatusCode/100 == 2 {
 		if int64(len(raw)) > limit {
@@ -286,16 +286,6 @@ func (c *Client) call(ctx context.Context, r request, limit int64) (answer, erro
 		return answer{body: raw, contentType: resp.Header.Get("Content-Type")}, nil
 	}
 	return answer{}, c.classify(resp, raw, r)
-}
-
-// transportError classifies a failed round trip: the caller's own
-// cancellation stays as it is; anything else (a timeout of one call
-// included) is transient.
-func transportError(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
-		return err
-	}
-	return &provider.TransientError{Err: err}
 }
 
 // errGone marks a 410: the signature request was canceled or removed.

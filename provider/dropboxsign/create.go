@@ -7,13 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -516,80 +514,8 @@ func truncateRunes(s string, n int) string {
 	return string([]rune(s)[:n])
 }
 
-// documentBytes returns a document's bytes — inline, or read from its URI
-// — checked against its SHA-256 when the request gives one.
+// documentBytes returns a document's bytes (provider.Documents).
 func (c *Client) documentBytes(ctx context.Context, d schemas.Document) ([]byte, error) {
-	var b []byte
-	switch {
-	case len(d.Content) > 0:
-		if int64(len(d.Content)) > c.cfg.MaxDocumentBytes {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: the document is larger than %d bytes", c.cfg.MaxDocumentBytes)}
-		}
-		b = d.Content
-	case d.URI != nil && *d.URI != "":
-		var err error
-		if b, err = c.fetch(ctx, *d.URI); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, &provider.PermanentError{Reason: "dropboxsign: the document has neither content nor a URI"}
-	}
-	if d.SHA256 != nil && *d.SHA256 != "" {
-		sum := sha256.Sum256(b)
-		if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, *d.SHA256) {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: SHA-256 mismatch: the request says %s, the content is %s", strings.ToLower(*d.SHA256), got)}
-		}
-	}
-	return b, nil
-}
-
-// fetch reads a document's URI: file, http or https.
-func (c *Client) fetch(ctx context.Context, raw string) ([]byte, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: document URI %q: %v", raw, err)}
-	}
-	limit := c.cfg.MaxDocumentBytes
-	var rd io.Reader
-	switch strings.ToLower(u.Scheme) {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: document URI %q: a file URI names a local path (file:///path)", raw)}
-		}
-		f, err := os.Open(u.Path)
-		if err != nil {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: document %s: %v", raw, err)}
-		}
-		defer f.Close()
-		rd = f
-	case "http", "https":
-		ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: document URI %q: %v", raw, err)}
-		}
-		resp, err := c.cfg.HTTP.Do(req)
-		if err != nil {
-			return nil, transportError(ctx, fmt.Errorf("fetch document %s: %w", raw, err))
-		}
-		defer resp.Body.Close()
-		switch {
-		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
-			return nil, &provider.TransientError{Err: fmt.Errorf("fetch document %s: HTTP %d", raw, resp.StatusCode)}
-		case resp.StatusCode/100 != 2:
-			return nil, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("dropboxsign: fetch document %s: HTTP %d", raw, resp.StatusCode)}
-		}
-		rd = resp.Body
-	default:
-		return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: document URI %q: scheme %q is not supported (http, https, file)", raw, u.Scheme)}
-	}
-	b, err := io.ReadAll(io.LimitReader(rd, limit+1))
-	if err != nil {
-		return nil, &provider.TransientError{Err: fmt.Errorf("read document %s: %w", raw, err)}
-	}
-	if int64(len(b)) > limit {
-		return nil, &provider.PermanentError{Reason: fmt.Sprintf("dropboxsign: document %s is larger than %d bytes", raw, limit)}
-	}
-	return b, nil
+	return provider.Documents{Provider: "dropboxsign", HTTP: c.cfg.HTTP, Timeout: c.cfg.CallTimeout,
+		Limit: c.cfg.MaxDocumentBytes, HashRequired: false}.Bytes(ctx, d)
 }
