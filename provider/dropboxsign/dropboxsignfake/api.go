@@ -172,7 +172,7 @@ func (d *Dialect) send(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeError(w, http.StatusInternalServerError, "unknown", err.Error(), "")
 		return
 	}
-	d.index.add(e.ID, e.Metadata)
+	d.index.add(e)
 	writeJSON(w, http.StatusOK, map[string]any{"signature_request": d.view(e, base(r))})
 }
 
@@ -290,8 +290,8 @@ func (d *Dialect) list(w http.ResponseWriter, r *http.Request, _ []byte) {
 		return !e.CreatedAt.After(indexedBefore) && e.Status != "voided" && query.matches(e, d.cfg.EmailAddress)
 	}
 	var hits []sim.EnvelopeInfo
-	if token, ok := query.indexed(); ok {
-		hits = d.sim.EnvelopesByID(d.index.lookup(d.sim, token), match)
+	if field, token, ok := query.indexed(); ok {
+		hits = d.sim.EnvelopesByID(d.index.lookup(d.sim, field, token), match)
 	} else {
 		hits = d.sim.Envelopes(match)
 	}

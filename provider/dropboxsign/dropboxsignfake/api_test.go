@@ -461,6 +461,42 @@ func TestListSearch(t *testing.T) {
 	}
 }
 
+// TestListSearchIndexAgreesWithScan: a query answered from the search
+// index (one exact term, bare or of a text field) finds what scanning
+// every request finds (the same query ORed with a term that matches
+// nothing, which the index does not answer), for requests sent before the
+// index was filled from the engine and after.
+func TestListSearchIndexAgreesWithScan(t *testing.T) {
+	h := start(t, dropboxsignfake.Config{}, sim.Config{})
+	h.send(request("ix-1", 1), "")
+	h.send(request("ix-2", 2), "")
+	h.listIDs(t, url.Values{"query": {"metadata:ix-1"}}) // fills the index from the engine
+	h.send(request("ix-3", 3), "")
+	for _, q := range []string{
+		"ix-2", "IX-2", "acme", "nda", "NDA ix-3", "hi", "s2@example.com", "signer", "3", "ix-3.pdf", "nothing",
+		"metadata:ix-3", "metadata:acme", "title:nda", "title:ix-1", "subject:please", "message:hi",
+		"to:s3@example.com", "to:signer", "filename:ix-2.pdf", "title:acme",
+		"nda AND to:s2@example.com", "ix-1 complete:false",
+	} {
+		t.Run(q, func(t *testing.T) {
+			indexed, _, r := h.listIDs(t, url.Values{"query": {q}})
+			if r.code != 200 {
+				t.Fatalf("%d %s", r.code, r.body)
+			}
+			scanned, _, r := h.listIDs(t, url.Values{"query": {q + " OR metadata:no-such-value"}})
+			if r.code != 200 {
+				t.Fatalf("%d %s", r.code, r.body)
+			}
+			if fmt.Sprint(indexed) != fmt.Sprint(scanned) {
+				t.Fatalf("from the index %v, scanning %v", indexed, scanned)
+			}
+		})
+	}
+	if ids, _, _ := h.listIDs(t, url.Values{"query": {"s3@example.com"}}); fmt.Sprint(ids) != "[ix-3]" {
+		t.Fatalf("a signer's address found %v, want [ix-3]", ids)
+	}
+}
+
 // TestListLagsCreation: a new request is out of the search index for
 // SearchLag, then in it.
 func TestListLagsCreation(t *testing.T) {

@@ -172,7 +172,7 @@ func New(cfg Config) (*Dialect, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	return &Dialect{cfg: cfg, inFlight: map[string]bool{}, index: searchIndex{byToken: map[string][]string{}}}, nil
+	return &Dialect{cfg: cfg, inFlight: map[string]bool{}, index: searchIndex{byToken: map[indexKey][]string{}}}, nil
 }
 
 // AccountID is the account the dialect serves.

@@ -1,6 +1,7 @@
 package dropboxsignfake
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -182,62 +183,83 @@ func (t term) matchText(text string) bool {
 	return t.prefix && strings.HasPrefix(text, t.value)
 }
 
-// indexed is the exact metadata term every match of q must carry, when
-// there is one: the candidates are then the index's, not every request.
-func (q query) indexed() (string, bool) {
+// textFields are the fields that search texts (fieldTexts), which are
+// what a bare term searches: the ones the index holds.
+var textFields = []string{"title", "subject", "message", "metadata", "to", "filename"}
+
+// indexed is an exact term (field "" for a bare one) that every match of
+// q must carry, when there is one: the candidates are then the index's,
+// not every request.
+func (q query) indexed() (field, token string, ok bool) {
 	if len(q) != 1 {
-		return "", false
+		return "", "", false
 	}
 	for _, t := range q[0] {
-		if t.field == "metadata" && !t.phrase && !t.prefix {
-			return t.value, true
+		if t.phrase || t.prefix {
+			continue
+		}
+		if t.field == "" || slices.Contains(textFields, t.field) {
+			return t.field, t.value, true
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
-// searchIndex maps each metadata value, and each word of it, lower-cased,
-// to the signature requests that carry it. Metadata never changes after a
-// send, and requests are never removed, so it only grows. It is filled
-// from the engine on first use (the engine may have loaded a state file)
-// and by every send after; an id may be listed twice, which EnvelopesByID
-// counts once.
+// searchIndex maps each text field's values (fieldTexts), and each word
+// of them, lower-cased, to the signature requests that carry them: under
+// the field's name and under "" (a bare term's). What a request's texts
+// say (title, subject, message, metadata, signers, file names) never
+// changes after its send, and requests are never removed, so it only
+// grows. It is filled from the engine on first use (the engine may have
+// loaded a state file) and by every send after; an id may be listed
+// twice, which EnvelopesByID counts once. A candidate is still matched
+// against the whole query: the index only spares the scan.
 type searchIndex struct {
 	mu      sync.Mutex
 	built   bool
-	byToken map[string][]string
+	byToken map[indexKey][]string
 }
 
-func (ix *searchIndex) add(id string, md map[string]string) {
+type indexKey struct{ field, token string }
+
+func (ix *searchIndex) add(e sim.EnvelopeInfo) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.addLocked(id, md)
+	ix.addLocked(&e)
 }
 
-func (ix *searchIndex) addLocked(id string, md map[string]string) {
-	for _, v := range md {
-		v = strings.ToLower(v)
-		seen := map[string]bool{v: true}
-		ix.byToken[v] = append(ix.byToken[v], id)
-		for _, w := range strings.Fields(v) {
-			if !seen[w] {
-				seen[w] = true
-				ix.byToken[w] = append(ix.byToken[w], id)
+func (ix *searchIndex) addLocked(e *sim.EnvelopeInfo) {
+	if ix.byToken == nil {
+		ix.byToken = map[indexKey][]string{}
+	}
+	seen := map[indexKey]bool{}
+	put := func(k indexKey) {
+		if !seen[k] {
+			seen[k] = true
+			ix.byToken[k] = append(ix.byToken[k], e.ID)
+		}
+	}
+	for _, f := range textFields {
+		for _, text := range fieldTexts(e, f) {
+			text = strings.ToLower(text)
+			for _, tok := range append(strings.Fields(text), text) {
+				put(indexKey{f, tok})
+				put(indexKey{"", tok})
 			}
 		}
 	}
 }
 
-// lookup returns the ids carrying token, building the index from s first
-// if need be.
-func (ix *searchIndex) lookup(s *sim.Simulator, token string) []string {
+// lookup returns the ids carrying token in field ("" for any text field),
+// building the index from s first if need be.
+func (ix *searchIndex) lookup(s *sim.Simulator, field, token string) []string {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if !ix.built {
 		for _, e := range s.Envelopes(nil) {
-			ix.addLocked(e.ID, e.Metadata)
+			ix.addLocked(&e)
 		}
 		ix.built = true
 	}
-	return append([]string(nil), ix.byToken[token]...)
+	return append([]string(nil), ix.byToken[indexKey{field, token}]...)
 }
