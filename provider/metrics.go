@@ -1,6 +1,9 @@
 package provider
 
 import (
+	"net/http"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/esignflow/esignflow/internal/promreg"
@@ -35,4 +38,27 @@ func NewCallMetrics(reg prometheus.Registerer) (*CallMetrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// Observe records one HTTP attempt of operation op of the provider called
+// name: its outcome (ok, rate_limited, not_found, client_error,
+// server_error, transport_error) and its latency.
+func (m *CallMetrics) Observe(name, op string, start time.Time, resp *http.Response, err error) {
+	outcome := "transport_error"
+	if err == nil && resp != nil {
+		switch code := resp.StatusCode; {
+		case code/100 == 2:
+			outcome = "ok"
+		case code == http.StatusTooManyRequests:
+			outcome = "rate_limited"
+		case code == http.StatusNotFound:
+			outcome = "not_found"
+		case code >= 500:
+			outcome = "server_error"
+		default:
+			outcome = "client_error"
+		}
+	}
+	m.Calls.WithLabelValues(name, op, outcome).Inc()
+	m.Seconds.WithLabelValues(name, op).Observe(time.Since(start).Seconds())
 }

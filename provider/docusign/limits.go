@@ -166,26 +166,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // observe records one HTTP attempt of operation op.
 func (m *metrics) observe(op string, start time.Time, resp *http.Response, err error) {
-	if m == nil {
-		return
+	if m != nil {
+		m.Observe("docusign", op, start, resp, err)
 	}
-	outcome := "transport_error"
-	if err == nil && resp != nil {
-		switch code := resp.StatusCode; {
-		case code/100 == 2:
-			outcome = "ok"
-		case code == http.StatusTooManyRequests:
-			outcome = "rate_limited"
-		case code == http.StatusNotFound:
-			outcome = "not_found"
-		case code >= 500:
-			outcome = "server_error"
-		default:
-			outcome = "client_error"
-		}
-	}
-	m.Calls.WithLabelValues("docusign", op, outcome).Inc()
-	m.Seconds.WithLabelValues("docusign", op).Observe(time.Since(start).Seconds())
 }
 
 // rateLimitedOp counts an account rate-limit answer (400 or 429).

@@ -172,26 +172,9 @@ func (m *metrics) rateHeaders(t tier, h http.Header) {
 
 // observe records one HTTP attempt of operation op.
 func (m *metrics) observe(op string, start time.Time, resp *http.Response, err error) {
-	if m == nil {
-		return
+	if m != nil {
+		m.Observe("dropboxsign", op, start, resp, err)
 	}
-	outcome := "transport_error"
-	if err == nil && resp != nil {
-		switch code := resp.StatusCode; {
-		case code/100 == 2:
-			outcome = "ok"
-		case code == http.StatusTooManyRequests:
-			outcome = "rate_limited"
-		case code == http.StatusNotFound:
-			outcome = "not_found"
-		case code >= 500:
-			outcome = "server_error"
-		default:
-			outcome = "client_error"
-		}
-	}
-	m.Calls.WithLabelValues("dropboxsign", op, outcome).Inc()
-	m.Seconds.WithLabelValues("dropboxsign", op).Observe(time.Since(start).Seconds())
 }
 
 // rateLimitedOp counts a 429.

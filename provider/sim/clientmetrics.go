@@ -29,24 +29,10 @@ func (m *clientMetrics) observe(method, path string, start time.Time, resp *http
 		return
 	}
 	op := operation(method, path)
-	outcome := "transport_error"
-	if err == nil && resp != nil {
-		switch code := resp.StatusCode; {
-		case code/100 == 2:
-			outcome = "ok"
-		case code == http.StatusTooManyRequests:
-			outcome = "rate_limited"
-			m.RateLimited.WithLabelValues("sim", op).Inc()
-		case code == http.StatusNotFound:
-			outcome = "not_found"
-		case code >= 500:
-			outcome = "server_error"
-		default:
-			outcome = "client_error"
-		}
+	m.Observe("sim", op, start, resp, err)
+	if err == nil && resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+		m.RateLimited.WithLabelValues("sim", op).Inc()
 	}
-	m.Calls.WithLabelValues("sim", op, outcome).Inc()
-	m.Seconds.WithLabelValues("sim", op).Observe(time.Since(start).Seconds())
 }
 
 // operation names an API call by its route, without ids, so the label's
