@@ -225,7 +225,8 @@ func (s *Sink) backoff(attempts int, err error) time.Duration {
 // transaction. Records are appended when they are parked, each at most
 // RetryMax ahead, so waiting for the batch never delays a record past
 // RetryMax after it was parked, and nothing is written while envelopes
-// wait.
+// wait. A record due later than RetryMax (a provider's Retry-After) is
+// parked again untried by handle when its hold ends.
 func (s *Sink) waitUntilDue(ctx context.Context, _ *kgo.Client, recs []*kgo.Record) error {
 	if len(recs) == 0 {
 		return nil

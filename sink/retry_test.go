@@ -503,3 +503,39 @@ func TestNotFoundIsRetriedThenDeadLettered(t *testing.T) {
 		return series(t, reg, "esignflow_dead_letters_total", map[string]string{"component": "sink", "reason": "not_found"}) == 1
 	})
 }
+
+// A provider that asks to wait longer than RetryMax (Retry-After) is not
+// asked again before that: the retry loop's hold is capped at RetryMax,
+// and a record polled before it is due is parked again, untried.
+func TestRetryAfterBeyondRetryMaxIsHonoured(t *testing.T) {
+	h := newHarnessN(t, 1)
+	ch := h.completed("req-retry-after")
+	const after = 500 * time.Millisecond
+	var mu sync.Mutex
+	var calls []time.Time
+	g := newGate(h.client, func(id string, n int) error {
+		mu.Lock()
+		calls = append(calls, time.Now())
+		mu.Unlock()
+		if n == 1 {
+			return &provider.RateLimitedError{RetryAfter: after}
+		}
+		return nil
+	})
+	h.publish(ch)
+	run := h.start(sink.Config{Downloaders: map[string]sink.Downloader{"sim": g}, RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	if f := h.finalized(1)[0]; f.EnvelopeID != ch.EnvelopeID {
+		t.Fatalf("finalized %+v", f)
+	}
+	h.settled(run, ch.EnvelopeID)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 4 {
+		t.Errorf("%d downloads, want 4: the refused one, then the three artefacts", len(calls))
+	}
+	if len(calls) >= 2 {
+		if gap := calls[1].Sub(calls[0]); gap < after {
+			t.Errorf("asked again %v after the provider said to wait %v", gap, after)
+		}
+	}
+}

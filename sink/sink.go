@@ -437,7 +437,11 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			defer func() { <-sem }()
 			// The status loop does not wait on a provider that is down:
 			// the retry loop's attempts tell when it is back.
-			if run.Err() != nil || time.Now().After(budget) || (!fromRetry && s.health.down(j.ch.State.Provider)) {
+			// A parked record polled before it is due (its hold is capped at
+			// RetryMax; a provider may ask for longer) waits again, untried.
+			now := time.Now()
+			if run.Err() != nil || now.After(budget) || (fromRetry && j.park.NotBefore.After(now)) ||
+				(!fromRetry && s.health.down(j.ch.State.Provider)) {
 				errs[i] = s.parkUntried(j, b, fromRetry)
 				return
 			}
