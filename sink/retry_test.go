@@ -539,3 +539,66 @@ func TestRetryAfterBeyondRetryMaxIsHonoured(t *testing.T) {
 		}
 	}
 }
+
+// parks waits until key has been parked n times on the retry topic (n
+// records of it that are not tombstones).
+func (h *harness) parks(key []byte, n int) {
+	h.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(topics.SinkRetry(h.kafka.Names)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seen := 0
+	for seen < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			h.t.Fatalf("%s parked %d times, want %d", key, seen, n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Key) == string(key) && r.Value != nil {
+				seen++
+			}
+		})
+	}
+}
+
+// The status loop stops calling a provider whose last attempt failed,
+// but not for ever: on a replica whose retry loop makes no attempt (here
+// the one envelope it holds is not due for an hour; in production, a
+// replica with status partitions and no retry partitions) the flag
+// expires after RetryMax and the next envelope is tried by the status
+// loop itself, never parked.
+func TestProviderDownFlagExpires(t *testing.T) {
+	h := newHarnessN(t, 1)
+	limited := h.completed("req-limited")
+	g := newGate(h.client, func(id string, _ int) error {
+		if id == limited.EnvelopeID {
+			return &provider.RateLimitedError{RetryAfter: time.Hour}
+		}
+		return nil
+	})
+	h.publish(limited)
+	run := h.start(sink.Config{Downloaders: map[string]sink.Downloader{"sim": g}, RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	// Parked by the status loop, then again by the retry loop after a
+	// hold of RetryMax: the flag the failure raised has expired.
+	h.parks(sink.ParkKey(limited.EnvelopeID, limited.Version), 2)
+	next := h.finished("req-after-expiry")
+	if f := h.finalized(1)[0]; f.EnvelopeID != next.EnvelopeID {
+		t.Fatalf("finalized %+v", f)
+	}
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range h.all(topics.SinkRetry(h.kafka.Names)) {
+		if string(r.Key) == string(sink.ParkKey(next.EnvelopeID, next.Version)) {
+			t.Fatalf("%s was parked: the status loop did not try it", r.Key)
+		}
+	}
+	if n := g.callsOf(limited.EnvelopeID); n != 1 {
+		t.Errorf("the rate-limited envelope was asked %d times, want once", n)
+	}
+}

@@ -162,7 +162,7 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Sink{cfg: cfg, log: cfg.Logger.With("component", "sink"), health: newHealth()}
+	s := &Sink{cfg: cfg, log: cfg.Logger.With("component", "sink"), health: newHealth(cfg.RetryMax)}
 	// An envelope is parked again at least every RetryMax (plus the time
 	// its attempt takes): one not seen for twice that is no longer ours.
 	s.parked = newParkedSet(2*cfg.RetryMax + 3*cfg.AttemptTimeout)
@@ -436,7 +436,8 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			// The status loop does not wait on a provider that is down:
-			// the retry loop's attempts tell when it is back.
+			// the retry loop's attempts tell when it is back, or, once the
+			// flag expires, the status loop's next attempt.
 			// A parked record polled before it is due (its hold is capped at
 			// RetryMax; a provider may ask for longer) waits again, untried.
 			now := time.Now()
@@ -594,24 +595,33 @@ func (s *Sink) deadLetter(j *job, reason string, cause error) (*kgo.Record, erro
 }
 
 // health is what the last attempts said of each provider: down from a
-// failed attempt (unavailable or rate limited) until an attempt succeeds.
-// An envelope whose files are not ready or not found says nothing of the
-// others.
+// failed attempt (unavailable or rate limited) until an attempt succeeds
+// or for ttl (RetryMax), whichever comes first. It is per replica, and
+// only the attempts of this replica clear it: one that holds status
+// partitions but no retry partitions makes no attempt of its own while
+// the flag is up, so the flag expires and the status loop probes the
+// provider with the next envelope. An envelope whose files are not ready
+// or not found says nothing of the others.
 type health struct {
-	mu     sync.Mutex
-	failed map[string]bool
+	ttl   time.Duration
+	mu    sync.Mutex
+	until map[string]time.Time
 }
 
-func newHealth() *health { return &health{failed: map[string]bool{}} }
+func newHealth(ttl time.Duration) *health { return &health{ttl: ttl, until: map[string]time.Time{}} }
 
 func (h *health) answered(provider string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.failed[provider] = !ok
+	if ok {
+		delete(h.until, provider)
+		return
+	}
+	h.until[provider] = time.Now().Add(h.ttl)
 }
 
 func (h *health) down(provider string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.failed[provider]
+	return time.Now().Before(h.until[provider])
 }
