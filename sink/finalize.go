@@ -109,7 +109,6 @@ func (s *Sink) finalize(ctx context.Context, ch schemas.EnvelopeStatusChanged) (
 	if err != nil {
 		return nil, &archiveError{err}
 	}
-	s.m.finalized.WithLabelValues(string(m.Status)).Inc()
 	return &kgo.Record{Topic: s.cfg.Codec.Topics().Finalized, Key: []byte(m.EnvelopeID), Value: val}, nil
 }
 

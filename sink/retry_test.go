@@ -602,3 +602,72 @@ func TestProviderDownFlagExpires(t *testing.T) {
 		t.Errorf("the rate-limited envelope was asked %d times, want once", n)
 	}
 }
+
+// A batch that does not commit (here a crash after archiving) finalised
+// nothing: esignflow_sink_finalized_total counts committed records.
+func TestFinalizedCountedOnCommit(t *testing.T) {
+	h := newHarness(t)
+	ch := h.finished("req-count")
+	reg1 := prometheus.NewRegistry()
+	var crashed atomic.Bool
+	run := h.start(sink.Config{Metrics: reg1, Crash: func() bool { return crashed.CompareAndSwap(false, true) }})
+	if err := <-run.done; !errors.Is(err, sink.ErrCrashed) {
+		t.Fatalf("Run: %v", err)
+	}
+	run.done <- nil // for the cleanup's stop
+	if n := metric(t, reg1, "esignflow_sink_finalized_total"); n != 0 {
+		t.Errorf("finalized_total = %v after a batch that did not commit, want 0", n)
+	}
+	reg2 := prometheus.NewRegistry()
+	run = h.start(sink.Config{Metrics: reg2, InstanceID: "s2"})
+	if f := h.finalized(1)[0]; f.EnvelopeID != ch.EnvelopeID {
+		t.Fatalf("finalized %+v", f)
+	}
+	h.settled(run, ch.EnvelopeID)
+	if n := series(t, reg2, "esignflow_sink_finalized_total", map[string]string{"status": "COMPLETED"}); n != 1 {
+		t.Errorf("finalized_total{COMPLETED} = %v after the commit, want 1", n)
+	}
+}
+
+// slowArchive is an archive whose Put of one name waits until its
+// context ends, until released.
+type slowArchive struct {
+	sink.Dir
+	name    string
+	release chan struct{}
+}
+
+func (a *slowArchive) Put(ctx context.Context, name string, data []byte) (string, error) {
+	if name == a.name {
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("archive: put %s: %w", name, ctx.Err())
+		case <-a.release:
+		}
+	}
+	return a.Dir.Put(ctx, name, data)
+}
+
+// An archive write cut short by the attempt's deadline is an attempt
+// timeout: the envelope is parked and tried again, and the envelopes
+// behind it are finalised meanwhile (it used to abort the batch, which
+// was consumed again into the same timeout, for as long as it lasted).
+func TestArchiveTimeoutParksEnvelope(t *testing.T) {
+	h := newHarnessN(t, 1)
+	slow := h.finished("req-slow-archive")
+	next := h.finished("req-behind")
+	a := &slowArchive{Dir: h.archive, name: sink.ManifestName(slow.EnvelopeID, slow.Version), release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	run := h.start(sink.Config{Archive: a, Metrics: reg, AttemptTimeout: 200 * time.Millisecond, RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	if f := h.finalized(1)[0]; f.EnvelopeID != next.EnvelopeID {
+		t.Fatalf("finalized %+v, want %s first", f, next.EnvelopeID)
+	}
+	until(t, "the timed-out attempt counted as a retry", func() bool {
+		return series(t, reg, "esignflow_sink_retries_total", map[string]string{"reason": "unavailable"}) >= 1
+	})
+	close(a.release)
+	if f := h.finalized(2)[1]; f.EnvelopeID != slow.EnvelopeID {
+		t.Fatalf("finalized %+v, want %s", f, slow.EnvelopeID)
+	}
+	h.settled(run, slow.EnvelopeID, next.EnvelopeID)
+}

@@ -292,6 +292,7 @@ func (s *Sink) Ready(ctx context.Context) error {
 type batchState struct {
 	mu        sync.Mutex
 	published []string // markers of the envelope versions published
+	finalized []string // their statuses, for esignflow_sink_finalized_total
 	letters   []string // reasons of the dead letters
 	retries   []string // reasons of the failed attempts parked again
 	parked    []string // keys parked (again)
@@ -301,7 +302,7 @@ type batchState struct {
 func (b *batchState) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.published, b.letters, b.retries, b.parked, b.resolved = nil, nil, nil, nil, nil
+	b.published, b.finalized, b.letters, b.retries, b.parked, b.resolved = nil, nil, nil, nil, nil, nil
 }
 
 func (b *batchState) add(list *[]string, v string) {
@@ -315,10 +316,13 @@ func (b *batchState) add(list *[]string, v string) {
 // set.
 func (s *Sink) committed(ctx context.Context, b *batchState) {
 	b.mu.Lock()
-	published, letters, retries, parked, resolved := b.published, b.letters, b.retries, b.parked, b.resolved
+	published, finalized, letters, retries, parked, resolved := b.published, b.finalized, b.letters, b.retries, b.parked, b.resolved
 	b.mu.Unlock()
 	b.reset()
 	s.markPublished(ctx, published)
+	for _, status := range finalized {
+		s.m.finalized.WithLabelValues(status).Inc()
+	}
 	for _, reason := range letters {
 		s.m.loop.DeadLettered("sink", reason)
 	}
@@ -488,15 +492,22 @@ func ParkKey(envelopeID string, version int64) []byte {
 func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry bool) error {
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
 	fin, err := s.finalize(actx, j.ch)
+	// The archive failing because the attempt ran out of time (slow
+	// downloads before it, or a slow archive) is an attempt timeout: the
+	// envelope is parked, not the batch aborted and consumed again into
+	// the same timeout.
+	timedOut := errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	var ae *archiveError
+	archiveFailed := errors.As(err, &ae)
 	switch {
-	case errors.As(err, &ae):
+	case archiveFailed && !timedOut:
 		return err
 	case err == nil:
 		s.health.answered(j.ch.State.Provider, true)
 		j.out = append(j.out, fin)
 		b.add(&b.published, j.marker)
+		b.add(&b.finalized, string(j.ch.Status))
 		if fromRetry {
 			j.out = append(j.out, s.tombstone(j.key()))
 			b.add(&b.resolved, string(j.key()))
@@ -520,7 +531,7 @@ func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry boo
 		}
 		return nil
 	}
-	if reason == reasonUnavailable || reason == reasonRateLimited {
+	if !archiveFailed && (reason == reasonUnavailable || reason == reasonRateLimited) {
 		s.health.answered(j.ch.State.Provider, false)
 	}
 	j.park.Attempts++
