@@ -138,9 +138,17 @@ func ownHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	return out
 }
 
-// parkRecord is j's next record on the retry topic.
+// parkRecord is j's next record on the retry topic: on the partition of
+// the record it replaces, or, fresh from the status topic, on its
+// envelope's (parkPartition).
 func (s *Sink) parkRecord(j *job) *kgo.Record {
-	return parkOn(s.cfg.RetryTopic, j.key(), j.rec.Value, j.rec.Headers, j.park)
+	r := parkOn(s.cfg.RetryTopic, j.key(), j.rec.Value, j.rec.Headers, j.park)
+	if j.rec.Topic == s.cfg.RetryTopic {
+		r.Partition = j.rec.Partition
+	} else {
+		r.Partition = s.parkPartition(j.ch.EnvelopeID)
+	}
+	return r
 }
 
 func parkOn(topic string, key, value []byte, headers []kgo.RecordHeader, st parkState) *kgo.Record {

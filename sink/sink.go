@@ -107,7 +107,10 @@ type Sink struct {
 	log    *slog.Logger
 	parked *parkedSet
 	health *health
-	m      struct {
+	// retryPartitions is the retry topic's partition count, learnt by Run
+	// before its loops start (parkPartition).
+	retryPartitions int
+	m               struct {
 		finalized        *prometheus.CounterVec
 		downloads        prometheus.Counter
 		downloadFailures *prometheus.CounterVec
@@ -115,6 +118,7 @@ type Sink struct {
 		loop             *txloop.Metrics // lag, aborts and dead letters, shared with the processor
 		recovered        prometheus.Counter
 		repeated         prometheus.Counter
+		superseded       *prometheus.CounterVec
 	}
 }
 
@@ -177,7 +181,10 @@ func New(cfg Config) (*Sink, error) {
 		func() float64 { return float64(s.parked.len(time.Now())) })
 	s.m.recovered = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_recovered_total", Help: "Envelopes already archived whose manifest was published again (a crash before publishing)."})
 	s.m.repeated = prometheus.NewCounter(prometheus.CounterOpts{Name: "esignflow_sink_repeated_total", Help: "Status changes of an envelope version already published: skipped."})
-	for _, c := range []prometheus.Collector{s.m.finalized, s.m.downloads, s.m.downloadFailures, s.m.retries, parked, s.m.recovered, s.m.repeated} {
+	s.m.superseded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esignflow_sink_superseded_total",
+		Help: "Status changes not finalised because a later version of their envelope is finalised or on its way (a poll settled a parked envelope on another terminal status), by the superseded status."},
+		[]string{"status"})
+	for _, c := range []prometheus.Collector{s.m.finalized, s.m.downloads, s.m.downloadFailures, s.m.retries, parked, s.m.recovered, s.m.repeated, s.m.superseded} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("sink: metrics: %w", err)
 		}
@@ -200,12 +207,14 @@ func New(cfg Config) (*Sink, error) {
 // returns after both loops have finished their batch in flight, nil on
 // cancellation, or the first loop's fatal error (ErrCrashed).
 func (s *Sink) Run(ctx context.Context) error {
-	if err := s.ensureRetryTopic(ctx); err != nil {
+	n, err := s.ensureRetryTopic(ctx)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	s.retryPartitions = n
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	status := s.loopConfig(ctx, s.cfg.Codec.Topics().Status, s.cfg.Group, "sink", false)
@@ -227,6 +236,9 @@ func (s *Sink) loopConfig(run context.Context, topic, group, name string, fromRe
 	c := txloop.Config{
 		Name: name, Brokers: s.cfg.Brokers, Topic: topic, Group: group,
 		TransactionalID: group + "-" + s.cfg.InstanceID, MaxBatch: 500, KafkaOpts: s.cfg.KafkaOpts,
+		// Parks go to their envelope's retry partition, tombstones and
+		// parks again to the partition of the record they replace.
+		ExplicitPartitions: []string{s.cfg.RetryTopic},
 		// A batch starts attempts for up to AttemptTimeout, and each
 		// takes up to AttemptTimeout.
 		BatchTimeout: max(2*time.Minute, 3*s.cfg.AttemptTimeout),
@@ -249,24 +261,30 @@ func (s *Sink) loopConfig(run context.Context, topic, group, name string, fromRe
 }
 
 // ensureRetryTopic creates the missing esignflow topics when the retry
-// topic is one of them: a sink upgraded before its topics were.
-func (s *Sink) ensureRetryTopic(ctx context.Context) error {
+// topic is one of them (a sink upgraded before its topics were), and
+// returns the retry topic's partition count.
+func (s *Sink) ensureRetryTopic(ctx context.Context) (int, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.KafkaOpts...)...)
 	if err != nil {
-		return fmt.Errorf("sink: kafka client: %w", err)
+		return 0, fmt.Errorf("sink: kafka client: %w", err)
 	}
 	defer cl.Close()
-	details, err := kadm.NewClient(cl).ListTopics(ctx, s.cfg.RetryTopic)
-	if err != nil {
-		return fmt.Errorf("sink: describe %s: %w", s.cfg.RetryTopic, err)
+	adm := kadm.NewClient(cl)
+	for created := false; ; created = true {
+		details, err := adm.ListTopics(ctx, s.cfg.RetryTopic)
+		if err != nil {
+			return 0, fmt.Errorf("sink: describe %s: %w", s.cfg.RetryTopic, err)
+		}
+		if d, ok := details[s.cfg.RetryTopic]; ok && d.Err == nil && len(d.Partitions) > 0 {
+			return len(d.Partitions), nil
+		}
+		if created {
+			return 0, fmt.Errorf("sink: %s: not found after creating it", s.cfg.RetryTopic)
+		}
+		if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
+			return 0, fmt.Errorf("sink: %w", err)
+		}
 	}
-	if d, ok := details[s.cfg.RetryTopic]; ok && d.Err == nil {
-		return nil
-	}
-	if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
-		return fmt.Errorf("sink: %w", err)
-	}
-	return nil
 }
 
 // PublishedName is the archive marker saying an envelope version's
@@ -291,18 +309,29 @@ func (s *Sink) Ready(ctx context.Context) error {
 // the lock.
 type batchState struct {
 	mu        sync.Mutex
-	published []string // markers of the envelope versions published
-	finalized []string // their statuses, for esignflow_sink_finalized_total
-	letters   []string // reasons of the dead letters
-	retries   []string // reasons of the failed attempts parked again
-	parked    []string // keys parked (again)
-	resolved  []string // keys no longer parked: finalised, dead-lettered or found done
+	published []published // the envelope versions published
+	letters   []string    // reasons of the dead letters
+	retries   []string    // reasons of the failed attempts parked again
+	parked    []string    // keys parked (again)
+	resolved  []string    // keys no longer parked: finalised, dead-lettered or found done
+	repeated  int         // changes of a version already published
+	// superseded are the statuses of the changes a later version of
+	// their envelope superseded.
+	superseded []string
+}
+
+// published is an envelope version whose finalized record the batch
+// emits.
+type published struct {
+	envelopeID string
+	version    int64
+	status     string
 }
 
 func (b *batchState) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.published, b.finalized, b.letters, b.retries, b.parked, b.resolved = nil, nil, nil, nil, nil, nil
+	b.published, b.letters, b.retries, b.parked, b.resolved, b.repeated, b.superseded = nil, nil, nil, nil, nil, 0, nil
 }
 
 func (b *batchState) add(list *[]string, v string) {
@@ -311,17 +340,27 @@ func (b *batchState) add(list *[]string, v string) {
 	*list = append(*list, v)
 }
 
+func (b *batchState) publish(p published) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.published = append(b.published, p)
+}
+
 // committed applies the batch that just committed: publish markers (so a
 // repeated status change finds the version done), counters, the parked
 // set.
 func (s *Sink) committed(ctx context.Context, b *batchState) {
 	b.mu.Lock()
-	published, finalized, letters, retries, parked, resolved := b.published, b.finalized, b.letters, b.retries, b.parked, b.resolved
+	published, letters, retries, parked, resolved, repeated, superseded := b.published, b.letters, b.retries, b.parked, b.resolved, b.repeated, b.superseded
 	b.mu.Unlock()
 	b.reset()
 	s.markPublished(ctx, published)
-	for _, status := range finalized {
-		s.m.finalized.WithLabelValues(status).Inc()
+	for _, p := range published {
+		s.m.finalized.WithLabelValues(p.status).Inc()
+	}
+	s.m.repeated.Add(float64(repeated))
+	for _, status := range superseded {
+		s.m.superseded.WithLabelValues(status).Inc()
 	}
 	for _, reason := range letters {
 		s.m.loop.DeadLettered("sink", reason)
@@ -335,14 +374,20 @@ func (s *Sink) committed(ctx context.Context, b *batchState) {
 }
 
 // markPublished records, after the commit, which envelopes were published,
-// so that a repeated status change finds them done. A crash between the
-// commit and this write leaves a narrow window in which a repeated change
-// is published again; EnvelopeFinalized carries (envelope_id, version) for
+// so that a repeated status change finds them done, and raises each
+// envelope's latest marker (LatestName). A crash between the commit and
+// this write leaves a narrow window in which a repeated change is
+// published again; EnvelopeFinalized carries (envelope_id, version) for
 // downstream to recognise it.
-func (s *Sink) markPublished(ctx context.Context, names []string) {
-	for _, name := range names {
-		if _, err := s.cfg.Archive.Put(context.WithoutCancel(ctx), name, []byte("published\n")); err != nil {
+func (s *Sink) markPublished(ctx context.Context, done []published) {
+	ctx = context.WithoutCancel(ctx)
+	for _, p := range done {
+		name := PublishedName(p.envelopeID, p.version)
+		if _, err := s.cfg.Archive.Put(ctx, name, []byte("published\n")); err != nil {
 			s.log.Warn("publish marker not written", "name", name, "err", err)
+		}
+		if err := s.raiseVersion(ctx, LatestName(p.envelopeID), p.version); err != nil {
+			s.log.Warn("latest marker not written", "envelope_id", p.envelopeID, "version", p.version, "err", err)
 		}
 	}
 }
@@ -364,6 +409,9 @@ type job struct {
 	ch     schemas.EnvelopeStatusChanged
 	park   parkState
 	marker string
+	// behind means an earlier version of the envelope may be parked: the
+	// status loop parks this one behind it, on the same retry partition.
+	behind bool
 	// parkKey is its key on the retry topic (see key).
 	parkKey []byte
 	out     []*kgo.Record // what the batch emits for it
@@ -373,7 +421,7 @@ type job struct {
 // batch starts no new attempt (shutdown waits for the batch in flight).
 func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, recs []*kgo.Record, emit func(*kgo.Record)) error {
 	b.reset() // a batch that ended in a crash left its own
-	var jobs []*job
+	var cands, jobs []*job
 	var direct []*kgo.Record // dead letters and tombstones that need no attempt
 	seen := map[string]bool{}
 	for _, r := range recs {
@@ -397,14 +445,14 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			b.add(&b.letters, reasonUndecodable)
 			direct = append(direct, dl)
 			if fromRetry {
-				direct = append(direct, s.tombstone(r.Key))
+				direct = append(direct, s.tombstone(r))
 				b.add(&b.resolved, string(r.Key))
 			}
 			continue
 		}
 		if !Finalizes(j.ch) {
 			if fromRetry { // not ours: nothing to wait for
-				direct = append(direct, s.tombstone(r.Key))
+				direct = append(direct, s.tombstone(r))
 				b.add(&b.resolved, string(r.Key))
 			}
 			continue
@@ -414,15 +462,63 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			continue // the same change twice in one batch: the first decides
 		}
 		seen[j.marker] = true
-		if done, err := s.cfg.Archive.Exists(ctx, j.marker); err != nil {
-			return err
-		} else if done {
-			s.m.repeated.Inc()
+		cands = append(cands, j)
+	}
+	// No version older than one claimed or published is tried (see
+	// order.go), nor, of the versions of an envelope parked in a batch,
+	// any but the newest. (The status loop tries an envelope's versions
+	// of one batch together: it emits them in order, in one transaction.)
+	newest := map[string]int64{}
+	for _, j := range cands {
+		newest[j.ch.EnvelopeID] = max(newest[j.ch.EnvelopeID], j.ch.Version)
+	}
+	type marks struct{ claimed, latest int64 }
+	before := map[string]marks{} // as the batch found them
+	for _, j := range cands {
+		id, v := j.ch.EnvelopeID, j.ch.Version
+		if n := newest[id]; fromRetry && v < n {
+			s.supersede(j, b, fromRetry, n)
+			direct = append(direct, j.out...)
+			continue
+		}
+		m, ok := before[id]
+		if !ok {
+			var err error
+			if m.claimed, m.latest, err = s.versions(ctx, id); err != nil {
+				return err
+			}
+			before[id] = m
+		}
+		claimed, latest := m.claimed, m.latest
+		if n := max(claimed, latest); n > v {
+			s.supersede(j, b, fromRetry, n)
+			direct = append(direct, j.out...)
+			continue
+		}
+		done := latest >= v
+		if !done {
+			var err error
+			if done, err = s.cfg.Archive.Exists(ctx, j.marker); err != nil {
+				return err
+			}
+		}
+		if done {
+			b.mu.Lock()
+			b.repeated++
+			b.mu.Unlock()
 			if fromRetry {
-				direct = append(direct, s.tombstone(r.Key))
-				b.add(&b.resolved, string(r.Key))
+				direct = append(direct, s.tombstone(j.rec))
+				b.add(&b.resolved, string(j.rec.Key))
 			}
 			continue
+		}
+		if !fromRetry {
+			// A claimed version not published yet may be parked, or
+			// being tried by the retry loop.
+			j.behind = claimed > 0 && latest < claimed
+			if err := s.raiseVersion(ctx, ClaimedName(id), v); err != nil {
+				return err
+			}
 		}
 		jobs = append(jobs, j)
 	}
@@ -446,7 +542,7 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			// RetryMax; a provider may ask for longer) waits again, untried.
 			now := time.Now()
 			if run.Err() != nil || now.After(budget) || (fromRetry && j.park.NotBefore.After(now)) ||
-				(!fromRetry && s.health.down(j.ch.State.Provider)) {
+				(!fromRetry && (j.behind || s.health.down(j.ch.State.Provider))) {
 				errs[i] = s.parkUntried(j, b, fromRetry)
 				return
 			}
@@ -457,7 +553,10 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if s.cfg.Crash != nil && len(b.published) > 0 && s.cfg.Crash() {
+	b.mu.Lock()
+	crash := s.cfg.Crash != nil && len(b.published) > 0
+	b.mu.Unlock()
+	if crash && s.cfg.Crash() {
 		return &txloop.Stop{Err: ErrCrashed}
 	}
 	for _, r := range direct {
@@ -505,11 +604,22 @@ func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry boo
 		return err
 	case err == nil:
 		s.health.answered(j.ch.State.Provider, true)
-		j.out = append(j.out, fin)
-		b.add(&b.published, j.marker)
-		b.add(&b.finalized, string(j.ch.Status))
 		if fromRetry {
-			j.out = append(j.out, s.tombstone(j.key()))
+			// A later version claimed while this one was being tried
+			// (a dead letter replayed onto another partition).
+			claimed, latest, err := s.versions(ctx, j.ch.EnvelopeID)
+			if err != nil {
+				return err
+			}
+			if n := max(claimed, latest); n > j.ch.Version {
+				s.supersede(j, b, fromRetry, n)
+				return nil
+			}
+		}
+		j.out = append(j.out, fin)
+		b.publish(published{envelopeID: j.ch.EnvelopeID, version: j.ch.Version, status: string(j.ch.Status)})
+		if fromRetry {
+			j.out = append(j.out, s.tombstone(j.rec))
 			b.add(&b.resolved, string(j.key()))
 			s.log.Info("parked envelope finalised", "envelope_id", j.ch.EnvelopeID, "version", j.ch.Version,
 				"attempts", j.park.Attempts+1, "parked_for", time.Since(j.park.ParkedAt).Round(time.Second))
@@ -526,7 +636,7 @@ func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry boo
 		j.out = append(j.out, dl)
 		b.add(&b.letters, reason)
 		if fromRetry {
-			j.out = append(j.out, s.tombstone(j.key()))
+			j.out = append(j.out, s.tombstone(j.rec))
 			b.add(&b.resolved, string(j.key()))
 		}
 		return nil
@@ -574,10 +684,10 @@ func (s *Sink) logParked(j *job, wait time.Duration, err error) {
 		"parked_for", time.Since(j.park.ParkedAt).Round(time.Second), "next_in", wait.Round(time.Millisecond), "err", err)
 }
 
-// tombstone deletes a parked envelope version from the compacted retry
-// topic.
-func (s *Sink) tombstone(key []byte) *kgo.Record {
-	return &kgo.Record{Topic: s.cfg.RetryTopic, Key: key}
+// tombstone deletes a parked envelope version, r, from the compacted
+// retry topic: on r's partition, where compaction meets it.
+func (s *Sink) tombstone(r *kgo.Record) *kgo.Record {
+	return &kgo.Record{Topic: s.cfg.RetryTopic, Partition: r.Partition, Key: r.Key}
 }
 
 func (s *Sink) deadLetter(j *job, reason string, cause error) (*kgo.Record, error) {
