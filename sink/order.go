@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The order of an envelope's finalisations. A poll may settle an envelope
@@ -106,9 +108,38 @@ func (s *Sink) versions(ctx context.Context, envelopeID string) (claimed, latest
 // parkPartition is the retry partition of every version of an envelope
 // the status loop parks: one partition, so one batch at a time.
 func (s *Sink) parkPartition(envelopeID string) int32 {
+	return RetryPartition(envelopeID, int(s.retryPartitions))
+}
+
+// RetryPartition is the partition, of a retry topic of n, that every
+// parked version of the envelope with envelopeID goes to: the status loop
+// parks there, and a replayed dead letter (ReplayRecord, produced with
+// RetryPartitioner) too, so the versions of one envelope are tried one
+// batch at a time.
+func RetryPartition(envelopeID string, n int) int32 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(envelopeID))
-	return int32(h.Sum32() % uint32(max(s.retryPartitions, 1)))
+	return int32(h.Sum32() % uint32(max(n, 1)))
+}
+
+// RetryPartitioner partitions the records of the retry topic called topic
+// by the envelope of their key (ParkKey: "<envelope id>@<version>"), and
+// every other record by the hash of its key, as the services do.
+func RetryPartitioner(topic string) kgo.Partitioner {
+	byKey := kgo.StickyKeyPartitioner(nil)
+	return kgo.BasicConsistentPartitioner(func(t string) func(*kgo.Record, int) int {
+		if t != topic {
+			tp := byKey.ForTopic(t)
+			return tp.Partition
+		}
+		return func(r *kgo.Record, n int) int {
+			id := string(r.Key)
+			if i := strings.LastIndexByte(id, '@'); i >= 0 {
+				id = id[:i]
+			}
+			return int(RetryPartition(id, n))
+		}
+	})
 }
 
 // supersede drops j, a version older than newer: nothing is finalised

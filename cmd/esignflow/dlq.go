@@ -97,7 +97,10 @@ func runDLQ(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stderr, "0 replayed")
 		return nil
 	}
-	cl, err := c.kafkaClient(kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.RequiredAcks(kgo.AllISRAcks()))
+	// A sink letter goes to its envelope's retry partition, where the
+	// sink tries that envelope's versions one batch at a time; the rest
+	// by the hash of their keys, as the services produce them.
+	cl, err := c.kafkaClient(kgo.RecordPartitioner(sink.RetryPartitioner(topics.SinkRetry(codec.Topics()))), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		return err
 	}
