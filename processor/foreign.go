@@ -32,7 +32,9 @@ func ours(ev schemas.EnvelopeEvent) bool {
 // Config.AdoptForeign, when they are kept and tracked as envelopes of
 // their own kind (their state is foreign: no request, no tenant). An event
 // that does not show it is ours is foreign when its envelope has no state
-// in partition p and no event of this batch shows the envelope is ours.
+// in partition p and no event of this batch shows the envelope is ours;
+// so is any later event of an envelope adopted that way, which is applied
+// (counted adopted) whatever AdoptForeign says now.
 //
 // The state read is outside the batch's transaction, which is exact: the
 // partition's envelopes are written only by its owner, this member, and
@@ -61,17 +63,20 @@ func (p *Processor) screenForeign(ctx context.Context, part int32, in []store.In
 	out := in[:0:0]
 	for _, x := range in {
 		id := x.Event.EnvelopeID
-		if _, ok := stored[id]; ok || known[id] {
+		e, ok := stored[id]
+		switch {
+		case known[id] || ok && !e.State.Foreign:
 			out = append(out, x)
-			continue
-		}
-		if p.cfg.AdoptForeign {
+		case ok || p.cfg.AdoptForeign:
+			// A foreign envelope adopted before (tracked whatever the
+			// flag says now: its state exists and is polled), or one
+			// adopted now.
 			p.foreignEvent(foreignAdopted)
 			out = append(out, x)
-			continue
+		default:
+			p.foreignEvent(foreignIgnored)
+			p.log.Debug("event for an envelope esignflow did not create: ignored", "envelope_id", id, "provider", x.Event.Provider, "type", x.Event.Type)
 		}
-		p.foreignEvent(foreignIgnored)
-		p.log.Debug("event for an envelope esignflow did not create: ignored", "envelope_id", id, "provider", x.Event.Provider, "type", x.Event.Type)
 	}
 	return out, nil
 }

@@ -39,7 +39,11 @@ func TestForeignEnvelopes(t *testing.T) {
 			created := event("known-envelope", "k-created", schemas.StatusCreated)
 			rid := "req-known"
 			created.Source, created.RequestID = schemas.SourceAPI, &rid
-			h.produce(h.eventRecord(foreign("f-sent", schemas.StatusSent)), h.eventRecord(foreign("f-done", schemas.StatusCompleted)), h.eventRecord(created))
+			// Two batches: the second event finds the first's state
+			// (adopted) or none (ignored).
+			h.produce(h.eventRecord(foreign("f-sent", schemas.StatusSent)))
+			h.waitConsumed(1, 30*time.Second)
+			h.produce(h.eventRecord(foreign("f-done", schemas.StatusCompleted)), h.eventRecord(created))
 			w := newWorkload(3, 10)
 			for _, ev := range w.events {
 				h.produce(h.eventRecord(ev))

@@ -41,9 +41,16 @@ func (l *leaseReader) Get(ctx context.Context, id string) (provider.Envelope, er
 // so at every read the envelope is leased for a whole interval: no other
 // replica reads it meanwhile, and the next read is an interval away. With
 // leases taken only at the scan's start, the later envelopes were read
-// with their leases long gone.
+// with less than an interval of their leases left.
 func TestSlowScanRenewsLeases(t *testing.T) {
-	const n, perSecond, interval = 8, 10.0, 300 * time.Millisecond
+	// All eight fit one scan (the budget pays for 1 + 10/s × 2.1s within
+	// a lease), whose reads take 0.7s: without the renewal the last is
+	// read with 1.4s of its lease left, less than the interval. (An
+	// interval shorter than a scan's reads would have the first envelopes
+	// polled again before the last: in production each poll moves its
+	// envelope to the back of the index, through the processor, which this
+	// test does not run.)
+	const n, perSecond, interval = 8, 10.0, 2 * time.Second
 	env := budgetStore(t, n, time.Now().Add(-time.Hour), time.Millisecond)
 	p := &leaseReader{env: env, ttl: map[string]time.Duration{},
 		fakeProvider: newFake(func(string, int) (schemas.Status, bool) { return schemas.StatusSent, true })}

@@ -270,7 +270,10 @@ func (s *Sink) ensureRetryTopic(ctx context.Context) (int, error) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	for created := false; ; created = true {
+	// A topic just created may not be in every broker's metadata yet
+	// (seen on Apache Kafka): that is waited for, up to topicWait.
+	var deadline time.Time
+	for wait, created := 50*time.Millisecond, false; ; wait = min(2*wait, time.Second) {
 		details, err := adm.ListTopics(ctx, s.cfg.RetryTopic)
 		if err != nil {
 			return 0, fmt.Errorf("sink: describe %s: %w", s.cfg.RetryTopic, err)
@@ -278,14 +281,26 @@ func (s *Sink) ensureRetryTopic(ctx context.Context) (int, error) {
 		if d, ok := details[s.cfg.RetryTopic]; ok && d.Err == nil && len(d.Partitions) > 0 {
 			return len(d.Partitions), nil
 		}
-		if created {
-			return 0, fmt.Errorf("sink: %s: not found after creating it", s.cfg.RetryTopic)
+		switch {
+		case !created:
+			if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
+				return 0, fmt.Errorf("sink: %w", err)
+			}
+			created, deadline = true, time.Now().Add(topicWait)
+			continue
+		case time.Now().After(deadline):
+			return 0, fmt.Errorf("sink: %s: not in the metadata %s after creating it", s.cfg.RetryTopic, topicWait)
 		}
-		if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
-			return 0, fmt.Errorf("sink: %w", err)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
 		}
 	}
 }
+
+// topicWait bounds the wait for a topic just created to show in metadata.
+const topicWait = 30 * time.Second
 
 // PublishedName is the archive marker saying an envelope version's
 // finalized record was committed.
