@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -27,72 +26,6 @@ const jwtLifetime = time.Hour
 // tokenMargin is how long before its expiry a token is renewed (at most a
 // tenth of its lifetime for short-lived tokens).
 const tokenMargin = 5 * time.Minute
-
-// keyFile is the RSA private key, re-read when its file changes. Safe for
-// concurrent use.
-type keyFile struct {
-	path string
-
-	mu    sync.Mutex
-	key   *rsa.PrivateKey
-	stamp string // size and modification time of the file last loaded
-}
-
-func openKeyFile(path string) (*keyFile, error) {
-	k := &keyFile{path: path}
-	if err := k.Reload(); err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func fileStamp(path string) (string, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d:%d", info.Size(), info.ModTime().UnixNano()), nil
-}
-
-// Changed reports whether the file differs (by size and modification
-// time) from the one last loaded.
-func (k *keyFile) Changed() bool {
-	stamp, err := fileStamp(k.path)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return err == nil && stamp != k.stamp
-}
-
-// Reload reads and parses the file; on error the key in use stays.
-func (k *keyFile) Reload() error {
-	stamp, err := fileStamp(k.path)
-	if err != nil {
-		return fmt.Errorf("docusign: private key: %w", err)
-	}
-	raw, err := os.ReadFile(k.path)
-	if err != nil {
-		return fmt.Errorf("docusign: private key: %w", err)
-	}
-	key, err := parseRSAKey(raw)
-	if err != nil {
-		return fmt.Errorf("docusign: private key %s: %w", k.path, err)
-	}
-	k.mu.Lock()
-	k.key, k.stamp = key, stamp
-	k.mu.Unlock()
-	return nil
-}
-
-// get returns the key, re-reading the file first when it changed.
-func (k *keyFile) get() (*rsa.PrivateKey, error) {
-	var err error
-	if k.Changed() {
-		err = k.Reload()
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.key, err
-}
 
 // parseRSAKey parses the first PEM block: PKCS#1 or PKCS#8 RSA.
 func parseRSAKey(raw []byte) (*rsa.PrivateKey, error) {
@@ -195,7 +128,7 @@ func (t *tokens) drop(access string) {
 
 // assertion builds and signs the JWT grant's assertion.
 func (c *Client) assertion() (string, error) {
-	key, err := c.key.get()
+	key, err := c.key.Get()
 	if key == nil {
 		return "", &provider.PermanentError{Reason: err.Error()}
 	}

@@ -3,6 +3,7 @@ package docusign
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +28,7 @@ import (
 type Client struct {
 	cfg    Config
 	auth   *url.URL
-	key    *keyFile
+	key    *provider.KeyFile[*rsa.PrivateKey]
 	tokens *tokens
 	log    *slog.Logger
 	m      *metrics // nil without Config.Metrics
@@ -51,7 +52,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docusign: config: AuthURL: %w", err)
 	}
-	key, err := openKeyFile(cfg.PrivateKeyFile)
+	key, err := provider.OpenKeyFile(cfg.PrivateKeyFile, "docusign: private key", parseRSAKey)
 	if err != nil {
 		return nil, err
 	}

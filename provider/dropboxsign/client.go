@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -35,7 +34,7 @@ import (
 type Client struct {
 	cfg  Config
 	base string // BaseURL without a trailing slash
-	key  *keyFile
+	key  *provider.KeyFile[string]
 	log  *slog.Logger
 	m    *metrics // nil without Config.Metrics
 	lim  *limits
@@ -63,7 +62,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dropboxsign: config: BaseURL: %w", err)
 	}
-	key, err := openKeyFile(cfg.APIKeyFile)
+	key, err := provider.OpenKeyFile(cfg.APIKeyFile, "dropboxsign: API key file", parseAPIKey)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +101,7 @@ func (c *Client) Check(ctx context.Context) error {
 // identities: Dropbox Sign's account id would be exact, but only a call
 // can learn it).
 func (c *Client) Account() string {
-	k, _ := c.key.get()
+	k, _ := c.key.Get()
 	sum := sha256.Sum256([]byte(k))
 	return "dropboxsign:" + hex.EncodeToString(sum[:])[:12]
 }
@@ -115,77 +114,17 @@ func (c *Client) Changed() bool { return c.key.Changed() }
 // Reload re-reads the key file. On error the previous key stays in use.
 func (c *Client) Reload() error { return c.key.Reload() }
 
-// keyFile is the API key, re-read when its file changes. Safe for
-// concurrent use.
-type keyFile struct {
-	path string
-
-	mu    sync.Mutex
-	key   string
-	stamp string // size and modification time of the file last loaded
-}
-
-func openKeyFile(path string) (*keyFile, error) {
-	k := &keyFile{path: path}
-	if err := k.Reload(); err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func fileStamp(path string) (string, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d:%d", info.Size(), info.ModTime().UnixNano()), nil
-}
-
-// Changed reports whether the file differs (by size and modification
-// time) from the one last loaded.
-func (k *keyFile) Changed() bool {
-	stamp, err := fileStamp(k.path)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return err == nil && stamp != k.stamp
-}
-
-// Reload reads the file's first line; on error the key in use stays. Its
-// errors name the file, never the key.
-func (k *keyFile) Reload() error {
-	stamp, err := fileStamp(k.path)
-	if err != nil {
-		return fmt.Errorf("dropboxsign: API key file: %w", err)
-	}
-	raw, err := os.ReadFile(k.path)
-	if err != nil {
-		return fmt.Errorf("dropboxsign: API key file: %w", err)
-	}
+// parseAPIKey reads the key file's first line.
+func parseAPIKey(raw []byte) (string, error) {
 	line, _, _ := strings.Cut(string(raw), "\n")
 	key := strings.TrimSpace(line)
 	switch {
 	case key == "":
-		return fmt.Errorf("dropboxsign: API key file %s: empty", k.path)
+		return "", errors.New("empty")
 	case strings.ContainsAny(key, ": \t"):
-		return fmt.Errorf("dropboxsign: API key file %s: the key holds a colon or a space, which no API key does", k.path)
+		return "", errors.New("the key holds a colon or a space, which no API key does")
 	}
-	k.mu.Lock()
-	k.key, k.stamp = key, stamp
-	k.mu.Unlock()
-	return nil
-}
-
-// get returns the key, re-reading the file first when it changed; the
-// error says why a changed file was not taken (the previous key is still
-// returned).
-func (k *keyFile) get() (string, error) {
-	var err error
-	if k.Changed() {
-		err = k.Reload()
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.key, err
+	return key, nil
 }
 
 // tier is one of Dropbox Sign's rate-limit classes.
@@ -232,7 +171,7 @@ func (c *Client) call(ctx context.Context, r request, limit int64) (answer, erro
 	if err := c.lim.pace(ctx, r.tier); err != nil {
 		return answer{}, err
 	}
-	key, kerr := c.key.get()
+	key, kerr := c.key.Get()
 	if kerr != nil {
 		c.log.Warn("dropbox sign API key file changed but was not taken; the previous key stays in use", "err", kerr)
 	}
