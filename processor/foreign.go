@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/provider"
@@ -55,7 +56,8 @@ func (p *Processor) screenForeign(ctx context.Context, part int32, in []store.In
 	if len(ask) == 0 {
 		return in, nil
 	}
-	ask = unique(ask)
+	slices.Sort(ask)
+	ask = slices.Compact(ask)
 	stored, err := p.cfg.Store.Envelopes(ctx, part, ask)
 	if err != nil {
 		return nil, fmt.Errorf("read the envelopes of events without a request id: %w", err)
@@ -79,17 +81,4 @@ func (p *Processor) screenForeign(ctx context.Context, part int32, in []store.In
 		}
 	}
 	return out, nil
-}
-
-// unique returns ids without repeats, in first-seen order.
-func unique(ids []string) []string {
-	seen := make(map[string]bool, len(ids))
-	out := ids[:0]
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
 }

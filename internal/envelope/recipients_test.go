@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/envelope/envelopetest"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -72,7 +73,7 @@ func TestAuthFailureIsNotFinal(t *testing.T) {
 	if r := rcpOf(t, e, "1"); r.Status != schemas.RecipientSigned || !r.StatusAt.Equal(t0.Add(150*time.Second)) {
 		t.Fatalf("after signing: recipient %s at %s, want SIGNED at +150s", r.Status, r.StatusAt)
 	}
-	forEveryOrder(evs, func(order []schemas.EnvelopeEvent) {
+	envelopetest.EveryOrder(evs, func(order []schemas.EnvelopeEvent) {
 		e, _ := applyAll(t, envelope.Envelope{}, order...)
 		if r := rcpOf(t, e, "1"); r.Status != schemas.RecipientSigned || *e.State.Status != schemas.StatusCompleted {
 			t.Fatalf("order %v: recipient %s, envelope %s", ids(order), r.Status, *e.State.Status)
@@ -101,7 +102,7 @@ func TestBounceThenDelivered(t *testing.T) {
 		{"the FAILED older versions wrote for a bounce is not final either", []schemas.EnvelopeEvent{rcpEvent("old", "1", schemas.RecipientFailed, 2), rcpEvent("signed", "1", schemas.RecipientSigned, 400)}, schemas.RecipientSigned, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			forEveryOrder(tc.evs, func(order []schemas.EnvelopeEvent) {
+			envelopetest.EveryOrder(tc.evs, func(order []schemas.EnvelopeEvent) {
 				if tc.name == "the send it bounced, arriving late, does not undo it" && order[0].EventID != "bounced" {
 					return // the order is the point of this case
 				}
@@ -121,7 +122,7 @@ func TestAuthFailureAgainstViews(t *testing.T) {
 	v1 := rcpEvent("v1", "1", schemas.RecipientViewed, 10)
 	af := rcpEvent("af", "1", schemas.RecipientAuthFailed, 20)
 	v2 := rcpEvent("v2", "1", schemas.RecipientViewed, 30)
-	forEveryOrder([]schemas.EnvelopeEvent{v1, af, v2}, func(order []schemas.EnvelopeEvent) {
+	envelopetest.EveryOrder([]schemas.EnvelopeEvent{v1, af, v2}, func(order []schemas.EnvelopeEvent) {
 		e, changes := applyAll(t, envelope.Envelope{}, order...)
 		if r := rcpOf(t, e, "1"); r.Status != schemas.RecipientViewed || !r.StatusAt.Equal(t0.Add(30*time.Second)) {
 			t.Fatalf("order %v: %s at %s, want VIEWED at +30s", ids(order), r.Status, r.StatusAt)
@@ -175,7 +176,7 @@ func TestReassignReplacesRecipient(t *testing.T) {
 		}
 	}
 	check(e, "in order, before signing")
-	forEveryOrder(evs, func(order []schemas.EnvelopeEvent) {
+	envelopetest.EveryOrder(evs, func(order []schemas.EnvelopeEvent) {
 		e, _ := applyAll(t, envelope.Envelope{}, order...)
 		check(e, fmt.Sprint(ids(order)))
 		if n := rcpOf(t, e, "3"); n.Status != schemas.RecipientSigned || *e.State.Status != schemas.StatusCompleted {
@@ -186,7 +187,7 @@ func TestReassignReplacesRecipient(t *testing.T) {
 	// for it are not documented) does not undo the replacement, in either
 	// order: nobody is reassigned after signing.
 	signedOld := rcpEvent("1-signed?", "1", schemas.RecipientSigned, 120)
-	forEveryOrder([]schemas.EnvelopeEvent{evs[1], reassign, signedOld}, func(order []schemas.EnvelopeEvent) {
+	envelopetest.EveryOrder([]schemas.EnvelopeEvent{evs[1], reassign, signedOld}, func(order []schemas.EnvelopeEvent) {
 		e, _ := applyAll(t, envelope.Envelope{}, order...)
 		if o := rcpOf(t, e, "1"); o.Status != schemas.RecipientReplaced || o.ReplacedBy == nil {
 			t.Fatalf("order %v: old recipient %+v", ids(order), o)
@@ -253,25 +254,6 @@ func TestCorrectionIsItsOwnKindOfChange(t *testing.T) {
 	if p := e2.Pending[len(e2.Pending)-1]; p.EventID != "c3" || p.Kind == nil || *p.Kind != schemas.EventKindCorrected || p.Outcome != schemas.OutcomeIgnored {
 		t.Fatalf("the late correction must be in the audit trail: %+v", p)
 	}
-}
-
-// forEveryOrder calls f with every permutation of evs (up to 7 events:
-// 5,040 orders).
-func forEveryOrder(evs []schemas.EnvelopeEvent, f func([]schemas.EnvelopeEvent)) {
-	var perm func(k int)
-	a := append([]schemas.EnvelopeEvent(nil), evs...)
-	perm = func(k int) {
-		if k == len(a) {
-			f(append([]schemas.EnvelopeEvent(nil), a...))
-			return
-		}
-		for i := k; i < len(a); i++ {
-			a[k], a[i] = a[i], a[k]
-			perm(k + 1)
-			a[k], a[i] = a[i], a[k]
-		}
-	}
-	perm(0)
 }
 
 func ids(evs []schemas.EnvelopeEvent) []string {

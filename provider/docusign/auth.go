@@ -297,7 +297,7 @@ func (c *Client) userInfoBase(ctx context.Context) (string, error) {
 		var ids []string
 		for _, a := range info.Accounts {
 			if strings.EqualFold(a.AccountID, c.cfg.AccountID) {
-				u, err := parseHTTPURL(a.BaseURI)
+				u, err := provider.ParseBaseURL(a.BaseURI)
 				if err != nil {
 					return &provider.PermanentError{Reason: fmt.Sprintf("docusign: userinfo: account %s: base_uri: %v", a.AccountID, err)}
 				}

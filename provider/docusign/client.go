@@ -48,7 +48,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	auth, err := parseHTTPURL(cfg.AuthURL)
+	auth, err := provider.ParseBaseURL(cfg.AuthURL)
 	if err != nil {
 		return nil, fmt.Errorf("docusign: config: AuthURL: %w", err)
 	}
@@ -60,7 +60,7 @@ func New(cfg Config) (*Client, error) {
 	c.tokens = &tokens{c: c}
 	c.lim.envelopes = map[string]envelopeBackoff{}
 	if cfg.BaseURL != "" {
-		u, err := parseHTTPURL(cfg.BaseURL)
+		u, err := provider.ParseBaseURL(cfg.BaseURL)
 		if err != nil {
 			return nil, fmt.Errorf("docusign: config: BaseURL: %w", err)
 		}

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/esignflow/esignflow/provider"
 )
 
 // DefaultAuthURL is DocuSign's developer (demo) OAuth host. Production
@@ -96,12 +97,12 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.AuthURL != "" {
-		if _, err := parseHTTPURL(c.AuthURL); err != nil {
+		if _, err := provider.ParseBaseURL(c.AuthURL); err != nil {
 			errs = append(errs, fmt.Errorf("AuthURL: %w", err))
 		}
 	}
 	if c.BaseURL != "" {
-		if _, err := parseHTTPURL(c.BaseURL); err != nil {
+		if _, err := provider.ParseBaseURL(c.BaseURL); err != nil {
 			errs = append(errs, fmt.Errorf("BaseURL: %w", err))
 		}
 	}
@@ -142,23 +143,4 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-}
-
-// parseHTTPURL parses an absolute http(s) URL without a query, and drops a
-// trailing slash from its path.
-func parseHTTPURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return nil, err
-	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
-		return nil, fmt.Errorf("%q is not an absolute http(s) URL", s)
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("%q has a query or fragment", s)
-	}
-	for len(u.Path) > 0 && u.Path[len(u.Path)-1] == '/' {
-		u.Path = u.Path[:len(u.Path)-1]
-	}
-	u.RawPath = ""
-	return u, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/envelope/envelopetest"
 	"github.com/esignflow/esignflow/provider/docusign"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -283,7 +284,7 @@ func TestConnectRecipientStories(t *testing.T) {
 				}
 				evs = append(evs, ev...)
 			}
-			permute(evs, func(order []schemas.EnvelopeEvent) {
+			envelopetest.EveryOrder(evs, func(order []schemas.EnvelopeEvent) {
 				var e envelope.Envelope
 				for _, ev := range order {
 					e, _ = e.Apply(ev, ev.OccurredAt)
@@ -302,22 +303,4 @@ func TestConnectRecipientStories(t *testing.T) {
 			})
 		})
 	}
-}
-
-// permute calls f with every order of evs.
-func permute(evs []schemas.EnvelopeEvent, f func([]schemas.EnvelopeEvent)) {
-	a := append([]schemas.EnvelopeEvent(nil), evs...)
-	var rec func(k int)
-	rec = func(k int) {
-		if k == len(a) {
-			f(a)
-			return
-		}
-		for i := k; i < len(a); i++ {
-			a[k], a[i] = a[i], a[k]
-			rec(k + 1)
-			a[k], a[i] = a[i], a[k]
-		}
-	}
-	rec(0)
 }

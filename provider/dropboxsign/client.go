@@ -58,7 +58,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	u, err := parseHTTPURL(cfg.BaseURL)
+	u, err := provider.ParseBaseURL(cfg.BaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("dropboxsign: config: BaseURL: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/esignflow/esignflow/internal/envelope"
+	"github.com/esignflow/esignflow/internal/envelope/envelopetest"
 	"github.com/esignflow/esignflow/provider/dropboxsign"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -210,7 +211,7 @@ func TestCallbackRecipientStories(t *testing.T) {
 				}
 				evs = append(evs, e...)
 			}
-			forEveryOrder(evs, func(order []schemas.EnvelopeEvent) {
+			envelopetest.EveryOrder(evs, func(order []schemas.EnvelopeEvent) {
 				var e envelope.Envelope
 				for _, ev := range order {
 					e, _ = e.Apply(ev, ev.OccurredAt)
@@ -225,21 +226,4 @@ func TestCallbackRecipientStories(t *testing.T) {
 			})
 		})
 	}
-}
-
-func forEveryOrder(evs []schemas.EnvelopeEvent, f func([]schemas.EnvelopeEvent)) {
-	a := append([]schemas.EnvelopeEvent(nil), evs...)
-	var rec func(k int)
-	rec = func(k int) {
-		if k == len(a) {
-			f(a)
-			return
-		}
-		for i := k; i < len(a); i++ {
-			a[k], a[i] = a[i], a[k]
-			rec(k + 1)
-			a[k], a[i] = a[i], a[k]
-		}
-	}
-	rec(0)
 }
