@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,9 +78,15 @@ func TestRedisCopyPutBack(t *testing.T) {
 	}
 }
 
+// dumpDB prints the test's keys. A set's members are sorted: SMEMBERS
+// answers in the order of the server's hash table, whose seed is chosen
+// at start, so the same members added in another order (as the put-back
+// adds them) can come back in another order.
 func dumpDB(t *testing.T, rc *redis.Client) string {
 	t.Helper()
 	ctx := context.Background()
+	members := rc.SMembers(ctx, "set").Val()
+	slices.Sort(members)
 	return fmt.Sprint(rc.Get(ctx, "s").Val(), rc.Get(ctx, "ttl").Val(), rc.Exists(ctx, "new").Val(), rc.HGetAll(ctx, "h").Val(),
-		rc.ZRangeWithScores(ctx, "z", 0, -1).Val(), rc.LRange(ctx, "l", 0, -1).Val(), rc.SMembers(ctx, "set").Val())
+		rc.ZRangeWithScores(ctx, "z", 0, -1).Val(), rc.LRange(ctx, "l", 0, -1).Val(), members)
 }
