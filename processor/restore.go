@@ -14,6 +14,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/internal/store"
+	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/internal/txloop"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -300,33 +301,11 @@ var ErrPartitionMismatch = errors.New("processor: the changelog and the events t
 // waited for, up to topicWait.
 func (p *Processor) history(ctx context.Context, adm *kadm.Client) (string, error) {
 	names := p.cfg.Codec.Topics()
-	var (
-		md     kadm.Metadata
-		ev, cl kadm.TopicDetail
-	)
-	deadline := time.Now().Add(topicWait)
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		var err error
-		md, err = adm.Metadata(ctx, names.Events, names.Envelopes)
-		if err != nil {
-			return "", fmt.Errorf("processor: metadata: %w", err)
-		}
-		ev, cl = md.Topics[names.Events], md.Topics[names.Envelopes]
-		if err = errors.Join(ev.Err, cl.Err); err == nil || !kerr.IsRetriable(err) || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(wait):
-		}
+	md, err := topics.Await(ctx, adm, topicWait, names.Events, names.Envelopes)
+	if err != nil {
+		return "", fmt.Errorf("processor: %w", err)
 	}
-	if ev.Err != nil {
-		return "", fmt.Errorf("processor: topic %s: %w", names.Events, ev.Err)
-	}
-	if cl.Err != nil {
-		return "", fmt.Errorf("processor: topic %s: %w", names.Envelopes, cl.Err)
-	}
+	ev, cl := md.Topics[names.Events], md.Topics[names.Envelopes]
 	if len(ev.Partitions) != len(cl.Partitions) {
 		return "", fmt.Errorf("%w: %s has %d partitions, %s has %d; re-create %s with %d partitions (compacted)",
 			ErrPartitionMismatch, names.Events, len(ev.Partitions), names.Envelopes, len(cl.Partitions), names.Envelopes, len(ev.Partitions))

@@ -270,33 +270,22 @@ func (s *Sink) ensureRetryTopic(ctx context.Context) (int, error) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	// A topic just created may not be in every broker's metadata yet
-	// (seen on Apache Kafka): that is waited for, up to topicWait.
-	var deadline time.Time
-	for wait, created := 50*time.Millisecond, false; ; wait = min(2*wait, time.Second) {
-		details, err := adm.ListTopics(ctx, s.cfg.RetryTopic)
-		if err != nil {
-			return 0, fmt.Errorf("sink: describe %s: %w", s.cfg.RetryTopic, err)
-		}
-		if d, ok := details[s.cfg.RetryTopic]; ok && d.Err == nil && len(d.Partitions) > 0 {
-			return len(d.Partitions), nil
-		}
-		switch {
-		case !created:
-			if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
-				return 0, fmt.Errorf("sink: %w", err)
-			}
-			created, deadline = true, time.Now().Add(topicWait)
-			continue
-		case time.Now().After(deadline):
-			return 0, fmt.Errorf("sink: %s: not in the metadata %s after creating it", s.cfg.RetryTopic, topicWait)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(wait):
+	details, err := adm.ListTopics(ctx, s.cfg.RetryTopic)
+	if err != nil {
+		return 0, fmt.Errorf("sink: describe %s: %w", s.cfg.RetryTopic, err)
+	}
+	if d, ok := details[s.cfg.RetryTopic]; !ok || d.Err != nil || len(d.Partitions) == 0 {
+		if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
+			return 0, fmt.Errorf("sink: %w", err)
 		}
 	}
+	// A topic just created may not be in every broker's metadata yet
+	// (seen on Apache Kafka): that is waited for, up to topicWait.
+	md, err := topics.Await(ctx, adm, topicWait, s.cfg.RetryTopic)
+	if err != nil {
+		return 0, fmt.Errorf("sink: %w", err)
+	}
+	return len(md.Topics[s.cfg.RetryTopic].Partitions), nil
 }
 
 // topicWait bounds the wait for a topic just created to show in metadata.
