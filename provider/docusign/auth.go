@@ -104,7 +104,7 @@ func (t *tokens) get(ctx context.Context) (string, error) {
 // the call timeout, so a caller that gives up does not fail the others;
 // it exits when the token call ends.
 func (t *tokens) fetch(f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), t.c.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), t.c.api.Timeout)
 	defer cancel()
 	f.tok, f.err = t.c.requestToken(ctx)
 	t.mu.Lock()
@@ -168,8 +168,8 @@ func (c *Client) requestToken(ctx context.Context) (token, error) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := c.cfg.HTTP.Do(req)
-	c.m.observe("token", start, resp, err)
+	resp, err := c.api.HTTP.Do(req)
+	c.api.Observe("token", start, resp, err)
 	if err != nil {
 		return token{}, &provider.TransientError{Err: fmt.Errorf("docusign: token request: %w", err)}
 	}
@@ -254,12 +254,12 @@ func (c *Client) restBase(ctx context.Context) (string, error) {
 // userInfoBase asks /oauth/userinfo for the base_uri of the account.
 func (c *Client) userInfoBase(ctx context.Context) (string, error) {
 	var base string
-	err := c.retry(ctx, func(ctx context.Context) error {
+	err := c.api.Retry(ctx, func(ctx context.Context) error {
 		tok, err := c.tokens.get(ctx)
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+		ctx, cancel := context.WithTimeout(ctx, c.api.Timeout)
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.auth.String()+"/oauth/userinfo", nil)
 		if err != nil {
@@ -268,8 +268,8 @@ func (c *Client) userInfoBase(ctx context.Context) (string, error) {
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Accept", "application/json")
 		start := time.Now()
-		resp, err := c.cfg.HTTP.Do(req)
-		c.m.observe("userinfo", start, resp, err)
+		resp, err := c.api.HTTP.Do(req)
+		c.api.Observe("userinfo", start, resp, err)
 		if err != nil {
 			return provider.TransportError(ctx, err)
 		}

@@ -1,15 +1,11 @@
 package docusign
 
 import (
-	"bytes"
 	"context"
 	"crypto/rsa"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +13,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 )
 
 // Client is a provider.Provider for DocuSign's eSignature REST API v2.1,
@@ -31,6 +28,7 @@ type Client struct {
 	key    *provider.KeyFile[*rsa.PrivateKey]
 	tokens *tokens
 	log    *slog.Logger
+	api    *apicall.Caller
 	m      *metrics // nil without Config.Metrics
 	lim    limits
 
@@ -66,11 +64,15 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.base = u.String() + "/restapi/v2.1/accounts/" + url.PathEscape(cfg.AccountID)
 	}
+	api := apicall.Caller{Provider: "docusign", HTTP: cfg.HTTP, Timeout: cfg.CallTimeout, Attempts: cfg.MaxAttempts,
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, Retryable: retryable, Logger: c.log}
 	if cfg.Metrics != nil {
 		if c.m, err = newMetrics(cfg.Metrics); err != nil {
 			return nil, fmt.Errorf("docusign: metrics: %w", err)
 		}
+		api.Metrics = c.m.CallMetrics
 	}
+	c.api = apicall.New(api)
 	return c, nil
 }
 
@@ -114,69 +116,33 @@ type request struct {
 	op     string   // operation label for metrics
 }
 
-// answer is a 2xx answer, read whole.
-type answer struct {
-	body        []byte
-	contentType string
-}
-
 // call runs r once: no retry. Every error is typed (TransientError,
 // PermanentError, RateLimitedError, EnvelopeLimitError, ErrNotFound) or is
 // the caller's own cancellation.
-func (c *Client) call(ctx context.Context, r request, limit int64) (answer, error) {
+func (c *Client) call(ctx context.Context, r request, limit int64) (apicall.Answer, error) {
 	if err := c.lim.admit(c.cfg.Now(), r.envs); err != nil {
-		return answer{}, err
+		return apicall.Answer{}, err
 	}
 	base, err := c.restBase(ctx)
 	if err != nil {
-		return answer{}, err
+		return apicall.Answer{}, err
 	}
 	tok, err := c.tokens.get(ctx)
 	if err != nil {
-		return answer{}, err
+		return apicall.Answer{}, err
 	}
-	var rd io.Reader
+	var body []byte
 	if r.body != nil {
-		b, err := json.Marshal(r.body)
-		if err != nil {
-			return answer{}, &provider.PermanentError{Reason: "docusign: encode request: " + err.Error()}
+		if body, err = json.Marshal(r.body); err != nil {
+			return apicall.Answer{}, &provider.PermanentError{Reason: "docusign: encode request: " + err.Error()}
 		}
-		rd = bytes.NewReader(b)
 	}
-	u := base + r.path
-	if len(r.query) > 0 {
-		u += "?" + r.query.Encode()
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
-	if err != nil {
-		return answer{}, &provider.PermanentError{Reason: err.Error()}
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Accept", "application/json")
-	if r.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	start := time.Now()
-	resp, err := c.cfg.HTTP.Do(req)
-	c.m.observe(r.op, start, resp, err)
-	if err != nil {
-		return answer{}, provider.TransportError(ctx, err)
-	}
-	defer resp.Body.Close()
-	c.lim.observe(c.m, resp.Header)
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return answer{}, provider.TransportError(ctx, fmt.Errorf("read answer: %w", err))
-	}
-	if resp.StatusCode/100 == 2 {
-		if int64(len(raw)) > limit {
-			return answer{}, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("docusign: answer larger than %d bytes", limit)}
-		}
-		return answer{body: raw, contentType: resp.Header.Get("Content-Type")}, nil
-	}
-	return answer{}, c.classify(resp, raw, r, tok)
+	return c.api.Call(ctx, apicall.Request{
+		Method: r.method, URL: base + r.path, Query: r.query, Body: body, ContentType: "application/json",
+		Header: http.Header{"Authorization": {"Bearer " + tok}}, Op: r.op, Limit: limit,
+		Answered: func(resp *http.Response) { c.lim.observe(c.m, resp.Header) },
+		Refused:  func(resp *http.Response, raw []byte) error { return c.classify(resp, raw, r, tok) },
+	})
 }
 
 // Rate-limit and per-envelope error codes (compared case-insensitively).
@@ -213,7 +179,7 @@ func (c *Client) classify(resp *http.Response, raw []byte, r request, tok string
 	switch {
 	case code == codeHourly || code == codeBurst:
 		until := c.lim.stop(now, code, resp.Header)
-		c.m.rateLimitedOp(r.op)
+		c.api.RateLimited(r.op)
 		c.log.Warn("docusign account rate limit exceeded; no calls until the reset", "code", eb.ErrorCode, "until", until)
 		return &provider.RateLimitedError{RetryAfter: until.Sub(now)}
 	case strings.Contains(code, "_ENVELOPE_POLLING_LIMIT_EXCEEDED") || strings.Contains(code, "_APIINVOCATION_ENVELOPE_LIMIT_EXCEEDED"):
@@ -230,7 +196,7 @@ func (c *Client) classify(resp *http.Response, raw []byte, r request, tok string
 		return &provider.TransientError{Err: ae}
 	case resp.StatusCode == http.StatusTooManyRequests:
 		until := c.lim.stop(now, "", resp.Header)
-		c.m.rateLimitedOp(r.op)
+		c.api.RateLimited(r.op)
 		return &provider.RateLimitedError{RetryAfter: until.Sub(now)}
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout:
 		return &provider.TransientError{Err: ae}
@@ -239,62 +205,7 @@ func (c *Client) classify(resp *http.Response, raw []byte, r request, tok string
 	}
 }
 
-// retry runs fn until it succeeds, fails with an error that retrying
-// cannot fix, runs out of attempts or ctx ends. Transient errors wait a
-// full-jitter backoff; rate limits are not waited out here (they may last
-// up to an hour): the RateLimitedError is returned for the caller to
-// schedule.
-func (c *Client) retry(ctx context.Context, fn func(context.Context) error) error {
-	var err error
-	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
-		err = fn(ctx)
-		var rl *provider.RateLimitedError
-		var el *EnvelopeLimitError
-		if err == nil || !provider.IsTransient(err) || errors.As(err, &rl) || errors.As(err, &el) {
-			return err
-		}
-		if attempt == c.cfg.MaxAttempts-1 {
-			break
-		}
-		if werr := c.backoff(ctx, attempt, err); werr != nil {
-			return werr
-		}
-	}
-	return err
-}
-
-// backoff waits the full-jitter backoff after attempt (0-based) failed with
-// err, or returns when ctx ends.
-func (c *Client) backoff(ctx context.Context, attempt int, err error) error {
-	wait := c.cfg.BackoffBase << attempt
-	if wait > c.cfg.BackoffMax || wait <= 0 {
-		wait = c.cfg.BackoffMax
-	}
-	wait = time.Duration(rand.Int64N(int64(wait)) + 1)
-	c.log.Debug("retrying docusign call", "attempt", attempt+1, "wait", wait, "err", err)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-	case <-t.C:
-		return nil
-	}
-}
-
 // do runs r with retries and decodes a JSON answer into out (when not nil).
 func (c *Client) do(ctx context.Context, r request, out any) error {
-	return c.retry(ctx, func(ctx context.Context) error {
-		a, err := c.call(ctx, r, 32<<20)
-		if err != nil {
-			return err
-		}
-		if out == nil || len(a.body) == 0 {
-			return nil
-		}
-		if err := json.Unmarshal(a.body, out); err != nil {
-			return &provider.TransientError{Err: fmt.Errorf("docusign: decode %s answer: %w", r.op, err)}
-		}
-		return nil
-	})
+	return c.api.Decode(ctx, r.op, func(ctx context.Context) (apicall.Answer, error) { return c.call(ctx, r, 32<<20) }, out)
 }

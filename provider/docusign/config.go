@@ -112,24 +112,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// defaults fills the fields that are DocuSign's own; the call settings
+// (HTTP, CallTimeout, MaxAttempts, BackoffBase, BackoffMax) take their
+// defaults in apicall.New.
 func (c *Config) defaults() {
 	if c.AuthURL == "" {
 		c.AuthURL = DefaultAuthURL
-	}
-	if c.CallTimeout <= 0 {
-		c.CallTimeout = 30 * time.Second
-	}
-	if c.HTTP == nil {
-		c.HTTP = &http.Client{}
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 6
-	}
-	if c.BackoffBase <= 0 {
-		c.BackoffBase = 100 * time.Millisecond
-	}
-	if c.BackoffMax <= 0 {
-		c.BackoffMax = 5 * time.Second
 	}
 	if c.PageSize <= 0 {
 		c.PageSize = 100

@@ -160,9 +160,9 @@ func (c *Client) Create(ctx context.Context, key string, req schemas.SigningRequ
 	}
 	def.TransactionID = TransactionID(req.Tenant, key)
 	var last error
-	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
+	for attempt := 0; attempt < c.api.Attempts; attempt++ {
 		if attempt > 0 {
-			if err := c.backoff(ctx, attempt-1, last); err != nil {
+			if err := c.api.Backoff(ctx, attempt-1, last); err != nil {
 				return provider.Envelope{}, err
 			}
 		}
@@ -205,10 +205,10 @@ func (c *Client) createOnce(ctx context.Context, def *envelopeDefinition, out pr
 			EnvelopeID string `json:"envelopeId"`
 			Status     string `json:"status"`
 		}
-		if err := json.Unmarshal(a.body, &sum); err != nil || sum.EnvelopeID == "" {
+		if err := json.Unmarshal(a.Body, &sum); err != nil || sum.EnvelopeID == "" {
 			// Created, but the answer is unreadable: the next
 			// attempt's look-up finds it.
-			return provider.Envelope{}, &provider.TransientError{Err: fmt.Errorf("create answer without an envelopeId: %s", a.body[:min(len(a.body), 200)])}
+			return provider.Envelope{}, &provider.TransientError{Err: fmt.Errorf("create answer without an envelopeId: %s", a.Body[:min(len(a.Body), 200)])}
 		}
 		id, status = sum.EnvelopeID, strings.ToLower(sum.Status)
 		c.log.Debug("docusign draft created", "envelope_id", id, "transaction_id", def.TransactionID)
@@ -260,7 +260,7 @@ func (c *Client) lookupTransaction(ctx context.Context, txid string) (transactio
 	if err != nil {
 		return transactionStatus{}, fmt.Errorf("look up transaction %s: %w", txid, err)
 	}
-	if err := json.Unmarshal(a.body, &page); err != nil {
+	if err := json.Unmarshal(a.Body, &page); err != nil {
 		return transactionStatus{}, &provider.TransientError{Err: fmt.Errorf("look up transaction %s: decode: %w", txid, err)}
 	}
 	var found []transactionStatus
@@ -462,6 +462,6 @@ func fileExtension(d schemas.Document) string {
 
 // documentBytes returns a document's bytes (provider.Documents).
 func (c *Client) documentBytes(ctx context.Context, d schemas.Document) ([]byte, error) {
-	return provider.Documents{Provider: "docusign", HTTP: c.cfg.HTTP, Timeout: c.cfg.CallTimeout,
+	return provider.Documents{Provider: "docusign", HTTP: c.api.HTTP, Timeout: c.api.Timeout,
 		Limit: c.cfg.MaxDocumentBytes, HashRequired: true}.Bytes(ctx, d)
 }

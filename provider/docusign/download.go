@@ -33,16 +33,16 @@ func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact
 		return provider.Download{}, &provider.PermanentError{Reason: fmt.Sprintf("docusign: unknown artefact %q", kind)}
 	}
 	var d provider.Download
-	err := c.retry(ctx, func(ctx context.Context) error {
+	err := c.api.Retry(ctx, func(ctx context.Context) error {
 		a, err := c.call(ctx, request{method: http.MethodGet, path: path, envs: []string{id}, op: "download_" + string(kind)}, maxDownload)
 		if err != nil {
 			return err
 		}
-		ct := a.contentType
+		ct := a.ContentType
 		if ct == "" {
 			ct = "application/pdf"
 		}
-		d = provider.Download{Body: a.body, ContentType: ct}
+		d = provider.Download{Body: a.Body, ContentType: ct}
 		return nil
 	})
 	if err != nil {

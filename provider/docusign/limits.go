@@ -164,20 +164,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// observe records one HTTP attempt of operation op.
-func (m *metrics) observe(op string, start time.Time, resp *http.Response, err error) {
-	if m != nil {
-		m.Observe("docusign", op, start, resp, err)
-	}
-}
-
-// rateLimitedOp counts an account rate-limit answer (400 or 429).
-func (m *metrics) rateLimitedOp(op string) {
-	if m != nil {
-		m.RateLimited.WithLabelValues("docusign", op).Inc()
-	}
-}
-
 func (m *metrics) envelopeLimited(code string) {
 	if m != nil {
 		m.envLimited.WithLabelValues("docusign", code).Inc()

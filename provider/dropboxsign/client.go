@@ -1,16 +1,14 @@
 package dropboxsign
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 )
 
 // Client is a provider.Provider for Dropbox Sign's API v3, authenticated
@@ -36,6 +35,7 @@ type Client struct {
 	base string // BaseURL without a trailing slash
 	key  *provider.KeyFile[string]
 	log  *slog.Logger
+	api  *apicall.Caller
 	m    *metrics // nil without Config.Metrics
 	lim  *limits
 	// files keeps recent downloads: the three artefacts are one file.
@@ -70,11 +70,15 @@ func New(cfg Config) (*Client, error) {
 		cfg: cfg, base: u.String(), key: key, log: cfg.Logger.With("component", "dropboxsign-client"),
 		lim: newLimits(cfg.StandardPerMinute, cfg.HighTierPerMinute), uncertain: map[string]time.Time{},
 	}
+	api := apicall.Caller{Provider: "dropboxsign", HTTP: cfg.HTTP, Timeout: cfg.CallTimeout, Attempts: cfg.MaxAttempts,
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, Retryable: retryable, Logger: c.log}
 	if cfg.Metrics != nil {
 		if c.m, err = newMetrics(cfg.Metrics); err != nil {
 			return nil, fmt.Errorf("dropboxsign: metrics: %w", err)
 		}
+		api.Metrics = c.m.CallMetrics
 	}
+	c.api = apicall.New(api)
 	return c, nil
 }
 
@@ -154,46 +158,22 @@ type request struct {
 	op          string // operation label for metrics
 }
 
-// answer is a 2xx answer, read whole.
-type answer struct {
-	body        []byte
-	contentType string
-}
-
 // call runs r once: no retry. Every error is typed (TransientError,
 // PermanentError, RateLimitedError, ErrNotFound wrapped) or is the
 // caller's own cancellation. A RateLimitedError returned before the call
 // means no call was made.
-func (c *Client) call(ctx context.Context, r request, limit int64) (answer, error) {
+func (c *Client) call(ctx context.Context, r request, limit int64) (apicall.Answer, error) {
 	if err := c.lim.admit(c.cfg.Now(), r.tier); err != nil {
-		return answer{}, err
+		return apicall.Answer{}, err
 	}
 	if err := c.lim.pace(ctx, r.tier); err != nil {
-		return answer{}, err
+		return apicall.Answer{}, err
 	}
 	key, kerr := c.key.Get()
 	if kerr != nil {
 		c.log.Warn("dropbox sign API key file changed but was not taken; the previous key stays in use", "err", kerr)
 	}
-	u := c.base + r.path
-	if len(r.query) > 0 {
-		u += "?" + r.query.Encode()
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-	defer cancel()
-	var rd io.Reader
-	if r.body != nil {
-		rd = bytes.NewReader(r.body)
-	}
-	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
-	if err != nil {
-		return answer{}, &provider.PermanentError{Reason: "dropboxsign: " + err.Error()}
-	}
-	req.SetBasicAuth(key, "")
-	req.Header.Set("Accept", "application/json")
-	if r.body != nil {
-		req.Header.Set("Content-Type", r.contentType)
-	}
+	h := http.Header{"Authorization": {basicAuth(key)}}
 	if r.idemKey != "" {
 		// Spelt in lower case, on purpose: net/http's Transport takes a
 		// request carrying a canonical "Idempotency-Key" header as
@@ -203,28 +183,22 @@ func (c *Client) call(ctx context.Context, r request, limit int64) (answer, erro
 		// Sign's replay of the header is not documented). Header names
 		// are case-insensitive on the wire; this spelling keeps the
 		// Transport from replaying (only a request nothing of which was
-		// written is still retried, which is safe).
-		req.Header["idempotency-key"] = []string{r.idemKey}
+		// written is still retried, which is safe). apicall puts the
+		// header on the request as spelt here.
+		h["idempotency-key"] = []string{r.idemKey}
 	}
-	start := time.Now()
-	resp, err := c.cfg.HTTP.Do(req)
-	c.m.observe(r.op, start, resp, err)
-	if err != nil {
-		return answer{}, provider.TransportError(ctx, err)
-	}
-	defer resp.Body.Close()
-	c.lim.observe(c.m, c.cfg.Now(), r.tier, resp.StatusCode, resp.Header)
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return answer{}, provider.TransportError(ctx, fmt.Errorf("read answer: %w", err))
-	}
-	if resp.StatusCode/100 == 2 {
-		if int64(len(raw)) > limit {
-			return answer{}, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("dropboxsign: answer larger than %d bytes", limit)}
-		}
-		return answer{body: raw, contentType: resp.Header.Get("Content-Type")}, nil
-	}
-	return answer{}, c.classify(resp, raw, r)
+	return c.api.Call(ctx, apicall.Request{
+		Method: r.method, URL: c.base + r.path, Query: r.query, Body: r.body, ContentType: r.contentType,
+		Header: h, Op: r.op, Limit: limit,
+		Answered: func(resp *http.Response) { c.lim.observe(c.m, c.cfg.Now(), r.tier, resp.StatusCode, resp.Header) },
+		Refused:  func(resp *http.Response, raw []byte) error { return c.classify(resp, raw, r) },
+	})
+}
+
+// basicAuth is the Authorization of the API key: HTTP Basic, the key as
+// the user and no password (as http.Request.SetBasicAuth writes it).
+func basicAuth(key string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":"))
 }
 
 // errGone marks a 410: the signature request was canceled or removed.
@@ -249,7 +223,7 @@ func (c *Client) classify(resp *http.Response, raw []byte, r request) error {
 	switch st := resp.StatusCode; {
 	case st == http.StatusTooManyRequests || ae.Name == "exceeded_rate":
 		until := c.lim.stop(now, r.tier, resp.Header)
-		c.m.rateLimitedOp(r.op)
+		c.api.RateLimited(r.op)
 		c.log.Warn("dropbox sign rate limit exceeded; no calls of this tier until the reset", "tier", r.tier.String(), "until", until)
 		return &provider.RateLimitedError{RetryAfter: until.Sub(now)}
 	case st == http.StatusNotFound:
@@ -280,64 +254,7 @@ func retryable(err error) bool {
 	return errors.As(err, &te) && !errors.As(err, &rl) && !errors.Is(err, ErrFilesNotReady)
 }
 
-// retry runs fn until it succeeds, fails with an error retrying now
-// cannot fix, runs out of attempts or ctx ends.
-func (c *Client) retry(ctx context.Context, fn func(context.Context) error) error {
-	var err error
-	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
-		if err = fn(ctx); err == nil || !retryable(err) || attempt == c.cfg.MaxAttempts-1 {
-			return err
-		}
-		if werr := c.backoff(ctx, attempt, err); werr != nil {
-			return werr
-		}
-	}
-	return err
-}
-
-// backoffFor is the full-jitter backoff after attempt (0-based).
-func (c *Client) backoffFor(attempt int) time.Duration {
-	wait := c.cfg.BackoffBase << min(attempt, 30)
-	if wait > c.cfg.BackoffMax || wait <= 0 {
-		wait = c.cfg.BackoffMax
-	}
-	return time.Duration(rand.Int64N(int64(wait)) + 1)
-}
-
-// backoff waits the full-jitter backoff after attempt failed with err, or
-// returns when ctx ends.
-func (c *Client) backoff(ctx context.Context, attempt int, err error) error {
-	return c.sleep(ctx, c.backoffFor(attempt), err)
-}
-
-func (c *Client) sleep(ctx context.Context, d time.Duration, err error) error {
-	c.log.Debug("retrying dropbox sign call", "wait", d, "err", err)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		if err == nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-	case <-t.C:
-		return nil
-	}
-}
-
 // do runs r with retries and decodes a JSON answer into out (when not nil).
 func (c *Client) do(ctx context.Context, r request, out any) error {
-	return c.retry(ctx, func(ctx context.Context) error {
-		a, err := c.call(ctx, r, 32<<20)
-		if err != nil {
-			return err
-		}
-		if out == nil || len(a.body) == 0 {
-			return nil
-		}
-		if err := json.Unmarshal(a.body, out); err != nil {
-			return &provider.TransientError{Err: fmt.Errorf("dropboxsign: decode %s answer: %w", r.op, err)}
-		}
-		return nil
-	})
+	return c.api.Decode(ctx, r.op, func(ctx context.Context) (apicall.Answer, error) { return c.call(ctx, r, 32<<20) }, out)
 }

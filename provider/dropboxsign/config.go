@@ -112,24 +112,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// defaults fills the fields that are Dropbox Sign's own; the call
+// settings (HTTP, CallTimeout, MaxAttempts, BackoffBase, BackoffMax) take
+// their defaults in apicall.New.
 func (c *Config) defaults() {
 	if c.BaseURL == "" {
 		c.BaseURL = DefaultBaseURL
-	}
-	if c.HTTP == nil {
-		c.HTTP = &http.Client{}
-	}
-	if c.CallTimeout <= 0 {
-		c.CallTimeout = 30 * time.Second
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 6
-	}
-	if c.BackoffBase <= 0 {
-		c.BackoffBase = 100 * time.Millisecond
-	}
-	if c.BackoffMax <= 0 {
-		c.BackoffMax = 5 * time.Second
 	}
 	if c.LookupSettle <= 0 {
 		c.LookupSettle = 10 * time.Second

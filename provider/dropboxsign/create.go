@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -113,10 +114,10 @@ func (c *Client) Create(ctx context.Context, key string, req schemas.SigningRequ
 	fail := func(err error) error {
 		failures++
 		last = err
-		if failures >= c.cfg.MaxAttempts {
+		if failures >= c.api.Attempts {
 			return wrap(err)
 		}
-		return c.backoff(ctx, failures-1, err)
+		return c.api.Backoff(ctx, failures-1, err)
 	}
 	for {
 		lookedAt := c.cfg.Now()
@@ -138,9 +139,9 @@ func (c *Client) Create(ctx context.Context, key string, req schemas.SigningRequ
 		// LookupSettle to catch up with the last uncertain send.
 		if since, ok := c.uncertainSince(ck); ok {
 			if wait := since.Add(c.cfg.LookupSettle).Sub(lookedAt); wait > 0 {
-				step := min(max(since.Add(c.cfg.LookupSettle).Sub(c.cfg.Now()), 0), max(c.backoffFor(failures), c.cfg.LookupSettle/5))
+				step := min(max(since.Add(c.cfg.LookupSettle).Sub(c.cfg.Now()), 0), max(c.api.Delay(failures), c.cfg.LookupSettle/5))
 				c.log.Debug("dropbox sign send may have reached it; looking again before sending", "request_id", req.RequestID, "key", ck, "wait", step)
-				if err := c.sleep(ctx, step, last); err != nil {
+				if err := apicall.Sleep(ctx, step, last); err != nil {
 					return provider.Envelope{}, err
 				}
 				continue
@@ -152,11 +153,11 @@ func (c *Client) Create(ctx context.Context, key string, req schemas.SigningRequ
 			var out struct {
 				SignatureRequest APISignatureRequest `json:"signature_request"`
 			}
-			if err := json.Unmarshal(a.body, &out); err != nil || out.SignatureRequest.ID == "" {
+			if err := json.Unmarshal(a.Body, &out); err != nil || out.SignatureRequest.ID == "" {
 				// Sent, but the answer is unreadable: the look-up
 				// finds it.
 				c.markUncertain(ck)
-				if err := fail(&provider.TransientError{Err: fmt.Errorf("send answer without a signature_request_id: %.200s", a.body)}); err != nil {
+				if err := fail(&provider.TransientError{Err: fmt.Errorf("send answer without a signature_request_id: %.200s", a.Body)}); err != nil {
 					return provider.Envelope{}, err
 				}
 				continue
@@ -516,6 +517,6 @@ func truncateRunes(s string, n int) string {
 
 // documentBytes returns a document's bytes (provider.Documents).
 func (c *Client) documentBytes(ctx context.Context, d schemas.Document) ([]byte, error) {
-	return provider.Documents{Provider: "dropboxsign", HTTP: c.cfg.HTTP, Timeout: c.cfg.CallTimeout,
+	return provider.Documents{Provider: "dropboxsign", HTTP: c.api.HTTP, Timeout: c.api.Timeout,
 		Limit: c.cfg.MaxDocumentBytes, HashRequired: false}.Bytes(ctx, d)
 }

@@ -43,17 +43,17 @@ func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact
 		return d, nil
 	}
 	var d provider.Download
-	err := c.retry(ctx, func(ctx context.Context) error {
+	err := c.api.Retry(ctx, func(ctx context.Context) error {
 		a, err := c.call(ctx, request{method: http.MethodGet, path: "/signature_request/files/" + url.PathEscape(id),
 			query: url.Values{"file_type": {"pdf"}}, tier: tierHigh, op: "download_" + string(kind)}, maxDownload)
 		if err != nil {
 			return err
 		}
-		ct := a.contentType
+		ct := a.ContentType
 		if ct == "" {
 			ct = "application/pdf"
 		}
-		d = provider.Download{Body: a.body, ContentType: ct}
+		d = provider.Download{Body: a.Body, ContentType: ct}
 		return nil
 	})
 	if err != nil {

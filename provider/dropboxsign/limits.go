@@ -169,17 +169,3 @@ func (m *metrics) rateHeaders(t tier, h http.Header) {
 		}
 	}
 }
-
-// observe records one HTTP attempt of operation op.
-func (m *metrics) observe(op string, start time.Time, resp *http.Response, err error) {
-	if m != nil {
-		m.Observe("dropboxsign", op, start, resp, err)
-	}
-}
-
-// rateLimitedOp counts a 429.
-func (m *metrics) rateLimitedOp(op string) {
-	if m != nil {
-		m.RateLimited.WithLabelValues("dropboxsign", op).Inc()
-	}
-}
