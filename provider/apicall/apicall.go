@@ -134,6 +134,7 @@ type Request struct {
 type Answer struct {
 	Body        []byte
 	ContentType string
+	Header      http.Header // the answer's headers, Content-Type included
 }
 
 // Call makes r once, within Timeout: no retry. Its errors are those of
@@ -181,7 +182,7 @@ func (c *Caller) Call(ctx context.Context, r Request) (Answer, error) {
 		if int64(len(raw)) > r.Limit {
 			return Answer{}, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("%s: answer larger than %d bytes", c.Provider, r.Limit)}
 		}
-		return Answer{Body: raw, ContentType: resp.Header.Get("Content-Type")}, nil
+		return Answer{Body: raw, ContentType: resp.Header.Get("Content-Type"), Header: resp.Header}, nil
 	}
 	if r.Refused == nil {
 		return Answer{}, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("%s: %s: HTTP %d", c.Provider, r.Op, resp.StatusCode)}

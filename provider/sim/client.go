@@ -1,15 +1,12 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -52,7 +50,7 @@ type Client struct {
 	cfg  ClientConfig
 	base *url.URL
 	log  *slog.Logger
-	m    *clientMetrics // nil without Config.Metrics
+	api  *apicall.Caller
 }
 
 var _ provider.Provider = (*Client)(nil)
@@ -82,11 +80,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &Client{cfg: cfg, base: u, log: cfg.Logger.With("component", "sim-client")}
+	api := apicall.Caller{Provider: "sim", HTTP: cfg.HTTP, Timeout: cfg.CallTimeout, Attempts: cfg.MaxAttempts,
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, Logger: c.log}
 	if cfg.Metrics != nil {
-		if c.m, err = newClientMetrics(cfg.Metrics); err != nil {
+		if api.Metrics, err = provider.NewCallMetrics(cfg.Metrics); err != nil {
 			return nil, fmt.Errorf("sim client: metrics: %w", err)
 		}
 	}
+	c.api = apicall.New(api)
 	return c, nil
 }
 
@@ -179,19 +180,11 @@ func (c *Client) ChangedSince(ctx context.Context, since time.Time, cursor strin
 func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact) (provider.Download, error) {
 	var d provider.Download
 	err := c.retry(ctx, func(ctx context.Context) error {
-		resp, err := c.do(ctx, http.MethodGet, "/v1/envelopes/"+url.PathEscape(id)+"/documents/"+string(kind), "", nil)
+		a, err := c.once(ctx, http.MethodGet, "/v1/envelopes/"+url.PathEscape(id)+"/documents/"+string(kind), "", nil, 256<<20)
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		if err := classify(resp); err != nil {
-			return err
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-		if err != nil {
-			return &provider.TransientError{Err: err}
-		}
-		d = provider.Download{Body: body, DeclaredHash: strings.ToLower(resp.Header.Get("X-Content-SHA256")), ContentType: resp.Header.Get("Content-Type")}
+		d = provider.Download{Body: a.Body, DeclaredHash: strings.ToLower(a.Header.Get("X-Content-SHA256")), ContentType: a.ContentType}
 		if _, err := hex.DecodeString(d.DeclaredHash); err != nil {
 			d.DeclaredHash = ""
 		}
@@ -203,73 +196,43 @@ func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact
 // call makes one API call with retries and decodes a 2xx JSON answer.
 func (c *Client) call(ctx context.Context, method, path, key string, body []byte, out any) error {
 	return c.retry(ctx, func(ctx context.Context) error {
-		resp, err := c.do(ctx, method, path, key, body)
+		a, err := c.once(ctx, method, path, key, body, 32<<20)
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		if err := classify(resp); err != nil {
-			return err
-		}
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		if err := json.Unmarshal(a.Body, out); err != nil {
 			return &provider.TransientError{Err: fmt.Errorf("decode answer: %w", err)}
 		}
 		return nil
 	})
 }
 
-func (c *Client) do(ctx context.Context, method, path, key string, body []byte) (*http.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
-	if err != nil {
-		cancel()
-		return nil, &provider.PermanentError{Reason: err.Error()}
-	}
+// once makes one attempt of an API call (apicall), reading at most limit
+// bytes of the answer.
+func (c *Client) once(ctx context.Context, method, path, key string, body []byte, limit int64) (apicall.Answer, error) {
+	h := http.Header{}
 	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+		h.Set("Idempotency-Key", key)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	start := time.Now()
-	resp, err := c.cfg.HTTP.Do(req)
-	c.m.observe(method, path, start, resp, err)
-	if err != nil {
-		cancel()
-		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
-			return nil, err // the caller gave up
-		}
-		return nil, &provider.TransientError{Err: err}
-	}
-	resp.Body = cancelOnClose{resp.Body, cancel}
-	return resp, nil
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	op := operation(method, path)
+	return c.api.Call(ctx, apicall.Request{
+		Method: method, URL: c.base.String() + path, Body: body, ContentType: "application/json", Header: h, Op: op, Limit: limit,
+		Answered: func(resp *http.Response) {
+			if resp.StatusCode == http.StatusTooManyRequests {
+				c.api.RateLimited(op)
+			}
+		},
+		Refused: classify,
+	})
 }
 
 // errAlreadySent means a configuration step found the envelope sent.
 var errAlreadySent = &provider.PermanentError{Status: http.StatusConflict, Reason: "envelope already sent"}
 
 // classify turns a non-2xx answer into a typed error.
-func classify(resp *http.Response) error {
-	if resp.StatusCode/100 == 2 {
-		return nil
-	}
+func classify(resp *http.Response, raw []byte) error {
+	raw = raw[:min(len(raw), 64<<10)]
 	var p problemBody
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	_ = json.Unmarshal(raw, &p)
 	reason := p.Detail
 	if reason == "" {
@@ -296,27 +259,23 @@ func classify(resp *http.Response) error {
 }
 
 // retry runs fn until it succeeds, fails permanently, runs out of attempts
-// or ctx ends; waits use full jitter, or the provider's Retry-After.
+// or ctx ends; waits use full jitter (apicall's Delay), or the provider's
+// Retry-After. Unlike apicall's Retry it waits out a rate limit too: the
+// simulator's last a second, not an hour.
 func (c *Client) retry(ctx context.Context, fn func(context.Context) error) error {
 	var err error
-	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
+	for attempt := 0; attempt < c.api.Attempts; attempt++ {
 		if err = fn(ctx); err == nil || !provider.IsTransient(err) {
 			return err
 		}
-		wait := c.cfg.BackoffBase << attempt
-		if wait > c.cfg.BackoffMax || wait <= 0 {
-			wait = c.cfg.BackoffMax
-		}
-		wait = time.Duration(rand.Int64N(int64(wait)) + 1)
+		wait := c.api.Delay(attempt)
 		var rl *provider.RateLimitedError
 		if errors.As(err, &rl) {
 			wait = rl.RetryAfter
 		}
 		c.log.Debug("retrying provider call", "attempt", attempt+1, "wait", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-time.After(wait):
+		if werr := apicall.Sleep(ctx, wait, err); werr != nil {
+			return werr
 		}
 	}
 	return err

@@ -4,36 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/esignflow/esignflow/provider"
 )
-
-// clientMetrics count the Client's provider API calls: one per HTTP
-// attempt, so retries show.
-type clientMetrics struct{ *provider.CallMetrics }
-
-func newClientMetrics(reg prometheus.Registerer) (*clientMetrics, error) {
-	m, err := provider.NewCallMetrics(reg)
-	if err != nil {
-		return nil, err
-	}
-	return &clientMetrics{m}, nil
-}
-
-// observe records one attempt.
-func (m *clientMetrics) observe(method, path string, start time.Time, resp *http.Response, err error) {
-	if m == nil {
-		return
-	}
-	op := operation(method, path)
-	m.Observe("sim", op, start, resp, err)
-	if err == nil && resp != nil && resp.StatusCode == http.StatusTooManyRequests {
-		m.RateLimited.WithLabelValues("sim", op).Inc()
-	}
-}
 
 // operation names an API call by its route, without ids, so the label's
 // values are bounded.
