@@ -6,13 +6,13 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/docusign"
 	"github.com/esignflow/esignflow/provider/docusign/docusignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -21,39 +21,11 @@ import (
 // other side is written from PROVIDER-APIS.md by someone else, so these
 // tests check that both read the documentation the same way.
 
-// sent is one HTTP request the Client made, and how it ended.
-type sent struct {
-	at     time.Time
-	method string
-	path   string
-	err    error
-}
-
-// recorder is an http.RoundTripper that records every request.
-type recorder struct {
-	mu   sync.Mutex
-	reqs []sent
-}
-
-func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	r.mu.Lock()
-	r.reqs = append(r.reqs, sent{at: time.Now(), method: req.Method, path: req.URL.Path, err: err})
-	r.mu.Unlock()
-	return resp, err
-}
-
-func (r *recorder) all() []sent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sent(nil), r.reqs...)
-}
-
 type fakeSetup struct {
 	sim *sim.Simulator
 	d   *docusignfake.Dialect
 	c   *docusign.Client
-	rec *recorder
+	rec *providertest.Recorder
 }
 
 // startFake runs a simulator speaking DocuSign, whose recipients never act
@@ -90,7 +62,7 @@ func startFake(t *testing.T, fcfg docusignfake.Config, scfg sim.Config, tweak fu
 	}
 	path := filepath.Join(t.TempDir(), "docusign.pem")
 	writeKey(t, path, a, true)
-	rec := &recorder{}
+	rec := &providertest.Recorder{}
 	cfg := docusign.Config{
 		AccountID: docusignfake.DefaultAccountID, IntegrationKey: docusignfake.DefaultIntegrationKey,
 		UserID: docusignfake.DefaultUserID, PrivateKeyFile: path, AuthURL: s.URL(),
@@ -138,11 +110,11 @@ func TestFakeCreateExactlyOnce(t *testing.T) {
 		t.Errorf("%d requests have envelopes, want %d", len(per), n)
 	}
 	timedOut := map[string]int{}
-	for _, r := range f.rec.all() {
-		if r.err != nil && strings.HasSuffix(r.path, "/envelopes") && r.method == http.MethodPost {
+	for _, r := range f.rec.All() {
+		if r.Err != nil && strings.HasSuffix(r.Path, "/envelopes") && r.Method == http.MethodPost {
 			timedOut["create"]++
 		}
-		if r.err != nil && r.method == http.MethodPut {
+		if r.Err != nil && r.Method == http.MethodPut {
 			timedOut["send"]++
 		}
 	}
@@ -220,7 +192,7 @@ func TestFakeRateLimit(t *testing.T) {
 			t.Fatalf("no rate limit after %d calls: %v", i, err)
 		}
 	}
-	limitedAt := len(f.rec.all())
+	limitedAt := len(f.rec.All())
 	// Ask until DocuSign answers again; none may leave before the reset.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -233,9 +205,9 @@ func TestFakeRateLimit(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // a caller polling; the Client itself makes no call
 	}
-	for _, r := range f.rec.all()[limitedAt:] {
-		if r.at.Before(reset.Add(-time.Second)) { // X-RateLimit-Reset has a one-second resolution
-			t.Fatalf("a call left at %s, before the reset at %s", r.at, reset)
+	for _, r := range f.rec.All()[limitedAt:] {
+		if r.At.Before(reset.Add(-time.Second)) { // X-RateLimit-Reset has a one-second resolution
+			t.Fatalf("a call left at %s, before the reset at %s", r.At, reset)
 		}
 	}
 }
@@ -257,22 +229,7 @@ func TestFakeListPaging(t *testing.T) {
 		created[env.ID] = true
 		ids = append(ids, env.ID)
 	}
-	seen := map[string]bool{}
-	pages := 0
-	for cursor := ""; ; {
-		page, next, err := f.c.ChangedSince(ctx, since, cursor)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pages++
-		for _, e := range page {
-			seen[e.ID] = true
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
+	seen, pages := providertest.ListAll(t, f.c, since)
 	if len(seen) != 7 || pages != 3 {
 		t.Fatalf("%d envelopes in %d pages, want 7 in 3", len(seen), pages)
 	}
@@ -281,12 +238,12 @@ func TestFakeListPaging(t *testing.T) {
 			t.Fatalf("%s missing from the listing", id)
 		}
 	}
-	before := len(f.rec.all())
+	before := len(f.rec.All())
 	got, err := f.c.GetMany(ctx, ids)
 	if err != nil || len(got) != 7 {
 		t.Fatalf("GetMany: %d, %v", len(got), err)
 	}
-	if calls := len(f.rec.all()) - before; calls != 3 {
+	if calls := len(f.rec.All()) - before; calls != 3 {
 		t.Fatalf("GetMany made %d calls for 7 envelopes in pages of 3, want 3", calls)
 	}
 }
@@ -308,11 +265,11 @@ func TestFakePollingLimit(t *testing.T) {
 		}
 		_, err = f.c.Get(ctx, env.ID)
 	}
-	before := len(f.rec.all())
+	before := len(f.rec.All())
 	if _, err := f.c.Get(ctx, env.ID); !errors.As(err, &el) {
 		t.Fatalf("again: %v", err)
 	}
-	if len(f.rec.all()) != before {
+	if len(f.rec.All()) != before {
 		t.Fatal("a call was made for an envelope backed off")
 	}
 }

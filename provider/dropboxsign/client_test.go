@@ -19,6 +19,7 @@ import (
 
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/dropboxsign"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -835,22 +836,7 @@ func TestChangedSincePaging(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	seen := map[string]bool{}
-	pages := 0
-	for cursor := ""; ; {
-		page, next, err := c.ChangedSince(ctx, time.Now().Add(-time.Minute), cursor)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pages++
-		for _, e := range page {
-			seen[e.ID] = true
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
+	seen, pages := providertest.ListAll(t, c, time.Now().Add(-time.Minute))
 	if len(seen) != 7 || pages != 3 {
 		t.Fatalf("%d signature requests in %d pages, want 7 in 3", len(seen), pages)
 	}

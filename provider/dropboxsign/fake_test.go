@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/dropboxsign"
 	"github.com/esignflow/esignflow/provider/dropboxsign/dropboxsignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 	"github.com/esignflow/esignflow/sink"
@@ -24,39 +24,11 @@ import (
 // someone else, so these tests check that both read the documentation the
 // same way.
 
-// sent is one HTTP request the Client made, and how it ended.
-type sent struct {
-	at     time.Time
-	method string
-	path   string
-	err    error
-}
-
-// recorder is an http.RoundTripper that records every request.
-type recorder struct {
-	mu   sync.Mutex
-	reqs []sent
-}
-
-func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	r.mu.Lock()
-	r.reqs = append(r.reqs, sent{at: time.Now(), method: req.Method, path: req.URL.Path, err: err})
-	r.mu.Unlock()
-	return resp, err
-}
-
-func (r *recorder) all() []sent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sent(nil), r.reqs...)
-}
-
 type fakeSetup struct {
 	sim *sim.Simulator
 	d   *dropboxsignfake.Dialect
 	c   *dropboxsign.Client
-	rec *recorder
+	rec *providertest.Recorder
 }
 
 // startFake runs a simulator speaking Dropbox Sign, whose recipients never
@@ -77,7 +49,7 @@ func startFake(t *testing.T, fcfg dropboxsignfake.Config, scfg sim.Config, tweak
 	if err := os.WriteFile(path, []byte(testAPIKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
+	rec := &providertest.Recorder{}
 	cfg := dropboxsign.Config{
 		APIKeyFile: path, BaseURL: s.URL() + "/v3", HTTP: &http.Client{Transport: rec}, CallTimeout: 2 * time.Second,
 		BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond, LookupSettle: 50 * time.Millisecond,
@@ -135,8 +107,8 @@ func TestFakeCreateExactlyOnce(t *testing.T) {
 	}
 	onePerRequest(t, f.sim, want)
 	timedOut := 0
-	for _, r := range f.rec.all() {
-		if r.err != nil && r.method == http.MethodPost {
+	for _, r := range f.rec.All() {
+		if r.Err != nil && r.Method == http.MethodPost {
 			timedOut++
 		}
 	}
@@ -236,13 +208,13 @@ func TestFakeDownloadNotReady(t *testing.T) {
 	if len(d.Body) < 4 || string(d.Body[:4]) != "%PDF" || d.ContentType != "application/pdf" {
 		t.Fatalf("download %q %.20q", d.ContentType, d.Body)
 	}
-	before := len(f.rec.all())
+	before := len(f.rec.All())
 	for _, kind := range []provider.Artifact{provider.ArtifactCertificate, provider.ArtifactAudit} {
 		if got, err := f.c.Download(ctx, env.ID, kind); err != nil || string(got.Body) != string(d.Body) {
 			t.Fatalf("%s: %v", kind, err)
 		}
 	}
-	if n := len(f.rec.all()) - before; n != 0 {
+	if n := len(f.rec.All()) - before; n != 0 {
 		t.Fatalf("%d more calls for the other artefacts", n)
 	}
 	if st := f.d.Stats(); st.FilesNotReady == 0 {
@@ -273,7 +245,7 @@ func TestFakeRateLimit(t *testing.T) {
 			t.Fatalf("no rate limit after %d calls: %v", i, err)
 		}
 	}
-	limitedAt := len(f.rec.all())
+	limitedAt := len(f.rec.All())
 	if _, err := f.c.Download(ctx, env.ID, provider.ArtifactSigned); err != nil {
 		t.Fatalf("high tier during a standard stop: %v", err)
 	}
@@ -288,9 +260,9 @@ func TestFakeRateLimit(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // a caller polling; the Client itself makes no call
 	}
-	for _, r := range f.rec.all()[limitedAt:] {
-		if r.path != "/v3/signature_request/files/"+env.ID && r.at.Before(reset.Add(-time.Second)) { // the reset has a one-second resolution
-			t.Fatalf("a standard call left at %s, before the reset at %s", r.at, reset)
+	for _, r := range f.rec.All()[limitedAt:] {
+		if r.Path != "/v3/signature_request/files/"+env.ID && r.At.Before(reset.Add(-time.Second)) { // the reset has a one-second resolution
+			t.Fatalf("a standard call left at %s, before the reset at %s", r.At, reset)
 		}
 	}
 	// X-RateLimit-Remaining reached 0 on the fourth standard call: the

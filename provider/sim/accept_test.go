@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 )
 
@@ -104,7 +105,7 @@ func TestDialectJudgesTheAnswer(t *testing.T) {
 			if _, err := s.CreateEnvelope(spec, true); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "the webhook delivered", func() bool { return s.Stats().Delivered == 1 })
+			providertest.WaitFor(t, 10*time.Second, "the webhook delivered", func() bool { return s.Stats().Delivered == 1 })
 			st := s.Stats()
 			sc.mu.Lock()
 			got := sc.attempts
@@ -176,14 +177,14 @@ func TestDeferredMessageWaits(t *testing.T) {
 			if _, err := s.CreateEnvelope(spec, true); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "the immediate webhook", func() bool { _, ok := a.get("now"); return ok })
+			providertest.WaitFor(t, 10*time.Second, "the immediate webhook", func() bool { _, ok := a.get("now"); return ok })
 			if later == time.Hour {
 				if _, ok := a.get("later"); ok || s.Stats().Attempts != 1 {
 					t.Fatalf("the deferred webhook went early: stats %+v", s.Stats())
 				}
 				return
 			}
-			waitFor(t, 10*time.Second, "the deferred webhook", func() bool { _, ok := a.get("later"); return ok })
+			providertest.WaitFor(t, 10*time.Second, "the deferred webhook", func() bool { _, ok := a.get("later"); return ok })
 			if at, _ := a.get("later"); at.Sub(sent) < later {
 				t.Fatalf("the deferred webhook arrived %s after the transition, before its %s", at.Sub(sent), later)
 			}

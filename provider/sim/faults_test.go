@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 )
 
@@ -22,8 +23,8 @@ func runFaulty(t *testing.T, n int, seed uint64, f sim.Faults) (*sim.Simulator, 
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 60*time.Second, "every envelope final", allFinal(s, n))
-	waitFor(t, 30*time.Second, "every webhook delivered or dropped", func() bool {
+	providertest.WaitFor(t, 60*time.Second, "every envelope final", providertest.AllFinal(s, n))
+	providertest.WaitFor(t, 30*time.Second, "every webhook delivered or dropped", func() bool {
 		st := s.Stats()
 		return st.Delivered == st.Webhooks-st.Dropped+st.Duplicated
 	})

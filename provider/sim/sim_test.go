@@ -22,6 +22,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/provider/stdwebhook"
 	"github.com/esignflow/esignflow/schemas"
@@ -129,33 +130,6 @@ func request(id string, recipients int) schemas.SigningRequest {
 	return r
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-func allFinal(s *sim.Simulator, n int) func() bool {
-	return func() bool {
-		tr := s.Truth()
-		if len(tr) < n {
-			return false
-		}
-		for _, e := range tr {
-			if !e.Final {
-				return false
-			}
-		}
-		return true
-	}
-}
-
 // allDelivered holds once every webhook the simulator sent so far has been
 // answered 2xx by the receiver — which records it before answering. Wait
 // for it after allFinal before reading what the receiver got: the final
@@ -181,8 +155,8 @@ func TestLifecycleAndSignedWebhooks(t *testing.T) {
 			t.Fatalf("created envelope: %+v", env)
 		}
 	}
-	waitFor(t, 20*time.Second, "every envelope final", allFinal(s, n))
-	waitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
+	providertest.WaitFor(t, 20*time.Second, "every envelope final", providertest.AllFinal(s, n))
+	providertest.WaitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
 	got, _, bad := rc.snapshot()
 	if bad != 0 {
 		t.Fatalf("%d webhooks failed the independent signature check", bad)
@@ -238,8 +212,8 @@ func TestRoutingOrderRespected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "completion", allFinal(s, 1))
-	waitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
+	providertest.WaitFor(t, 10*time.Second, "completion", providertest.AllFinal(s, 1))
+	providertest.WaitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
 	got, _, _ := rc.snapshot()
 	firstSent := map[string]int{}
 	signed := map[string]int{}
@@ -330,7 +304,7 @@ func TestCreateIdempotencyKey(t *testing.T) {
 		result <- code
 	}()
 	<-started
-	waitFor(t, 5*time.Second, "the first k3 request to be in flight", func() bool {
+	providertest.WaitFor(t, 5*time.Second, "the first k3 request to be in flight", func() bool {
 		return s.Stats().APICalls >= int64(len(tests))+1
 	})
 	if code, _ := rawCreate(t, s.URL(), "k3", body); code != http.StatusConflict {
@@ -458,7 +432,7 @@ func TestDownloadDeclaresDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "completion", allFinal(s, 1))
+	providertest.WaitFor(t, 10*time.Second, "completion", providertest.AllFinal(s, 1))
 	var first []byte
 	for _, kind := range []provider.Artifact{provider.ArtifactSigned, provider.ArtifactCertificate, provider.ArtifactAudit} {
 		d, err := c.Download(context.Background(), env.ID, kind)
@@ -502,8 +476,8 @@ func TestFailedDeliveriesAreRetried(t *testing.T) {
 	if _, err := client(t, s, time.Second).Create(context.Background(), "k", request("x", 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "completion", allFinal(s, 1))
-	waitFor(t, 10*time.Second, "delivery", func() bool { st := s.Stats(); return st.Delivered == st.Webhooks })
+	providertest.WaitFor(t, 10*time.Second, "completion", providertest.AllFinal(s, 1))
+	providertest.WaitFor(t, 10*time.Second, "delivery", func() bool { st := s.Stats(); return st.Delivered == st.Webhooks })
 	st := s.Stats()
 	if st.FailedAttempts != 2*st.Webhooks || st.Lost != 0 {
 		t.Fatalf("stats %+v: want two failed attempts per webhook, none lost", st)
@@ -515,8 +489,8 @@ func TestPartitionWindowHoldsWebhooks(t *testing.T) {
 	if _, err := client(t, s, time.Second).Create(context.Background(), "k", request("x", 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "completion", allFinal(s, 1))
-	waitFor(t, 10*time.Second, "delivery after the partition", func() bool { st := s.Stats(); return st.Delivered == st.Webhooks })
+	providertest.WaitFor(t, 10*time.Second, "completion", providertest.AllFinal(s, 1))
+	providertest.WaitFor(t, 10*time.Second, "delivery after the partition", func() bool { st := s.Stats(); return st.Delivered == st.Webhooks })
 	if st := s.Stats(); st.Partitioned == 0 {
 		t.Fatalf("no attempt hit the partition: %+v", st)
 	}
@@ -569,7 +543,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if err != nil || again.ID != env.ID {
 		t.Fatalf("the idempotency key was forgotten: %v %v", again.ID, err)
 	}
-	waitFor(t, 10*time.Second, "the resumed envelope to complete", allFinal(b, 1))
+	providertest.WaitFor(t, 10*time.Second, "the resumed envelope to complete", providertest.AllFinal(b, 1))
 	if tr := b.Truth(); len(tr) != 1 || tr[0].ID != env.ID {
 		t.Fatalf("truth after restart: %+v", tr)
 	}
@@ -591,7 +565,7 @@ func TestStateSavedWhileRunning(t *testing.T) {
 	// Wait on the file itself: it names the envelope, sent, once a save
 	// after the create has completed.
 	var raw []byte
-	waitFor(t, 10*time.Second, "the running simulator to save the sent envelope", func() bool {
+	providertest.WaitFor(t, 10*time.Second, "the running simulator to save the sent envelope", func() bool {
 		raw, _ = os.ReadFile(path)
 		var snap struct {
 			Envelopes []struct{ ID, Status string }
@@ -615,7 +589,7 @@ func TestStateSavedWhileRunning(t *testing.T) {
 	if err != nil || again.ID != env.ID {
 		t.Fatalf("the idempotency key was not saved: %v %v", again.ID, err)
 	}
-	waitFor(t, 10*time.Second, "the resumed envelope to complete", allFinal(b, 1))
+	providertest.WaitFor(t, 10*time.Second, "the resumed envelope to complete", providertest.AllFinal(b, 1))
 	if tr := b.Truth(); len(tr) != 1 || tr[0].ID != env.ID {
 		t.Fatalf("truth from the saved state: %+v", tr)
 	}

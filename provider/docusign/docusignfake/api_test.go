@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/docusign/docusignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -123,7 +124,7 @@ func TestTokenExpires(t *testing.T) {
 	if code, _, raw := h.rest("GET", "/envelopes?from_date=2020-01-01", nil); code != 200 {
 		t.Fatalf("fresh token: %d %s", code, raw)
 	}
-	waitFor(t, 5*time.Second, "the token to expire", func() bool {
+	providertest.WaitFor(t, 5*time.Second, "the token to expire", func() bool {
 		code, _, _ := h.rest("GET", "/envelopes?from_date=2020-01-01", nil)
 		return code == http.StatusUnauthorized
 	})

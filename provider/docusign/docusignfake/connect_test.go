@@ -11,6 +11,7 @@ import (
 
 	"github.com/esignflow/esignflow/provider/docusign"
 	"github.com/esignflow/esignflow/provider/docusign/docusignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -34,7 +35,7 @@ func TestConnectMessages(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 30*time.Second, "every envelope final and every message delivered", settled(h.sim, n))
+	providertest.WaitFor(t, 30*time.Second, "every envelope final and every message delivered", providertest.Settled(h.sim, n))
 	msgs, bad := h.hook.snapshot()
 	if len(bad) > 0 {
 		t.Fatalf("%d messages failed provider/docusign: %v", len(bad), bad[:min(3, len(bad))])
@@ -120,7 +121,7 @@ func TestConnectRetryCount(t *testing.T) {
 	h := start(t, docusignfake.Config{HMACKeys: [][]byte{hmacKeys[1]}}, sim.Config{Step: 2 * time.Millisecond})
 	h.hook.fail = func(m message) bool { return m.raw["retryCount"] == float64(0) }
 	h.create(definition("r", "sent", 1))
-	waitFor(t, 20*time.Second, "every message delivered", settled(h.sim, 1))
+	providertest.WaitFor(t, 20*time.Second, "every message delivered", providertest.Settled(h.sim, 1))
 	msgs, bad := h.hook.snapshot()
 	if len(bad) > 0 {
 		t.Fatal(bad)
@@ -146,7 +147,7 @@ func TestConnectWithoutHMAC(t *testing.T) {
 	h := start(t, docusignfake.Config{HMACKeys: [][]byte{}}, sim.Config{})
 	h.hook.fail = nil
 	h.create(definition("r", "sent", 1))
-	waitFor(t, 10*time.Second, "the first messages", func() bool {
+	providertest.WaitFor(t, 10*time.Second, "the first messages", func() bool {
 		_, bad := h.hook.snapshot()
 		return len(bad) >= 2
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/provider/docusign/docusignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -63,7 +64,7 @@ func TestWebhookFaultsApply(t *testing.T) {
 	for i := range 10 {
 		h.create(definition(string(rune('a'+i)), "sent", 1))
 	}
-	waitFor(t, 30*time.Second, "every message delivered or dropped", settled(h.sim, 10))
+	providertest.WaitFor(t, 30*time.Second, "every message delivered or dropped", providertest.Settled(h.sim, 10))
 	st := h.sim.Stats()
 	msgs, bad := h.hook.snapshot()
 	if len(bad) > 0 {
@@ -86,7 +87,7 @@ func TestWebhookFaultsApply(t *testing.T) {
 func TestDownloadsAndAuditEvents(t *testing.T) {
 	h := start(t, docusignfake.Config{}, sim.Config{Step: time.Millisecond})
 	id := h.create(definition("d1", "sent", 2))
-	waitFor(t, 20*time.Second, "completion", settled(h.sim, 1))
+	providertest.WaitFor(t, 20*time.Second, "completion", providertest.Settled(h.sim, 1))
 	for _, doc := range []string{"combined", "certificate", "1"} {
 		code, hd, body := h.rest("GET", "/envelopes/"+id+"/documents/"+doc, nil)
 		if code != 200 || hd.Get("Content-Type") != "application/pdf" || !bytes.HasPrefix(body, []byte("%PDF")) ||

@@ -252,34 +252,4 @@ func (l *listener) snapshot() ([]message, []string) {
 	return append([]message(nil), l.messages...), append([]string(nil), l.bad...)
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// settled holds once every envelope is final and every webhook sent so far
-// is delivered.
-func settled(s *sim.Simulator, n int) func() bool {
-	return func() bool {
-		tr := s.Truth()
-		if len(tr) < n {
-			return false
-		}
-		for _, e := range tr {
-			if !e.Final {
-				return false
-			}
-		}
-		st := s.Stats()
-		return st.Delivered == st.Webhooks-st.Dropped+st.Duplicated
-	}
-}
-
 var _ = context.Background

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/docusign/docusignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 )
 
@@ -71,7 +72,7 @@ func TestRateLimitResets(t *testing.T) {
 	if code, _, _ := h.rest("GET", "/envelopes?from_date=2020-01-01", nil); code != http.StatusBadRequest {
 		t.Fatalf("second call in the window: %d", code)
 	}
-	waitFor(t, 3*time.Second, "the reset time", func() bool { return time.Now().Unix() >= reset })
+	providertest.WaitFor(t, 3*time.Second, "the reset time", func() bool { return time.Now().Unix() >= reset })
 	if code, hd, raw := h.rest("GET", "/envelopes?from_date=2020-01-01", nil); code != 200 || hd.Get("X-RateLimit-Remaining") != "0" {
 		t.Fatalf("after the reset: %d %s %v", code, raw, hd)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/envelope"
 	"github.com/esignflow/esignflow/provider/docusign/docusignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -29,7 +30,7 @@ func TestConnectAuthFailureAndBounce(t *testing.T) {
 		h.create(definition(fmt.Sprint("req-", i), "sent", 1+i%3))
 		recipients += 1 + i%3
 	}
-	waitFor(t, 30*time.Second, "every envelope final and every message delivered", settled(h.sim, n))
+	providertest.WaitFor(t, 30*time.Second, "every envelope final and every message delivered", providertest.Settled(h.sim, n))
 	msgs, bad := h.hook.snapshot()
 	if len(bad) > 0 {
 		t.Fatalf("%d messages failed provider/docusign: %v", len(bad), bad[:min(3, len(bad))])

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/dropboxsign/dropboxsignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -283,7 +284,7 @@ func TestIdempotencyKey(t *testing.T) {
 		}
 		first <- err
 	}()
-	waitFor(t, 10*time.Second, "the first send acting", func() bool { return h.d.Stats().Sending == 1 })
+	providertest.WaitFor(t, 10*time.Second, "the first send acting", func() bool { return h.d.Stats().Sending == 1 })
 	// Without the in-flight check this one would wait out SendDelay too:
 	// give up well before.
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -294,7 +295,7 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	cancel() // the first send's client gives up; the send still acts
 	<-first
-	waitFor(t, 10*time.Second, "the first send done", func() bool { return h.d.Stats().Sending == 0 })
+	providertest.WaitFor(t, 10*time.Second, "the first send done", func() bool { return h.d.Stats().Sending == 0 })
 	tr := h.sim.Truth()
 	if len(tr) != 1 || tr[0].RequestID != "k1" {
 		t.Fatalf("truth after the abandoned send: %+v", tr)
@@ -346,7 +347,7 @@ func TestIdempotencyKey(t *testing.T) {
 	// Past the window, the key is free again.
 	h3 := start(t, dropboxsignfake.Config{IdempotencyWindow: time.Millisecond}, sim.Config{})
 	a := h3.send(request("w", 1), "k-w")
-	waitFor(t, time.Second, "the window to pass", func() bool { e, _ := h3.sim.Envelope(a.ID); return time.Since(e.CreatedAt) > 2*time.Millisecond })
+	providertest.WaitFor(t, time.Second, "the window to pass", func() bool { e, _ := h3.sim.Envelope(a.ID); return time.Since(e.CreatedAt) > 2*time.Millisecond })
 	if b := h3.send(request("w", 1), "k-w"); b.ID == a.ID {
 		t.Fatalf("a key past its window replayed %s", a.ID)
 	}
@@ -512,7 +513,7 @@ func TestListLagsCreation(t *testing.T) {
 			if lag == time.Hour {
 				return
 			}
-			waitFor(t, 10*time.Second, "the request indexed", func() bool { ids, _, _ := h.listIDs(t, q); return len(ids) == 1 })
+			providertest.WaitFor(t, 10*time.Second, "the request indexed", func() bool { ids, _, _ := h.listIDs(t, q); return len(ids) == 1 })
 			if since := time.Since(sent); since < lag {
 				t.Fatalf("indexed %s after creation, before its lag %s", since, lag)
 			}
@@ -527,12 +528,12 @@ func TestListLagsCreation(t *testing.T) {
 func TestFiles(t *testing.T) {
 	h := start(t, dropboxsignfake.Config{FilesDelay: 3 * time.Second}, sim.Config{Step: time.Millisecond})
 	sr := h.send(request("f1", 2), "")
-	waitFor(t, 20*time.Second, "completion", func() bool { e, _ := h.sim.Envelope(sr.ID); return e.Status == "completed" })
+	providertest.WaitFor(t, 20*time.Second, "completion", func() bool { e, _ := h.sim.Envelope(sr.ID); return e.Status == "completed" })
 	r := h.get("/v3/signature_request/files/" + sr.ID)
 	if r.code != http.StatusConflict || r.errorName(t) != "conflict" || r.header.Get("X-RateLimit-Limit") != "25" {
 		t.Fatalf("files while preparing: %d %s %v", r.code, r.body, r.header)
 	}
-	waitFor(t, 20*time.Second, "signature_request_downloadable", func() bool {
+	providertest.WaitFor(t, 20*time.Second, "signature_request_downloadable", func() bool {
 		cbs, _ := h.hook.snapshot()
 		for _, c := range cbs {
 			if c.cb.Event.Type == "signature_request_downloadable" && c.cb.SignatureRequest.ID == sr.ID {
@@ -591,7 +592,7 @@ func TestFiles(t *testing.T) {
 func TestCancel(t *testing.T) {
 	h := start(t, dropboxsignfake.Config{}, sim.Config{Step: time.Millisecond})
 	done := h.send(request("c-done", 1), "")
-	waitFor(t, 20*time.Second, "completion", func() bool { e, _ := h.sim.Envelope(done.ID); return e.Status == "completed" })
+	providertest.WaitFor(t, 20*time.Second, "completion", func() bool { e, _ := h.sim.Envelope(done.ID); return e.Status == "completed" })
 	if r := h.do("POST", "/v3/signature_request/cancel/"+done.ID, "", nil, nil); r.code != 400 || r.errorName(t) != "signature_request_cancel_failed" {
 		t.Fatalf("cancel completed: %d %s", r.code, r.body)
 	}
@@ -607,7 +608,7 @@ func TestCancel(t *testing.T) {
 	if r := h2.do("POST", "/v3/signature_request/cancel/"+sr.ID, "", nil, nil); r.code != http.StatusGone {
 		t.Fatalf("cancel twice: %d %s", r.code, r.body)
 	}
-	waitFor(t, 10*time.Second, "signature_request_canceled", func() bool {
+	providertest.WaitFor(t, 10*time.Second, "signature_request_canceled", func() bool {
 		cbs, _ := h2.hook.snapshot()
 		for _, c := range cbs {
 			if c.cb.Event.Type == "signature_request_canceled" && c.cb.SignatureRequest.ID == sr.ID {

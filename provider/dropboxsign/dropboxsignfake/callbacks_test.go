@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/dropboxsign/dropboxsignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -26,8 +27,8 @@ func TestCallbacks(t *testing.T) {
 	for i := range n {
 		h.send(request(fmt.Sprint("req-", i), 1+i%3), "")
 	}
-	done := settled(h.sim, n)
-	waitFor(t, 30*time.Second, "every request final and every callback delivered", func() bool {
+	done := providertest.Settled(h.sim, n)
+	providertest.WaitFor(t, 30*time.Second, "every request final and every callback delivered", func() bool {
 		_, bad := h.hook.snapshot()
 		return len(bad) > 0 || done()
 	})
@@ -153,7 +154,7 @@ func TestCallbackRetriedWithoutReply(t *testing.T) {
 				return !withReply && tries[c.key()] == 1
 			}
 			h.send(request("retry", 1), "")
-			waitFor(t, 20*time.Second, "every callback delivered", settled(h.sim, 1))
+			providertest.WaitFor(t, 20*time.Second, "every callback delivered", providertest.Settled(h.sim, 1))
 			all := h.hook.deliveries()
 			cbs, bad := h.hook.snapshot()
 			if len(bad) > 0 {
@@ -192,7 +193,7 @@ func TestWebhookFaultsApply(t *testing.T) {
 	for i := range 10 {
 		h.send(request(fmt.Sprint("f", i), 1), "")
 	}
-	waitFor(t, 30*time.Second, "every callback delivered or dropped", settled(h.sim, 10))
+	providertest.WaitFor(t, 30*time.Second, "every callback delivered or dropped", providertest.Settled(h.sim, 10))
 	st := h.sim.Stats()
 	cbs, bad := h.hook.snapshot()
 	if len(bad) > 0 {
@@ -231,7 +232,7 @@ func hasKey(m map[string]any, k string) bool {
 func TestBounceCallback(t *testing.T) {
 	h := start(t, dropboxsignfake.Config{}, sim.Config{Step: 2 * time.Millisecond, Faults: sim.Faults{BounceOnce: 1, AuthFailOnce: 1}})
 	sr := h.send(request("bounce", 1), "")
-	waitFor(t, 20*time.Second, "every callback delivered", settled(h.sim, 1))
+	providertest.WaitFor(t, 20*time.Second, "every callback delivered", providertest.Settled(h.sim, 1))
 	cbs, bad := h.hook.snapshot()
 	if len(bad) > 0 {
 		t.Fatal(bad)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/dropboxsign/dropboxsignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
 )
@@ -95,7 +96,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("send: %d %s", code, body)
 	}
 	id := sent.SR.ID
-	waitFor(t, 20*time.Second, "signature_request_downloadable", func() bool {
+	providertest.WaitFor(t, 20*time.Second, "signature_request_downloadable", func() bool {
 		cbs, _ := hook.snapshot()
 		for _, c := range cbs {
 			if c.cb.Event.Type == "signature_request_downloadable" {
@@ -104,7 +105,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, 20*time.Second, "every callback delivered", settled(s, 1))
+	providertest.WaitFor(t, 20*time.Second, "every callback delivered", providertest.Settled(s, 1))
 	cbs, bad := hook.snapshot()
 	if len(bad) > 0 {
 		t.Fatal(bad)

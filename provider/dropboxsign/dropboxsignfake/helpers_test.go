@@ -315,36 +315,6 @@ func (l *listener) snapshot() ([]received, []string) {
 	return append([]received(nil), l.callbacks...), append([]string(nil), l.bad...)
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// settled holds once n envelopes are final and every webhook sent so far
-// is accounted for (delivered, or dropped by a fault).
-func settled(s *sim.Simulator, n int) func() bool {
-	return func() bool {
-		tr := s.Truth()
-		if len(tr) < n {
-			return false
-		}
-		for _, e := range tr {
-			if !e.Final {
-				return false
-			}
-		}
-		st := s.Stats()
-		return st.Delivered == st.Webhooks-st.Dropped+st.Duplicated
-	}
-}
-
 func isHex(s string, n int) bool {
 	if len(s) != n {
 		return false

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/dropboxsign/dropboxsignfake"
+	"github.com/esignflow/esignflow/provider/providertest"
 	"github.com/esignflow/esignflow/provider/sim"
 )
 
@@ -59,11 +60,11 @@ func TestRateLimits(t *testing.T) {
 
 	// A short window resets.
 	h2 := start(t, dropboxsignfake.Config{StandardLimit: 1, RateWindow: 50 * time.Millisecond}, sim.Config{})
-	waitFor(t, 10*time.Second, "a refusal, then the window's reset", func() bool {
+	providertest.WaitFor(t, 10*time.Second, "a refusal, then the window's reset", func() bool {
 		first, second := h2.get("/v3/account"), h2.get("/v3/account")
 		return first.code == 200 && second.code == 429
 	})
-	waitFor(t, 10*time.Second, "the window's reset", func() bool { return h2.get("/v3/account").code == 200 })
+	providertest.WaitFor(t, 10*time.Second, "the window's reset", func() bool { return h2.get("/v3/account").code == 200 })
 }
 
 // TestRateHeadersOnTheWire: the headers are sent with the spec's exact
