@@ -137,6 +137,17 @@ type Answer struct {
 	Header      http.Header // the answer's headers, Content-Type included
 }
 
+// Download is a as an artefact of a finished envelope, of type
+// defaultType when the answer names none. It declares no digest: a
+// provider that sends one sets DeclaredHash.
+func (a Answer) Download(defaultType string) provider.Download {
+	ct := a.ContentType
+	if ct == "" {
+		ct = defaultType
+	}
+	return provider.Download{Body: a.Body, ContentType: ct}
+}
+
 // Call makes r once, within Timeout: no retry. Its errors are those of
 // r.Refused, a *provider.TransientError for a failure in transport (the
 // caller's own cancellation returned as it is, see
@@ -257,6 +268,17 @@ func Sleep(ctx context.Context, d time.Duration, last error) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Fetch runs attempt with Retry and returns its answer.
+func (c *Caller) Fetch(ctx context.Context, attempt func(context.Context) (Answer, error)) (Answer, error) {
+	var a Answer
+	err := c.Retry(ctx, func(ctx context.Context) error {
+		var err error
+		a, err = attempt(ctx)
+		return err
+	})
+	return a, err
 }
 
 // Decode runs attempt with Retry and decodes the JSON of its answer into

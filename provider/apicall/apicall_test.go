@@ -226,3 +226,27 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
+
+func TestFetchDownload(t *testing.T) {
+	c := newCaller(t, apicall.Caller{Attempts: 3})
+	for _, tc := range []struct {
+		name, contentType, want string
+	}{
+		{"named", "application/zip", "application/zip"},
+		{"unnamed", "", "application/pdf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 0
+			a, err := c.Fetch(context.Background(), func(context.Context) (apicall.Answer, error) {
+				if n++; n == 1 {
+					return apicall.Answer{}, &provider.TransientError{Err: errors.New("503")}
+				}
+				return apicall.Answer{Body: []byte("%PDF"), ContentType: tc.contentType}, nil
+			})
+			d := a.Download("application/pdf")
+			if err != nil || n != 2 || string(d.Body) != "%PDF" || d.ContentType != tc.want || d.DeclaredHash != "" {
+				t.Fatalf("got %+v, %v after %d attempts; want type %s after 2", d, err, n, tc.want)
+			}
+		})
+	}
+}

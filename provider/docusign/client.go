@@ -29,7 +29,8 @@ type Client struct {
 	tokens *tokens
 	log    *slog.Logger
 	api    *apicall.Caller
-	m      *metrics // nil without Config.Metrics
+	docs   provider.Documents // reads a request's documents
+	m      *metrics           // nil without Config.Metrics
 	lim    limits
 
 	baseMu sync.Mutex
@@ -73,6 +74,7 @@ func New(cfg Config) (*Client, error) {
 		api.Metrics = c.m.CallMetrics
 	}
 	c.api = apicall.New(api)
+	c.docs = provider.Documents{Provider: "docusign", HTTP: c.api.HTTP, Timeout: c.api.Timeout, Limit: cfg.MaxDocumentBytes, HashRequired: true}
 	return c, nil
 }
 

@@ -306,26 +306,14 @@ func (c *Client) definition(ctx context.Context, req schemas.SigningRequest) (*e
 	refuse := func(format string, a ...any) (*envelopeDefinition, provider.Envelope, error) {
 		return nil, provider.Envelope{}, &provider.PermanentError{Reason: "docusign: " + fmt.Sprintf(format, a...)}
 	}
-	switch {
-	case len(req.Documents) == 0:
-		return refuse("the request has no documents")
-	case len(req.Recipients) == 0:
-		return refuse("the request has no recipients")
-	case utf8.RuneCountInString(req.Subject) > maxSubject:
-		return refuse("the subject has %d characters; DocuSign takes at most %d", utf8.RuneCountInString(req.Subject), maxSubject)
-	case utf8.RuneCountInString(req.Message) > maxBlurb:
-		return refuse("the message has %d characters; DocuSign takes at most %d", utf8.RuneCountInString(req.Message), maxBlurb)
+	if err := (provider.RequestLimits{Provider: "docusign", Name: "DocuSign", Subject: maxSubject, Message: maxBlurb}).Check(req); err != nil {
+		return nil, provider.Envelope{}, err
 	}
 	def := &envelopeDefinition{Status: "created", EmailSubject: req.Subject, EmailBlurb: req.Message}
 	if def.EmailSubject == "" {
-		def.EmailSubject = truncateRunes("Please sign: "+req.Documents[0].Name, maxSubject)
+		def.EmailSubject = provider.DefaultSubject(req, maxSubject)
 	}
-	meta := map[string]string{provider.RequestIDKey: req.RequestID, provider.TenantKey: req.Tenant}
-	for k, v := range req.Metadata {
-		if _, ours := meta[k]; !ours {
-			meta[k] = v
-		}
-	}
+	meta := provider.Metadata(req)
 	names := make([]string, 0, len(meta))
 	for k := range meta {
 		names = append(names, k)
@@ -348,7 +336,7 @@ func (c *Client) definition(ctx context.Context, req schemas.SigningRequest) (*e
 			Expirations: expirations{ExpireEnabled: "true", ExpireAfter: strconv.Itoa(days)}}
 	}
 	for i, d := range req.Documents {
-		b, err := c.documentBytes(ctx, d)
+		b, err := c.docs.Bytes(ctx, d)
 		if err != nil {
 			return nil, provider.Envelope{}, fmt.Errorf("document %d (%q): %w", i+1, d.Name, err)
 		}
@@ -433,13 +421,6 @@ func recipientIDs(rs []schemas.Recipient) []string {
 	return ids
 }
 
-func truncateRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n])
-}
-
 var extensions = map[string]string{
 	"application/pdf": "pdf", "application/msword": "doc", "text/plain": "txt", "text/html": "html",
 	"application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
@@ -458,10 +439,4 @@ func fileExtension(d schemas.Document) string {
 		return ext
 	}
 	return "pdf"
-}
-
-// documentBytes returns a document's bytes (provider.Documents).
-func (c *Client) documentBytes(ctx context.Context, d schemas.Document) ([]byte, error) {
-	return provider.Documents{Provider: "docusign", HTTP: c.api.HTTP, Timeout: c.api.Timeout,
-		Limit: c.cfg.MaxDocumentBytes, HashRequired: true}.Bytes(ctx, d)
 }

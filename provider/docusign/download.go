@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 )
 
 // maxDownload bounds one downloaded artefact.
@@ -32,23 +33,13 @@ func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact
 	default:
 		return provider.Download{}, &provider.PermanentError{Reason: fmt.Sprintf("docusign: unknown artefact %q", kind)}
 	}
-	var d provider.Download
-	err := c.api.Retry(ctx, func(ctx context.Context) error {
-		a, err := c.call(ctx, request{method: http.MethodGet, path: path, envs: []string{id}, op: "download_" + string(kind)}, maxDownload)
-		if err != nil {
-			return err
-		}
-		ct := a.ContentType
-		if ct == "" {
-			ct = "application/pdf"
-		}
-		d = provider.Download{Body: a.Body, ContentType: ct}
-		return nil
+	a, err := c.api.Fetch(ctx, func(ctx context.Context) (apicall.Answer, error) {
+		return c.call(ctx, request{method: http.MethodGet, path: path, envs: []string{id}, op: "download_" + string(kind)}, maxDownload)
 	})
 	if err != nil {
 		return provider.Download{}, fmt.Errorf("docusign: download %s of %s: %w", kind, id, err)
 	}
-	return d, nil
+	return a.Download("application/pdf"), nil
 }
 
 // AuditTrail is the JSON document Download(ArtifactAudit) returns: each of

@@ -36,7 +36,8 @@ type Client struct {
 	key  *provider.KeyFile[string]
 	log  *slog.Logger
 	api  *apicall.Caller
-	m    *metrics // nil without Config.Metrics
+	docs provider.Documents // reads a request's documents
+	m    *metrics           // nil without Config.Metrics
 	lim  *limits
 	// files keeps recent downloads: the three artefacts are one file.
 	files fileCache
@@ -79,6 +80,7 @@ func New(cfg Config) (*Client, error) {
 		api.Metrics = c.m.CallMetrics
 	}
 	c.api = apicall.New(api)
+	c.docs = provider.Documents{Provider: "dropboxsign", HTTP: c.api.HTTP, Timeout: c.api.Timeout, Limit: cfg.MaxDocumentBytes, HashRequired: false}
 	return c, nil
 }
 

@@ -290,19 +290,12 @@ func (c *Client) sendBody(ctx context.Context, req schemas.SigningRequest, ck st
 	refuse := func(format string, a ...any) ([]byte, string, error) {
 		return nil, "", &provider.PermanentError{Reason: "dropboxsign: " + fmt.Sprintf(format, a...)}
 	}
-	switch {
-	case len(req.Documents) == 0:
-		return refuse("the request has no documents")
-	case len(req.Recipients) == 0:
-		return refuse("the request has no recipients")
-	case utf8.RuneCountInString(req.Subject) > maxSubject:
-		return refuse("the subject has %d characters; Dropbox Sign takes at most %d", utf8.RuneCountInString(req.Subject), maxSubject)
-	case utf8.RuneCountInString(req.Message) > maxMessage:
-		return refuse("the message has %d characters; Dropbox Sign takes at most %d", utf8.RuneCountInString(req.Message), maxMessage)
+	if err := (provider.RequestLimits{Provider: "dropboxsign", Name: "Dropbox Sign", Subject: maxSubject, Message: maxMessage}).Check(req); err != nil {
+		return nil, "", err
 	}
 	f := sendForm{Title: req.Subject, Subject: req.Subject, Message: req.Message, TestMode: c.cfg.TestMode}
 	if f.Title == "" {
-		f.Title = truncateRunes("Please sign: "+req.Documents[0].Name, maxTitle)
+		f.Title = provider.DefaultSubject(req, maxTitle)
 	}
 	if req.ExpiresAt != nil {
 		if !req.ExpiresAt.After(c.cfg.Now()) {
@@ -313,12 +306,8 @@ func (c *Client) sendBody(ctx context.Context, req schemas.SigningRequest, ck st
 	}
 
 	// Metadata: esignflow's keys, then the request's, all within limits.
-	f.Metadata = map[string]string{provider.RequestIDKey: req.RequestID, provider.TenantKey: req.Tenant, CreateKeyField: ck}
-	for k, v := range req.Metadata {
-		if _, ours := f.Metadata[k]; !ours {
-			f.Metadata[k] = v
-		}
-	}
+	f.Metadata = provider.Metadata(req)
+	f.Metadata[CreateKeyField] = ck // esignflow's too: the request's cannot override it
 	if len(f.Metadata) > maxMetadataKeys {
 		return refuse("the request has %d metadata keys; Dropbox Sign takes %d per request, and esignflow uses 3 of them (%s, %s, %s)",
 			len(req.Metadata), maxMetadataKeys, provider.RequestIDKey, provider.TenantKey, CreateKeyField)
@@ -413,7 +402,7 @@ func (c *Client) sendBody(ctx context.Context, req schemas.SigningRequest, ck st
 		return b, "application/json", nil
 	}
 	for i, d := range req.Documents {
-		b, err := c.documentBytes(ctx, d)
+		b, err := c.docs.Bytes(ctx, d)
 		if err != nil {
 			return nil, "", fmt.Errorf("document %d (%q): %w", i+1, d.Name, err)
 		}
@@ -506,17 +495,4 @@ func (f sendForm) multipart() ([]byte, string, error) {
 		return nil, "", err
 	}
 	return buf.Bytes(), w.FormDataContentType(), nil
-}
-
-func truncateRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n])
-}
-
-// documentBytes returns a document's bytes (provider.Documents).
-func (c *Client) documentBytes(ctx context.Context, d schemas.Document) ([]byte, error) {
-	return provider.Documents{Provider: "dropboxsign", HTTP: c.api.HTTP, Timeout: c.api.Timeout,
-		Limit: c.cfg.MaxDocumentBytes, HashRequired: false}.Bytes(ctx, d)
 }

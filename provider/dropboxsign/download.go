@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -42,23 +43,14 @@ func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact
 	if d, ok := c.files.get(id, c.cfg.Now()); ok {
 		return d, nil
 	}
-	var d provider.Download
-	err := c.api.Retry(ctx, func(ctx context.Context) error {
-		a, err := c.call(ctx, request{method: http.MethodGet, path: "/signature_request/files/" + url.PathEscape(id),
+	a, err := c.api.Fetch(ctx, func(ctx context.Context) (apicall.Answer, error) {
+		return c.call(ctx, request{method: http.MethodGet, path: "/signature_request/files/" + url.PathEscape(id),
 			query: url.Values{"file_type": {"pdf"}}, tier: tierHigh, op: "download_" + string(kind)}, maxDownload)
-		if err != nil {
-			return err
-		}
-		ct := a.ContentType
-		if ct == "" {
-			ct = "application/pdf"
-		}
-		d = provider.Download{Body: a.Body, ContentType: ct}
-		return nil
 	})
 	if err != nil {
 		return provider.Download{}, fmt.Errorf("dropboxsign: download %s of %s: %w", kind, id, err)
 	}
+	d := a.Download("application/pdf")
 	c.files.put(id, d, c.cfg.Now())
 	return d, nil
 }
