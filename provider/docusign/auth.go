@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 )
 
 // jwtLifetime is the assertion's exp - iat: DocuSign takes at most an hour.
@@ -259,31 +260,20 @@ func (c *Client) userInfoBase(ctx context.Context) (string, error) {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(ctx, c.api.Timeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.auth.String()+"/oauth/userinfo", nil)
+		a, err := c.api.Call(ctx, apicall.Request{Method: http.MethodGet, URL: c.auth.String() + "/oauth/userinfo",
+			Header: http.Header{"Authorization": {"Bearer " + tok}}, Op: "userinfo", Limit: 1 << 20,
+			Refused: func(resp *http.Response, _ []byte) error {
+				switch {
+				case resp.StatusCode == http.StatusUnauthorized:
+					c.tokens.drop(tok)
+					return &provider.TransientError{Err: errors.New("docusign: userinfo: HTTP 401")}
+				case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+					return &provider.TransientError{Err: fmt.Errorf("docusign: userinfo: HTTP %d", resp.StatusCode)}
+				}
+				return &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("docusign: userinfo: HTTP %d", resp.StatusCode)}
+			}})
 		if err != nil {
-			return &provider.PermanentError{Reason: err.Error()}
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Accept", "application/json")
-		start := time.Now()
-		resp, err := c.api.HTTP.Do(req)
-		c.api.Observe("userinfo", start, resp, err)
-		if err != nil {
-			return provider.TransportError(ctx, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode == http.StatusUnauthorized {
-			c.tokens.drop(tok)
-			return &provider.TransientError{Err: errors.New("docusign: userinfo: HTTP 401")}
-		}
-		if resp.StatusCode/100 != 2 {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-				return &provider.TransientError{Err: fmt.Errorf("docusign: userinfo: HTTP %d", resp.StatusCode)}
-			}
-			return &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("docusign: userinfo: HTTP %d", resp.StatusCode)}
+			return err
 		}
 		var info struct {
 			Accounts []struct {
@@ -291,7 +281,7 @@ func (c *Client) userInfoBase(ctx context.Context) (string, error) {
 				BaseURI   string `json:"base_uri"`
 			} `json:"accounts"`
 		}
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info); err != nil {
+		if err := json.Unmarshal(a.Body, &info); err != nil {
 			return &provider.TransientError{Err: fmt.Errorf("docusign: userinfo: decode: %w", err)}
 		}
 		var ids []string
