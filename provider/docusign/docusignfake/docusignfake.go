@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/sim"
+	"github.com/esignflow/esignflow/provider/sim/ratewindow"
 )
 
 // Identities the simulator answers to unless Config says otherwise.
@@ -173,8 +174,8 @@ type Dialect struct {
 	mu      sync.Mutex
 	consent bool
 	tokens  map[string]time.Time // access token → expiry
-	hourly  window
-	burst   window
+	hourly  ratewindow.Window
+	burst   ratewindow.Window
 	polls   map[string]time.Time // envelope id → last status read
 
 	stats struct {
@@ -183,13 +184,6 @@ type Dialect struct {
 }
 
 var _ sim.Dialect = (*Dialect)(nil)
-
-// window counts calls in a fixed window starting at a multiple of its
-// length since the epoch.
-type window struct {
-	start time.Time
-	n     int
-}
 
 // New returns the dialect for cfg; pass it as sim.Config.Dialect.
 func New(cfg Config) (*Dialect, error) {

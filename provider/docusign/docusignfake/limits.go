@@ -22,26 +22,26 @@ const (
 // refused before it reaches the API).
 func (d *Dialect) admit(w http.ResponseWriter, now time.Time, count bool) bool {
 	d.mu.Lock()
-	hourly := d.hourly.at(now, d.cfg.HourlyWindow)
-	burst := d.burst.at(now, d.cfg.BurstWindow)
+	hourly := d.hourly.At(now, d.cfg.HourlyWindow)
+	burst := d.burst.At(now, d.cfg.BurstWindow)
 	code := ""
 	if count {
 		switch {
-		case hourly.n >= d.cfg.HourlyLimit:
+		case hourly.N >= d.cfg.HourlyLimit:
 			code = codeHourly
-		case burst.n >= d.cfg.BurstLimit:
+		case burst.N >= d.cfg.BurstLimit:
 			code = codeBurst
 		default:
-			hourly.n++
-			burst.n++
+			hourly.N++
+			burst.N++
 		}
 	}
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(d.cfg.HourlyLimit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, d.cfg.HourlyLimit-hourly.n)))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(ceilSeconds(hourly.start.Add(d.cfg.HourlyWindow)), 10))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, d.cfg.HourlyLimit-hourly.N)))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(hourly.Reset(d.cfg.HourlyWindow), 10))
 	h.Set("X-BurstLimit-Limit", strconv.Itoa(d.cfg.BurstLimit))
-	h.Set("X-BurstLimit-Remaining", strconv.Itoa(max(0, d.cfg.BurstLimit-burst.n)))
+	h.Set("X-BurstLimit-Remaining", strconv.Itoa(max(0, d.cfg.BurstLimit-burst.N)))
 	d.mu.Unlock()
 	switch code {
 	case codeHourly:
@@ -56,25 +56,6 @@ func (d *Dialect) admit(w http.ResponseWriter, now time.Time, count bool) bool {
 		return false
 	}
 	return true
-}
-
-// at returns the window holding now, rolled over if it ended. Called with
-// d.mu held.
-func (win *window) at(now time.Time, length time.Duration) *window {
-	ns := now.UnixNano()
-	start := time.Unix(0, ns-ns%int64(length))
-	if !win.start.Equal(start) {
-		win.start, win.n = start, 0
-	}
-	return win
-}
-
-func ceilSeconds(t time.Time) int64 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
-		s++
-	}
-	return s
 }
 
 // pollLimited reports whether envelope id's status was read less than

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/esignflow/esignflow/provider/sim"
+	"github.com/esignflow/esignflow/provider/sim/ratewindow"
 )
 
 // DefaultAccountID is the account the dialect answers as unless Config
@@ -145,7 +146,7 @@ type Dialect struct {
 	sim *sim.Simulator // set by Handler
 
 	mu      sync.Mutex
-	windows [tiers]window
+	windows [tiers]ratewindow.Window
 
 	// idem guards inFlight apart from mu: it is held across engine calls
 	// (the engine never calls the dialect back under it).

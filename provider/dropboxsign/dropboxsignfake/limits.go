@@ -26,24 +26,6 @@ func (d *Dialect) limit(t tier) int {
 	return d.cfg.StandardLimit
 }
 
-// window counts calls in a fixed window starting at a multiple of its
-// length since the epoch.
-type window struct {
-	start time.Time
-	n     int
-}
-
-// at returns the window holding now, rolled over if it ended. Called with
-// d.mu held.
-func (win *window) at(now time.Time, length time.Duration) *window {
-	ns := now.UnixNano()
-	start := time.Unix(0, ns-ns%int64(length))
-	if !win.start.Equal(start) {
-		win.start, win.n = start, 0
-	}
-	return win
-}
-
 // admit counts one call against its tier's window, sets the rate-limit
 // headers and, past the limit, answers 429 exceeded_rate and returns
 // false. count false sets the headers without counting (a call refused
@@ -51,13 +33,13 @@ func (win *window) at(now time.Time, length time.Duration) *window {
 func (d *Dialect) admit(w http.ResponseWriter, t tier, now time.Time, count bool) bool {
 	limit := d.limit(t)
 	d.mu.Lock()
-	win := d.windows[t].at(now, d.cfg.RateWindow)
-	over := count && win.n >= limit
+	win := d.windows[t].At(now, d.cfg.RateWindow)
+	over := count && win.N >= limit
 	if count && !over {
-		win.n++
+		win.N++
 	}
-	remaining := max(0, limit-win.n)
-	reset := ceilSeconds(win.start.Add(d.cfg.RateWindow))
+	remaining := max(0, limit-win.N)
+	reset := win.Reset(d.cfg.RateWindow)
 	d.mu.Unlock()
 	// The spec's exact names, X-Ratelimit-Reset with its lower-case l:
 	// set on the map directly, as Header.Set would canonicalise them.
@@ -71,12 +53,4 @@ func (d *Dialect) admit(w http.ResponseWriter, t tier, now time.Time, count bool
 		return false
 	}
 	return true
-}
-
-func ceilSeconds(t time.Time) int64 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
-		s++
-	}
-	return s
 }
