@@ -112,9 +112,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// defaults fills the fields that are Dropbox Sign's own; the call
-// settings (HTTP, CallTimeout, MaxAttempts, BackoffBase, BackoffMax) take
-// their defaults in apicall.New.
+// defaults fills Dropbox Sign's own fields. The call settings take theirs
+// (documented above) in apicall.New, which the Client's calls read.
 func (c *Config) defaults() {
 	if c.BaseURL == "" {
 		c.BaseURL = DefaultBaseURL
