@@ -137,7 +137,7 @@ type Answer struct {
 	Header      http.Header // the answer's headers, Content-Type included
 }
 
-// Download is a as an artefact of a finished envelope, of type
+// Download is the answer as the artefact of a finished envelope, of type
 // defaultType when the answer names none. It declares no digest: a
 // provider that sends one sets DeclaredHash.
 func (a Answer) Download(defaultType string) provider.Download {
