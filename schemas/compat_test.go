@@ -155,7 +155,8 @@ func v1Samples() map[string]any {
 // TestOldRecordsDecode: records written with the v1 schemas, registered
 // as the subjects' first versions as a running v1 installation left them,
 // decode with the current codec, keep every value they had and take the
-// defaults for the rest: kind STATUS, no replacement links, not foreign.
+// defaults for the rest: kind STATUS, no replacement links, not foreign,
+// no request hash.
 func TestOldRecordsDecode(t *testing.T) {
 	cl := newRegistry(t)
 	ctx := context.Background()
@@ -197,8 +198,8 @@ func TestOldRecordsDecode(t *testing.T) {
 	if err := c.Decode(ctx, append(binary.BigEndian.AppendUint32([]byte{0}, uint32(ids[schemas.TopicEvents])), body...), &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev.Kind != schemas.EventKindStatus || ev.Kind.String() != "STATUS" || ev.Recipients[0].Replaces != nil || ev.Recipients[0].Status != schemas.RecipientFailed {
-		t.Fatalf("defaults: kind %v, replaces %v, status %s", ev.Kind, ev.Recipients[0].Replaces, ev.Recipients[0].Status)
+	if ev.Kind != schemas.EventKindStatus || ev.Kind.String() != "STATUS" || ev.Recipients[0].Replaces != nil || ev.Recipients[0].Status != schemas.RecipientFailed || ev.RequestHash != nil {
+		t.Fatalf("defaults: kind %v, replaces %v, status %s, request hash %v", ev.Kind, ev.Recipients[0].Replaces, ev.Recipients[0].Status, ev.RequestHash)
 	}
 }
 
@@ -212,7 +213,7 @@ func TestNewRecordsRoundTrip(t *testing.T) {
 	e := newEnvelope()
 	state, audit, st := e.State, e.Pending, *e.State.Status
 	for _, v := range []any{
-		&schemas.EnvelopeEvent{EventID: "e", Provider: "docusign", EnvelopeID: "env-1", Source: schemas.SourceWebhook, Kind: schemas.EventKindResent,
+		&schemas.EnvelopeEvent{EventID: "e", Provider: "docusign", EnvelopeID: "env-1", Source: schemas.SourceWebhook, Kind: schemas.EventKindResent, RequestHash: ptr("9f86d081"),
 			Recipients: []schemas.RecipientUpdate{{RecipientID: "3", Status: schemas.RecipientSent, Replaces: ptr("1")}},
 			OccurredAt: when, ReceivedAt: when, Metadata: map[string]string{}},
 		&schemas.EnvelopeStatusChanged{EnvelopeID: "env-1", Version: 3, PreviousStatus: &st, Status: st, EventID: "e", ChangedAt: when,
@@ -290,7 +291,7 @@ func newEnvelope() *schemas.Envelope {
 				{RecipientID: "2", Status: authFailed, StatusAt: when},
 				{RecipientID: "3", Status: schemas.RecipientBounced, StatusAt: when, Replaces: ptr("1")},
 			},
-			UpdatedAt: when, AuditSeq: 3, AuditHead: "ff"},
+			UpdatedAt: when, AuditSeq: 3, AuditHead: "ff", RequestHash: ptr("9f86d081")},
 		Pending: []schemas.AuditEntry{{Seq: 3, EnvelopeID: "env-1", EventID: "e", Source: schemas.SourceWebhook, Type: "recipient-reassign",
 			Outcome: schemas.OutcomeApplied, RecipientID: ptr("3"), RecipientStatus: &replaced, Replaces: ptr("1"), Kind: &corrected,
 			OccurredAt: when, RecordedAt: when, PrevHash: "aa", Hash: "ff"}},

@@ -132,6 +132,10 @@ type EnvelopeEvent struct {
 	Reason         *string           `avro:"reason" json:"reason,omitempty"`
 	Metadata       map[string]string `avro:"metadata" json:"metadata,omitempty"`
 	Kind           EventKind         `avro:"kind" json:"kind,omitempty"`
+	// RequestHash is, on the event that reports a create, the SHA-256
+	// (hex) of the signing request's content, for the envelope's state to
+	// keep (EnvelopeState.RequestHash); nil on every other event.
+	RequestHash *string `avro:"request_hash" json:"request_hash,omitempty"`
 }
 
 // RecipientUpdate is what an event says about one recipient.
@@ -185,6 +189,13 @@ type EnvelopeState struct {
 	AuditHead  string           `avro:"audit_head" json:"audit_head"`
 	// Foreign marks an envelope created outside esignflow and adopted.
 	Foreign bool `avro:"foreign" json:"foreign,omitempty"`
+	// RequestHash is the SHA-256 (hex) of the signing request the
+	// envelope was created for, taken from the first event that carries
+	// it and never changed after. The changelog carries it so that the
+	// request index a restore rebuilds still tells a conflicting request
+	// from a duplicate. Nil for a foreign envelope and for a state written
+	// before it was carried.
+	RequestHash *string `avro:"request_hash" json:"request_hash,omitempty"`
 }
 
 // RecipientState is one recipient's state within an EnvelopeState.
