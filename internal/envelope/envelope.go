@@ -149,6 +149,12 @@ func (e Envelope) ApplyTo(ev schemas.EnvelopeEvent, now time.Time, ch *schemas.E
 	if st.Tenant == nil && ev.Tenant != nil {
 		st.Tenant = ev.Tenant
 	}
+	// The request's content hash comes with the create's event and stays:
+	// the changelog carries it for the request index a restore rebuilds,
+	// and a later event never names another request.
+	if st.RequestHash == nil && ev.RequestHash != nil {
+		st.RequestHash = ev.RequestHash
+	}
 	// An envelope esignflow created carries its request id in every event
 	// (its provider metadata); one that never showed one was created
 	// outside esignflow and adopted (the processor ignores such events

@@ -405,3 +405,48 @@ func TestVerifyNamesTamperedEntry(t *testing.T) {
 		})
 	}
 }
+
+// The request's content hash comes with the create's event and is kept
+// from the first event that has one, whatever comes later: it is what the
+// request index a restore rebuilds from the changelog compares a later
+// request with, so a later event (a webhook without it, a stray event
+// naming another) must never change or drop it. It travels in the status
+// change's state too.
+func TestRequestHashKeptFromFirstEvent(t *testing.T) {
+	hashed := func(ev schemas.EnvelopeEvent, h string) schemas.EnvelopeEvent {
+		ev.RequestHash = &h
+		return ev
+	}
+	created := event("api", schemas.StatusCreated, schemas.SourceAPI, t0)
+	sent := event("sent", schemas.StatusSent, schemas.SourceWebhook, t0.Add(time.Second))
+	completed := event("done", schemas.StatusCompleted, schemas.SourceWebhook, t0.Add(2*time.Second))
+	for _, tc := range []struct {
+		name string
+		evs  []schemas.EnvelopeEvent
+		want string // "": none
+	}{
+		{"from the create, kept by later events", []schemas.EnvelopeEvent{hashed(created, "h1"), sent, completed}, "h1"},
+		{"from the create shuffled behind a webhook", []schemas.EnvelopeEvent{sent, hashed(created, "h1"), completed}, "h1"},
+		{"a later event naming another is ignored", []schemas.EnvelopeEvent{hashed(created, "h1"), hashed(sent, "h2"), completed}, "h1"},
+		{"an event that changes nothing still keeps it", []schemas.EnvelopeEvent{hashed(sent, "h1"), hashed(created, "h2")}, "h1"},
+		{"none when no event has one", []schemas.EnvelopeEvent{created, sent, completed}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e envelope.Envelope
+			for i, ev := range tc.evs {
+				var ch *schemas.EnvelopeStatusChanged
+				e, ch = e.Apply(ev, t0)
+				if ch != nil && !reflect.DeepEqual(ch.State.RequestHash, e.State.RequestHash) {
+					t.Fatalf("event %d: change's state has request hash %v, the envelope's %v", i, ch.State.RequestHash, e.State.RequestHash)
+				}
+			}
+			var got string
+			if e.State.RequestHash != nil {
+				got = *e.State.RequestHash
+			}
+			if got != tc.want {
+				t.Fatalf("request hash %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
