@@ -35,9 +35,11 @@ type RequestEntry struct {
 	EnvelopeID string
 	// Partition is the events partition the envelope's state lives in.
 	Partition int32
-	// Hash identifies the request's content, as first claimed; "" when
-	// the entry was rebuilt by a restore (the changelog does not carry
-	// it).
+	// Hash identifies the request's content, as first claimed. A restore
+	// rebuilds it from the envelope's state (EnvelopeState.RequestHash,
+	// which the changelog carries); it is "" only for an entry rebuilt
+	// from a state without one: an envelope created before the create's
+	// event carried the hash.
 	Hash string
 }
 

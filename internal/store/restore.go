@@ -187,7 +187,8 @@ func escapeGlob(s string) string {
 
 // Put writes one envelope's committed state, with its entries in the
 // reconciler's index (when it is not Settled: the rule a batch's write
-// follows) and the request index. Writes go out restoreChunk at a time.
+// follows) and the request index (with the request's content hash when
+// the state carries it). Writes go out restoreChunk at a time.
 func (r *Restore) Put(ctx context.Context, e *envelope.Envelope) error {
 	val, err := r.enc.envelope(e)
 	if err != nil {
@@ -199,7 +200,16 @@ func (r *Restore) Put(ctx context.Context, e *envelope.Envelope) error {
 		r.cmds = append(r.cmds, redis.NewIntCmd(ctx, "zadd", r.s.activeKey(r.p), e.State.UpdatedAt.UnixMilli(), id))
 	}
 	if e.State.RequestID != nil && *e.State.RequestID != "" {
-		r.reqs.HSet(ctx, r.s.reqKey(RequestKey{Tenant: deref(e.State.Tenant), ID: *e.State.RequestID}), "env", id, "p", r.p)
+		// The request's content hash, where the state has it, so that a
+		// request with the same identity and other content is still
+		// refused as conflicting; a state without one (written before
+		// states carried it) leaves whatever hash the entry holds.
+		key := r.s.reqKey(RequestKey{Tenant: deref(e.State.Tenant), ID: *e.State.RequestID})
+		if h := deref(e.State.RequestHash); h != "" {
+			r.reqs.HSet(ctx, key, "env", id, "p", r.p, "h", h)
+		} else {
+			r.reqs.HSet(ctx, key, "env", id, "p", r.p)
+		}
 	}
 	r.total++
 	if r.n++; r.n >= restoreChunk {

@@ -81,11 +81,21 @@ func TestRestoreReplacesPartition(t *testing.T) {
 		neighbours[p] = partKeys(t, s, r, p)
 	}
 
-	// The changelog: a further on than Redis has it, x completed, d new;
-	// b is not there (its batch wrote Redis and its transaction aborted).
+	// r-a was claimed with its content's hash; its state, from before
+	// states carried the hash, has none.
+	if _, err := s.ClaimRequests(ctx, []store.RequestKey{{Tenant: "acme", ID: "r-a"}}, []string{"hash-a"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The changelog: a further on than Redis has it, x completed, d new
+	// (its create's event carried its request's hash); b is not there
+	// (its batch wrote Redis and its transaction aborted).
 	a := state(reqEv("a", "a1", schemas.StatusSent, "acme", "r-a"), reqEv("a", "a2", schemas.StatusDelivered, "acme", "r-a"))
 	x := state(ev("x", "x1", schemas.StatusSent), ev("x", "x2", schemas.StatusCompleted))
-	d := state(reqEv("d", "d1", schemas.StatusSent, "", "r-d"))
+	d1 := reqEv("d", "d1", schemas.StatusSent, "", "r-d")
+	hashD := "hash-d"
+	d1.RequestHash = &hashD
+	d := state(d1)
 
 	tok := store.Token(2)
 	old, err := s.Claim(ctx, 1, tok)
@@ -146,13 +156,16 @@ func TestRestoreReplacesPartition(t *testing.T) {
 	if want := []string{"a@1", "d@1", "n0@0", "n10@10"}; !reflect.DeepEqual(staleIDs, want) {
 		t.Fatalf("active envelopes %v, want %v (x is terminal)", staleIDs, want)
 	}
-	// The request index is rebuilt from the states; b's entry stays: the
-	// provider created b, and the request must not create it again.
+	// The request index is rebuilt from the states, with the request's
+	// hash where the state has one (d: a request with other content is
+	// still a conflict) and the claimed hash kept where it has none (a);
+	// b's entry stays: the provider created b, and the request must not
+	// create it again.
 	reqs, err := s.Requests(ctx, []store.RequestKey{{Tenant: "acme", ID: "r-a"}, {Tenant: "acme", ID: "r-b"}, {ID: "r-d"}})
 	wantReqs := map[store.RequestKey]store.RequestEntry{
-		{Tenant: "acme", ID: "r-a"}: {EnvelopeID: "a", Partition: 1},
+		{Tenant: "acme", ID: "r-a"}: {EnvelopeID: "a", Partition: 1, Hash: "hash-a"},
 		{Tenant: "acme", ID: "r-b"}: {EnvelopeID: "b", Partition: 1},
-		{ID: "r-d"}:                 {EnvelopeID: "d", Partition: 1},
+		{ID: "r-d"}:                 {EnvelopeID: "d", Partition: 1, Hash: "hash-d"},
 	}
 	if err != nil || !reflect.DeepEqual(reqs, wantReqs) {
 		t.Fatalf("request index %+v, %v, want %+v", reqs, err, wantReqs)
