@@ -303,15 +303,30 @@ func sortBySeq(es []schemas.AuditEntry) {
 // producer is not transactional.
 func (h *harness) waitConsumed(n int64, d time.Duration) {
 	h.t.Helper()
+	h.waitCommitted("events", h.codec.Topics().Events, n, d)
+}
+
+// waitRequestsConsumed is waitConsumed for the requests session: once it
+// returns, the first n requests' batches have committed, with their dead
+// letters and their API events.
+func (h *harness) waitRequestsConsumed(n int64, d time.Duration) {
+	h.t.Helper()
+	h.waitCommitted("requests", h.codec.Topics().Requests, n, d)
+}
+
+// waitCommitted waits until the processor's session loop has committed n
+// offsets of topic, summed over its partitions.
+func (h *harness) waitCommitted(loop, topic string, n int64, d time.Duration) {
+	h.t.Helper()
 	adm := kadm.NewClient(h.prod)
-	waitFor(h.t, d, fmt.Sprintf("%d events consumed", n), func() bool {
-		offs, err := adm.FetchOffsets(context.Background(), h.kafka.Group("esignflow-processor-events"))
+	waitFor(h.t, d, fmt.Sprintf("%d records of %s consumed", n, topic), func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), h.kafka.Group("esignflow-processor-"+loop))
 		if err != nil {
 			return false
 		}
 		var at int64
 		offs.Each(func(o kadm.OffsetResponse) {
-			if o.Topic == h.codec.Topics().Events && o.Err == nil {
+			if o.Topic == topic && o.Err == nil {
 				at += o.At
 			}
 		})

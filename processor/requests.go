@@ -99,7 +99,8 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 		}
 	}
 	var wg sync.WaitGroup
-	for i, req := range reqs {
+	for j, i := range idx {
+		req := reqs[i]
 		if req == nil {
 			continue
 		}
@@ -108,7 +109,7 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i], errs[i] = p.createOne(ctx, *req)
+			out[i], errs[i] = p.createOne(ctx, *req, hashes[j])
 		}()
 	}
 	wg.Wait()
@@ -168,12 +169,16 @@ func validateRequest(req schemas.SigningRequest) error {
 	return nil
 }
 
-// createOne creates one envelope and returns the event that reports it.
-func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest) ([]*kgo.Record, error) {
+// createOne creates one envelope and returns the event that reports it,
+// which carries hash, the request's content hash as claimed, into the
+// envelope's state: the changelog keeps it for the request index a
+// restore rebuilds, so a conflicting request is refused after a Redis
+// loss too.
+func (p *Processor) createOne(ctx context.Context, req schemas.SigningRequest, hash string) ([]*kgo.Record, error) {
 	now := time.Now()
 	rid, tenant := req.RequestID, req.Tenant
 	ev := schemas.EnvelopeEvent{
-		EventID: "api:" + req.RequestID, Provider: p.providerOf(req), RequestID: &rid, Tenant: &tenant,
+		EventID: "api:" + req.RequestID, Provider: p.providerOf(req), RequestID: &rid, Tenant: &tenant, RequestHash: &hash,
 		Source: schemas.SourceAPI, Type: "envelope.created", ReceivedAt: now, Recipients: []schemas.RecipientUpdate{},
 		Metadata: map[string]string{},
 	}

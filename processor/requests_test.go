@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/store"
 	"github.com/esignflow/esignflow/processor"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
@@ -182,4 +184,67 @@ func (h *harness) readDeadLetters(n int, d time.Duration) []schemas.DeadLetter {
 		})
 	}
 	return dls
+}
+
+// Redis is a cache of Kafka, and the content hash that tells a conflicting
+// request from a duplicate is part of what it caches: after Redis is lost
+// and the request index is rebuilt from the changelog, a request with the
+// same tenant and id but other content is still dead-lettered as
+// conflicting — not counted as a duplicate and dropped, which would leave
+// upstream believing its second request was taken — and the same content
+// again is still a duplicate, with no second envelope.
+func TestConflictingRequestRefusedAfterRedisLoss(t *testing.T) {
+	h := newHarness(t)
+	s := startSim(t, sim.Config{Step: time.Hour, Seed: 6})
+	c, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := h.readStatus()
+	reg := prometheus.NewRegistry()
+	cfg := h.config("a")
+	cfg.Providers = map[string]processor.Creator{"sim": c}
+	cfg.Metrics = reg
+	h.start(cfg)
+
+	first := signingRequest("po-7")
+	h.produce(h.requestRecord(first))
+	waitFor(t, 60*time.Second, "the request's envelope on the status topic", func() bool { return len(sr.snapshot()) == 1 })
+
+	h.redis.Flush(t)
+	// The processor finds the loss (its idle check) and restores the
+	// partition from the changelog, the request index entry with it.
+	key := store.RequestKey{Tenant: first.Tenant, ID: first.RequestID}
+	waitFor(t, 60*time.Second, "the request index rebuilt by a restore", func() bool {
+		reqs, err := h.store.Requests(context.Background(), []store.RequestKey{key})
+		return err == nil && reqs[key].EnvelopeID != ""
+	})
+
+	changed := first
+	changed.Subject = "a different contract"
+	h.produce(h.requestRecord(changed))
+	h.waitRequestsConsumed(2, 60*time.Second)
+	if got, _ := counter(t, reg, "esignflow_processor_duplicate_requests_total", nil); got != 0 {
+		t.Fatalf("the conflicting request was counted as a duplicate (esignflow_processor_duplicate_requests_total = %v), not refused", got)
+	}
+	dls := h.readDeadLetters(1, 10*time.Second)
+	if !strings.Contains(dls[0].Error, "conflicting request") || !strings.Contains(dls[0].Error, `"po-7"`) || !strings.Contains(dls[0].Error, `"acme"`) {
+		t.Fatalf("dead letter: %+v, want a conflicting request naming po-7 and acme", dls[0])
+	}
+
+	h.produce(h.requestRecord(first)) // the same content again
+	h.waitRequestsConsumed(3, 60*time.Second)
+	if got, _ := counter(t, reg, "esignflow_processor_duplicate_requests_total", nil); got != 1 {
+		t.Fatalf("esignflow_processor_duplicate_requests_total = %v after the same request again, want 1", got)
+	}
+	if n := len(s.Truth()); n != 1 {
+		t.Fatalf("%d envelopes at the provider, want 1", n)
+	}
+	envs := map[string]bool{}
+	for _, ch := range sr.snapshot() {
+		envs[ch.EnvelopeID] = true
+	}
+	if len(envs) != 1 {
+		t.Fatalf("status changes of %d envelopes, want 1: %v", len(envs), envs)
+	}
 }
