@@ -30,7 +30,7 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 	out := make([][]*kgo.Record, len(recs))
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, p.cfg.CreateConcurrency)
-	seen := make(map[store.RequestKey]bool, len(recs))
+	seen := make(map[store.RequestKey]string, len(recs)) // the hash of each request's first record
 	reqs := make([]*schemas.SigningRequest, len(recs))
 	var (
 		idx    []int // of reqs claimed
@@ -58,17 +58,30 @@ func (p *Processor) handleRequests(ctx context.Context, recs []*kgo.Record, emit
 			continue
 		}
 		key := store.RequestKey{Tenant: req.Tenant, ID: req.RequestID}
-		if seen[key] {
-			continue // the same request twice in one batch
-		}
-		seen[key] = true
-		reqs[i] = &req
-		idx = append(idx, i)
-		keys = append(keys, key)
 		hash, err := requestHash(req)
 		if err != nil {
 			return err
 		}
+		if first, ok := seen[key]; ok {
+			// The same identity twice in one batch: the first record is
+			// the one claimed; this one is a duplicate of it, or, with
+			// other content, a conflicting request.
+			if first == hash {
+				p.m.duplicateRequests.Inc()
+				continue
+			}
+			dl, err := p.deadLetter(r, fmt.Errorf("%w: request %q of tenant %q came with other content at an earlier offset of the same batch; a request id names one request per tenant",
+				errConflictingRequest, key.ID, key.Tenant))
+			if err != nil {
+				return err
+			}
+			out[i] = []*kgo.Record{dl}
+			continue
+		}
+		seen[key] = hash
+		reqs[i] = &req
+		idx = append(idx, i)
+		keys = append(keys, key)
 		hashes = append(hashes, hash)
 	}
 	// Claim each request's identity with its content's hash (one round

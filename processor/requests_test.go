@@ -248,3 +248,42 @@ func TestConflictingRequestRefusedAfterRedisLoss(t *testing.T) {
 		t.Fatalf("status changes of %d envelopes, want 1: %v", len(envs), envs)
 	}
 }
+
+// TestConflictingRequestInOneBatchIsRefused: two records of one request
+// identity in one batch are told apart by their content too: the second
+// with other content is dead-lettered as conflicting (it was skipped as
+// "the same request twice", silently), and the same content again is a
+// duplicate. One envelope in all.
+func TestConflictingRequestInOneBatchIsRefused(t *testing.T) {
+	h := newHarness(t)
+	s := startSim(t, sim.Config{Step: time.Hour, Seed: 7})
+	c, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := h.readStatus()
+	reg := prometheus.NewRegistry()
+	cfg := h.config("a")
+	cfg.Providers = map[string]processor.Creator{"sim": c}
+	cfg.Metrics = reg
+
+	first := signingRequest("po-8")
+	changed := first
+	changed.Subject = "a different contract"
+	// Produced together before the processor starts: one record batch,
+	// so one fetch and one processing batch.
+	h.produce(h.requestRecord(first), h.requestRecord(changed), h.requestRecord(first))
+	h.start(cfg)
+	h.waitRequestsConsumed(3, 60*time.Second)
+	dls := h.readDeadLetters(1, 10*time.Second)
+	if !strings.Contains(dls[0].Error, "conflicting request") || !strings.Contains(dls[0].Error, `"po-8"`) {
+		t.Fatalf("dead letter: %+v, want a conflicting request naming po-8", dls[0])
+	}
+	if got, _ := counter(t, reg, "esignflow_processor_duplicate_requests_total", nil); got != 1 {
+		t.Fatalf("esignflow_processor_duplicate_requests_total = %v, want 1 (the third record)", got)
+	}
+	waitFor(t, 60*time.Second, "the request's envelope on the status topic", func() bool { return len(sr.snapshot()) >= 1 })
+	if n := len(s.Truth()); n != 1 {
+		t.Fatalf("%d envelopes at the provider, want 1", n)
+	}
+}
