@@ -194,17 +194,7 @@ func (h *harness) readDeadLetters(n int, d time.Duration) []schemas.DeadLetter {
 // upstream believing its second request was taken — and the same content
 // again is still a duplicate, with no second envelope.
 func TestConflictingRequestRefusedAfterRedisLoss(t *testing.T) {
-	h := newHarness(t)
-	s := startSim(t, sim.Config{Step: time.Hour, Seed: 6})
-	c, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sr := h.readStatus()
-	reg := prometheus.NewRegistry()
-	cfg := h.config("a")
-	cfg.Providers = map[string]processor.Creator{"sim": c}
-	cfg.Metrics = reg
+	h, s, sr, reg, cfg := newRequestsHarness(t, 6)
 	h.start(cfg)
 
 	first := signingRequest("po-7")
@@ -255,17 +245,7 @@ func TestConflictingRequestRefusedAfterRedisLoss(t *testing.T) {
 // "the same request twice", silently), and the same content again is a
 // duplicate. One envelope in all.
 func TestConflictingRequestInOneBatchIsRefused(t *testing.T) {
-	h := newHarness(t)
-	s := startSim(t, sim.Config{Step: time.Hour, Seed: 7})
-	c, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sr := h.readStatus()
-	reg := prometheus.NewRegistry()
-	cfg := h.config("a")
-	cfg.Providers = map[string]processor.Creator{"sim": c}
-	cfg.Metrics = reg
+	h, s, sr, reg, cfg := newRequestsHarness(t, 7)
 
 	first := signingRequest("po-8")
 	changed := first
@@ -286,4 +266,23 @@ func TestConflictingRequestInOneBatchIsRefused(t *testing.T) {
 	if n := len(s.Truth()); n != 1 {
 		t.Fatalf("%d envelopes at the provider, want 1", n)
 	}
+}
+
+// newRequestsHarness is a harness whose processor, configured by cfg (not
+// started), creates envelopes at a simulator of seed whose recipients do
+// not move, and records its metrics in reg; sr reads the status topic.
+func newRequestsHarness(t *testing.T, seed uint64) (*harness, *sim.Simulator, *statusReader, *prometheus.Registry, processor.Config) {
+	t.Helper()
+	h := newHarness(t)
+	s := startSim(t, sim.Config{Step: time.Hour, Seed: seed})
+	c, err := sim.NewClient(sim.ClientConfig{BaseURL: s.URL(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := h.readStatus()
+	reg := prometheus.NewRegistry()
+	cfg := h.config("a")
+	cfg.Providers = map[string]processor.Creator{"sim": c}
+	cfg.Metrics = reg
+	return h, s, sr, reg, cfg
 }
