@@ -47,7 +47,6 @@ type ClientConfig struct {
 // with the same idempotency key, and configures envelopes in serial steps.
 // It is safe for concurrent use.
 type Client struct {
-	cfg  ClientConfig
 	base *url.URL
 	log  *slog.Logger
 	api  *apicall.Caller
@@ -79,7 +78,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Client{cfg: cfg, base: u, log: cfg.Logger.With("component", "sim-client")}
+	c := &Client{base: u, log: cfg.Logger.With("component", "sim-client")}
 	api := apicall.Caller{Provider: "sim", HTTP: cfg.HTTP, Timeout: cfg.CallTimeout, Attempts: cfg.MaxAttempts,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, Logger: c.log}
 	if cfg.Metrics != nil {
@@ -184,7 +183,8 @@ func (c *Client) Download(ctx context.Context, id string, kind provider.Artifact
 		if err != nil {
 			return err
 		}
-		d = provider.Download{Body: a.Body, DeclaredHash: strings.ToLower(a.Header.Get("X-Content-SHA256")), ContentType: a.ContentType}
+		d = a.Download("")
+		d.DeclaredHash = strings.ToLower(a.Header.Get("X-Content-SHA256"))
 		if _, err := hex.DecodeString(d.DeclaredHash); err != nil {
 			d.DeclaredHash = ""
 		}
