@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 	"github.com/esignflow/esignflow/schemas"
 )
 
@@ -180,13 +181,12 @@ func (c *Client) Create(ctx context.Context, key string, req schemas.SigningRequ
 	return provider.Envelope{}, last
 }
 
-// retryable reports whether an error is worth another attempt now: a
-// transient failure, but not a limit, which the caller schedules.
+// retryable reports whether an error is worth another attempt now:
+// apicall's default (a transient failure, not a rate limit), nor a
+// per-envelope limit; the caller schedules both limits.
 func retryable(err error) bool {
-	var rl *provider.RateLimitedError
 	var el *EnvelopeLimitError
-	var te *provider.TransientError
-	return errors.As(err, &te) && !errors.As(err, &rl) && !errors.As(err, &el)
+	return apicall.Transient(err) && !errors.As(err, &el)
 }
 
 // createOnce is one attempt: look up, then create and/or send as needed.

@@ -247,13 +247,11 @@ func (c *Client) classify(resp *http.Response, raw []byte, r request) error {
 	}
 }
 
-// retryable reports whether an error is worth another attempt now: a
-// transient failure, but not a rate limit (which the caller schedules) nor
-// files not ready (which the sink backs off).
+// retryable reports whether an error is worth another attempt now:
+// apicall's default (a transient failure, not a rate limit, which the
+// caller schedules), nor files not ready (which the sink backs off).
 func retryable(err error) bool {
-	var rl *provider.RateLimitedError
-	var te *provider.TransientError
-	return errors.As(err, &te) && !errors.As(err, &rl) && !errors.Is(err, ErrFilesNotReady)
+	return apicall.Transient(err) && !errors.Is(err, ErrFilesNotReady)
 }
 
 // do runs r with retries and decodes a JSON answer into out (when not nil).
