@@ -88,6 +88,13 @@ func (s *Sink) raiseVersion(ctx context.Context, name string, v int64) error {
 	if cur >= v {
 		return nil
 	}
+	return s.writeVersion(ctx, name, v)
+}
+
+// writeVersion writes v into the marker name, whatever it holds: for a
+// writer that knows it holds less (the status loop's claims, whose
+// marker it read in the same batch).
+func (s *Sink) writeVersion(ctx context.Context, name string, v int64) error {
 	if _, err := s.cfg.Archive.Put(ctx, name, fmt.Appendf(nil, "%d\n", v)); err != nil {
 		return &archiveError{err}
 	}

@@ -476,8 +476,14 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 	for _, j := range cands {
 		newest[j.ch.EnvelopeID] = max(newest[j.ch.EnvelopeID], j.ch.Version)
 	}
-	type marks struct{ claimed, latest int64 }
-	before := map[string]marks{} // as the batch found them
+	// claimed and latest are the envelope's markers as the batch found
+	// them; claims is the claimed marker as the batch left it. The
+	// status loop is the claimed marker's one writer, so what it read
+	// once stays true but for its own writes: each envelope's markers
+	// are read once per batch and a claim is written without reading
+	// the marker again.
+	type marks struct{ claimed, latest, claims int64 }
+	before := map[string]*marks{}
 	for _, j := range cands {
 		id, v := j.ch.EnvelopeID, j.ch.Version
 		if n := newest[id]; fromRetry && v < n {
@@ -487,10 +493,12 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 		}
 		m, ok := before[id]
 		if !ok {
+			m = &marks{}
 			var err error
 			if m.claimed, m.latest, err = s.versions(ctx, id); err != nil {
 				return err
 			}
+			m.claims = m.claimed
 			before[id] = m
 		}
 		claimed, latest := m.claimed, m.latest
@@ -520,8 +528,11 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			// A claimed version not published yet may be parked, or
 			// being tried by the retry loop.
 			j.behind = claimed > 0 && latest < claimed
-			if err := s.raiseVersion(ctx, ClaimedName(id), v); err != nil {
-				return err
+			if v > m.claims {
+				if err := s.writeVersion(ctx, ClaimedName(id), v); err != nil {
+					return err
+				}
+				m.claims = v
 			}
 		}
 		jobs = append(jobs, j)
