@@ -45,11 +45,13 @@ import (
 // (a detour through the retry topic, never a loss). A published marker or
 // latest lost to a crash after the commit costs the same detour.
 //
-// What this does not order: a dead letter replayed (ReplayRecord) lands
-// on the retry partition of its key's hash, not on its envelope's; it is
-// still dropped when a newer version was claimed before it is tried or
-// published, but one finalised in the instant between the retry loop's
-// last check and its commit is not.
+// A dead letter replayed (ReplayRecord, produced with RetryPartitioner)
+// lands on its envelope's retry partition too, and is tried in turn with
+// the envelope's parked versions: dropped like them when a newer version
+// was claimed or published. What this does not order: versions parked
+// on either side of an increase in the retry topic's partitions, which
+// moves an envelope's retry partition (a version parked again stays on
+// the partition it was on).
 
 // ClaimedName is the archive marker holding the newest finalising version
 // of an envelope the sink has consumed.

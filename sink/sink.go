@@ -621,7 +621,8 @@ func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry boo
 		s.health.answered(j.ch.State.Provider, true)
 		if fromRetry {
 			// A later version claimed while this one was being tried
-			// (a dead letter replayed onto another partition).
+			// (the status loop parked it behind this one): publishing
+			// this one would only be superseded.
 			claimed, latest, err := s.versions(ctx, j.ch.EnvelopeID)
 			if err != nil {
 				return err
