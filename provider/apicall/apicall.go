@@ -177,7 +177,9 @@ func (c *Caller) Call(ctx context.Context, r Request) (Answer, error) {
 	}
 	start := time.Now()
 	resp, err := c.HTTP.Do(req)
-	c.Observe(r.Op, start, resp, err)
+	if c.Metrics != nil {
+		c.Metrics.Observe(c.Provider, r.Op, start, resp, err)
+	}
 	if err != nil {
 		return Answer{}, provider.TransportError(ctx, err)
 	}
@@ -199,14 +201,6 @@ func (c *Caller) Call(ctx context.Context, r Request) (Answer, error) {
 		return Answer{}, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("%s: %s: HTTP %d", c.Provider, r.Op, resp.StatusCode)}
 	}
 	return Answer{}, r.Refused(resp, raw)
-}
-
-// Observe records one HTTP attempt of operation op in Metrics (when set):
-// for a client's calls made outside Call.
-func (c *Caller) Observe(op string, start time.Time, resp *http.Response, err error) {
-	if c.Metrics != nil {
-		c.Metrics.Observe(c.Provider, op, start, resp, err)
-	}
 }
 
 // RateLimited counts, in Metrics (when set), an answer of operation op

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -152,7 +151,9 @@ func (c *Client) assertion() (string, error) {
 	return s, nil
 }
 
-// requestToken runs the JWT grant: POST <auth>/oauth/token.
+// requestToken runs the JWT grant: POST <auth>/oauth/token, made with
+// apicall.Call like every call (timeout, metrics, typed transport errors,
+// the answer read within 1 MiB); the answer is read by tokenAnswer.
 func (c *Client) requestToken(ctx context.Context) (token, error) {
 	assertion, err := c.assertion()
 	if err != nil {
@@ -162,23 +163,25 @@ func (c *Client) requestToken(ctx context.Context) (token, error) {
 		"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
 		"assertion":  {assertion},
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.auth.String()+"/oauth/token", strings.NewReader(form.Encode()))
+	var status int
+	a, err := c.api.Call(ctx, apicall.Request{Method: http.MethodPost, URL: c.auth.String() + "/oauth/token",
+		Body: []byte(form.Encode()), ContentType: "application/x-www-form-urlencoded", Op: "token", Limit: 1 << 20,
+		Answered: func(resp *http.Response) { status = resp.StatusCode },
+		Refused: func(resp *http.Response, raw []byte) error {
+			_, err := c.tokenAnswer(resp.StatusCode, raw)
+			return err
+		}})
 	if err != nil {
-		return token{}, &provider.PermanentError{Reason: err.Error()}
+		return token{}, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	start := time.Now()
-	resp, err := c.api.HTTP.Do(req)
-	c.api.Observe("token", start, resp, err)
-	if err != nil {
-		return token{}, &provider.TransientError{Err: fmt.Errorf("docusign: token request: %w", err)}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return token{}, &provider.TransientError{Err: fmt.Errorf("docusign: token answer: %w", err)}
-	}
+	return c.tokenAnswer(status, a.Body)
+}
+
+// tokenAnswer reads the token answer of HTTP status status: the token, or
+// an *AuthError for an OAuth error (consent_required names ConsentURL), a
+// *provider.TransientError for a 5xx or 429, a *provider.PermanentError
+// for anything else without an access token.
+func (c *Client) tokenAnswer(status int, raw []byte) (token, error) {
 	var body struct {
 		AccessToken string          `json:"access_token"`
 		TokenType   string          `json:"token_type"`
@@ -188,17 +191,17 @@ func (c *Client) requestToken(ctx context.Context) (token, error) {
 	}
 	_ = json.Unmarshal(raw, &body)
 	switch {
-	case resp.StatusCode/100 == 2 && body.AccessToken != "":
-	case body.Error != "" && resp.StatusCode < 500:
-		e := &AuthError{Code: body.Error, Description: body.Description, Status: resp.StatusCode}
+	case status/100 == 2 && body.AccessToken != "":
+	case body.Error != "" && status < 500:
+		e := &AuthError{Code: body.Error, Description: body.Description, Status: status}
 		if e.Code == "consent_required" {
 			e.ConsentURL = c.ConsentURL()
 		}
 		return token{}, e
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		return token{}, &provider.TransientError{Err: fmt.Errorf("docusign: token answer HTTP %d", resp.StatusCode)}
+	case status >= 500 || status == http.StatusTooManyRequests:
+		return token{}, &provider.TransientError{Err: fmt.Errorf("docusign: token answer HTTP %d", status)}
 	default:
-		return token{}, &provider.PermanentError{Status: resp.StatusCode, Reason: fmt.Sprintf("docusign: token answer HTTP %d without an access token", resp.StatusCode)}
+		return token{}, &provider.PermanentError{Status: status, Reason: fmt.Sprintf("docusign: token answer HTTP %d without an access token", status)}
 	}
 	lifetime := time.Hour
 	if n, ok := jsonInt(body.ExpiresIn); ok && n > 0 {
