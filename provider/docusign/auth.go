@@ -128,10 +128,7 @@ func (t *tokens) drop(access string) {
 
 // assertion builds and signs the JWT grant's assertion.
 func (c *Client) assertion() (string, error) {
-	key, err := c.key.Get()
-	if key == nil {
-		return "", &provider.PermanentError{Reason: err.Error()}
-	}
+	key, err := c.key.Get() // a key, always: New loaded one, and a bad file keeps it
 	if err != nil {
 		c.log.Error("docusign private key changed but does not load; keeping the previous one", "err", err)
 	}
