@@ -76,7 +76,7 @@ func (o origin) String() string { return fmt.Sprintf("%s/%d@%d", o.topic, o.part
 func parseOrigin(s string) (origin, bool) {
 	at := strings.LastIndexByte(s, '@')
 	slash := strings.LastIndexByte(s[:max(at, 0)], '/')
-	if at < 0 || slash < 0 {
+	if at < 0 || slash <= 0 {
 		return origin{}, false
 	}
 	p, err1 := strconv.ParseInt(s[slash+1:at], 10, 32)
@@ -167,14 +167,6 @@ func parkOn(topic string, key, value []byte, headers []kgo.RecordHeader, st park
 		hs = append(hs, kgo.RecordHeader{Key: headerReason, Value: []byte(st.Reason)})
 	}
 	return &kgo.Record{Topic: topic, Key: key, Value: value, Headers: append(hs, ownHeaders(headers)...)}
-}
-
-// originOf is where a job's status change was first read.
-func originOf(r *kgo.Record, st parkState) origin {
-	if st.origin.topic != "" {
-		return st.origin
-	}
-	return origin{r.Topic, r.Partition, r.Offset}
 }
 
 // classify says why an attempt failed and whether retrying can change

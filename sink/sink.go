@@ -708,7 +708,7 @@ func (s *Sink) tombstone(r *kgo.Record) *kgo.Record {
 
 func (s *Sink) deadLetter(j *job, reason string, cause error) (*kgo.Record, error) {
 	r := j.rec
-	origin := originOf(r, j.park)
+	origin := j.park.origin // freshPark and readPark always set it
 	key := []byte(j.ch.EnvelopeID)
 	if j.ch.EnvelopeID == "" {
 		key = j.park.key // undecodable: the status record's key
