@@ -68,10 +68,8 @@ type Signature struct {
 	Name   string `json:"signer_name"`
 	Status string `json:"status_code"`
 	// ReassignedFrom is the signature this one replaces ("Previous
-	// signature identifier"), set once its signer reassigned it;
-	// ReassignedBy is that signer's e-mail address.
+	// signature identifier"), set once its signer reassigned it.
 	ReassignedFrom string `json:"reassigned_from"`
-	ReassignedBy   string `json:"reassigned_by"`
 }
 
 // Decode extracts the callback JSON from a multipart form (field "json") or

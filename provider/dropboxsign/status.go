@@ -18,9 +18,10 @@ import (
 )
 
 // APISignatureRequest is the part of Dropbox Sign's SignatureRequestResponse
-// esignflow reads: the object every API answer (send, get, list) and every
-// callback's "signature_request" carries, so the API and callback paths
-// can normalise it the same way (Envelope).
+// esignflow reads: the object every API answer (send, get, list) carries,
+// normalised by Envelope. A callback's "signature_request" is the same
+// object, but Parse reads it as Callback and maps it by event type (see
+// Envelope); the two share SignerStatus.
 type APISignatureRequest struct {
 	ID         string                     `json:"signature_request_id"`
 	Title      string                     `json:"title"`
