@@ -102,21 +102,16 @@ func (s *Simulator) startRound(e *envelope, now time.Time) {
 
 var steps = []string{"created", "sent", "delivered", "viewed", "signed"}
 
-// retried marks a step scheduled again after a failed authentication, so
-// that a recipient fails at most once: advance(…, retried+step) is step,
-// without the fault.
-const retried = 100
-
 // schedule plans a recipient's next step.
 func (s *Simulator) schedule(envID, rid string, step int) {
 	d := s.jitter("step", envID, rid, strconv.Itoa(step))
-	s.after(d, func() { s.advance(envID, rid, step) })
+	s.after(d, func() { s.advance(envID, rid, step, false) })
 }
 
-// advance moves a recipient one step and the envelope with it.
-func (s *Simulator) advance(envID, rid string, step int) {
-	again := step >= retried
-	step %= retried
+// advance moves a recipient one step and the envelope with it. retry is
+// the signature tried again after a failed authentication, which does
+// not fail again: a recipient fails at most once.
+func (s *Simulator) advance(envID, rid string, step int, retry bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.envelopes[envID]
@@ -141,10 +136,10 @@ func (s *Simulator) advance(envID, rid string, step int) {
 	}
 	// The signer gets the SMS code (or the ID check) wrong once, then
 	// right: the status stays viewed until the signature.
-	if next == "signed" && !again && s.roll("authfail", envID, rid) < s.faults.AuthFailOnce {
+	if next == "signed" && !retry && s.roll("authfail", envID, rid) < s.faults.AuthFailOnce {
 		s.emit(e, "recipient.auth_failed", r, now)
 		d := s.jitter("step", envID, rid, "retry")
-		s.after(d, func() { s.advance(envID, rid, retried+step) })
+		s.after(d, func() { s.advance(envID, rid, step, true) })
 		return
 	}
 	r.setStatus(next, now)
