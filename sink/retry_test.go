@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/sim"
@@ -94,44 +95,13 @@ func (h *harness) all(topic string) []*kgo.Record {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer adm.Close()
-	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	if len(want) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.FetchMaxWait(50*time.Millisecond))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer cl.Close()
 	var out []*kgo.Record
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			h.t.Fatalf("%s: not read to its end: %v left", topic, want)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
+	err := topicread.AllSettled(ctx, []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, topic, func(r *kgo.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		h.t.Fatalf("%s: not read to its end: %v", topic, err)
 	}
 	return out
 }
