@@ -18,14 +18,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/internal/fakes"
 	"github.com/esignflow/esignflow/internal/promread"
-	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/sim"
 	"github.com/esignflow/esignflow/schemas"
@@ -85,21 +83,9 @@ func newHarness(t *testing.T) *harness { return newHarnessN(t, 2) }
 // newHarnessN is a harness whose topics have partitions partitions.
 func newHarnessN(t *testing.T, partitions int32) *harness {
 	t.Helper()
+	// On a shared broker, fakes deletes every topic of the test's names
+	// (topics.All), the sink's retry topic with them.
 	k := fakes.NewKafka(t, partitions)
-	if fakes.Real() {
-		// The shared broker outlives the test: fakes deletes the
-		// schemas' topics, the sink's retry topic is ours.
-		t.Cleanup(func() {
-			cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
-			if err != nil {
-				return
-			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_, _ = kadm.NewClient(cl).DeleteTopics(ctx, topics.SinkRetry(k.Names))
-		})
-	}
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	srcl, err := sr.NewClient(sr.URLs(reg.URL()))
