@@ -76,10 +76,9 @@ func (d *Dialect) Webhooks(t sim.Transition) []sim.Message {
 		related = &id
 	}
 	type ev struct {
-		typ      string
-		related  *string
-		later    time.Duration
-		deferred bool
+		typ     string
+		related *string
+		later   time.Duration // sent this long after the transition
 	}
 	var evs []ev
 	switch t.Type {
@@ -91,7 +90,7 @@ func (d *Dialect) Webhooks(t sim.Transition) []sim.Message {
 		evs = []ev{{typ: "signature_request_signed", related: related}}
 		if t.Envelope.Status == "completed" {
 			evs = append(evs, ev{typ: "signature_request_all_signed"},
-				ev{typ: "signature_request_downloadable", later: d.cfg.FilesDelay, deferred: true})
+				ev{typ: "signature_request_downloadable", later: d.cfg.FilesDelay})
 		}
 	case "recipient.declined":
 		evs = []ev{{typ: "signature_request_declined", related: related}}
@@ -113,7 +112,7 @@ func (d *Dialect) Webhooks(t sim.Transition) []sim.Message {
 			Hash:     EventHash(d.cfg.APIKey, at, e.typ),
 			Metadata: eventMetadata{RelatedSignatureID: e.related, ReportedForAccountID: d.cfg.AccountID}}}
 		m := callbackMessage{cb: cb}
-		if e.deferred {
+		if e.later > 0 {
 			msgs = append(msgs, deferredCallback{m, e.later})
 		} else {
 			msgs = append(msgs, m)

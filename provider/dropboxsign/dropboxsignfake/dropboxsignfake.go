@@ -173,7 +173,7 @@ func New(cfg Config) (*Dialect, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	return &Dialect{cfg: cfg, inFlight: map[string]bool{}, index: searchIndex{byToken: map[indexKey][]string{}}}, nil
+	return &Dialect{cfg: cfg, inFlight: map[string]bool{}}, nil
 }
 
 // AccountID is the account the dialect serves.

@@ -2,6 +2,7 @@ package dropboxsignfake
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -125,7 +126,7 @@ func (q query) matches(e *sim.EnvelopeInfo, account string) bool {
 }
 
 func (t term) matches(e *sim.EnvelopeInfo, account string) bool {
-	flag := func(b bool) bool { return t.value == map[bool]string{true: "true", false: "false"}[b] }
+	flag := func(b bool) bool { return t.value == strconv.FormatBool(b) }
 	switch t.field {
 	case "complete":
 		return flag(e.Status == "completed")
@@ -213,7 +214,8 @@ func (q query) indexed() (field, token string, ok bool) {
 // grows. It is filled from the engine on first use (the engine may have
 // loaded a state file) and by every send after; an id may be listed
 // twice, which EnvelopesByID counts once. A candidate is still matched
-// against the whole query: the index only spares the scan.
+// against the whole query: the index only spares the scan. The zero
+// value is an empty index.
 type searchIndex struct {
 	mu      sync.Mutex
 	built   bool
