@@ -2,6 +2,7 @@ package dropboxsign
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -253,12 +254,12 @@ func (c *Client) lookup(ctx context.Context, ck string) (provider.Envelope, bool
 
 // signer is one entry of signers[].
 type signer struct {
-	Name      string `json:"name"`
-	Email     string `json:"email_address"`
-	Order     *int   `json:"order,omitempty"`
-	SMSPhone  string `json:"sms_phone_number,omitempty"`
-	SMSType   string `json:"sms_phone_number_type,omitempty"`
-	requestID string // the request's recipient id, for messages
+	Name     string `json:"name"`
+	Email    string `json:"email_address"`
+	Order    *int   `json:"order,omitempty"`
+	SMSPhone string `json:"sms_phone_number,omitempty"`
+	SMSType  string `json:"sms_phone_number_type,omitempty"`
+	rank     int32  // the request's routing order (at least 1)
 }
 
 // sendForm is the send body, before encoding.
@@ -324,11 +325,6 @@ func (c *Client) sendBody(ctx context.Context, req schemas.SigningRequest, ck st
 	// Recipients: signers, in routing order when the orders differ.
 	orders := map[int32]bool{}
 	for _, r := range req.Recipients {
-		if isSigner(r.Role) {
-			orders[max(r.RoutingOrder, 1)] = true
-		}
-	}
-	for _, r := range req.Recipients {
 		if r.Name == "" || r.Email == "" {
 			return refuse("recipient %q needs a name and an e-mail address", r.ID)
 		}
@@ -343,7 +339,7 @@ func (c *Client) sendBody(ctx context.Context, req schemas.SigningRequest, ck st
 		default:
 			return refuse("recipient %q: role %q is not supported (signer, cc, viewer)", r.ID, r.Role)
 		}
-		s := signer{Name: r.Name, Email: r.Email, requestID: r.ID}
+		s := signer{Name: r.Name, Email: r.Email, rank: max(r.RoutingOrder, 1)}
 		switch r.Auth {
 		case "", schemas.AuthEmail:
 		case schemas.AuthSMS:
@@ -360,28 +356,16 @@ func (c *Client) sendBody(ctx context.Context, req schemas.SigningRequest, ck st
 			return refuse("recipient %q: authentication %q is not supported", r.ID, r.Auth)
 		}
 		f.Signers = append(f.Signers, s)
+		orders[s.rank] = true
 	}
 	if len(f.Signers) == 0 {
 		return refuse("the request has no signer (only viewers)")
 	}
 	if len(orders) > 1 {
-		idx := make([]int, 0, len(f.Signers))
-		rank := map[string]int32{}
-		for _, r := range req.Recipients {
-			rank[r.ID] = max(r.RoutingOrder, 1)
+		slices.SortStableFunc(f.Signers, func(a, b signer) int { return cmp.Compare(a.rank, b.rank) })
+		for n := range f.Signers {
+			f.Signers[n].Order = &n
 		}
-		for i := range f.Signers {
-			idx = append(idx, i)
-		}
-		slices.SortStableFunc(idx, func(a, b int) int {
-			return int(rank[f.Signers[a].requestID]) - int(rank[f.Signers[b].requestID])
-		})
-		sorted := make([]signer, len(idx))
-		for n, i := range idx {
-			sorted[n] = f.Signers[i]
-			sorted[n].Order = &n
-		}
-		f.Signers = sorted
 	}
 
 	// Documents.
@@ -409,11 +393,6 @@ func (c *Client) sendBody(ctx context.Context, req schemas.SigningRequest, ck st
 		f.files = append(f.files, file{name: d.Name, contentType: d.ContentType, body: b})
 	}
 	return f.multipart()
-}
-
-func isSigner(role string) bool {
-	r := strings.ToLower(role)
-	return r == "" || r == "signer"
 }
 
 func isHTTP(raw string) bool {
