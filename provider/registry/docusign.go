@@ -122,13 +122,7 @@ func simulateDocuSign(cfg SimulateConfig) (*Simulated, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docusign key pair: %w", err)
 	}
-	hmacKey, err := ensureLine(filepath.Join(cfg.SecretsDir, "docusign"), func() (string, error) {
-		k := make([]byte, 32)
-		if _, err := rand.Read(k); err != nil {
-			return "", err
-		}
-		return base64.StdEncoding.EncodeToString(k), nil
-	})
+	hmacKey, err := ensureKey(filepath.Join(cfg.SecretsDir, "docusign"), base64.StdEncoding.EncodeToString)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -113,13 +112,7 @@ const simulatedLookupSettle = 250 * time.Millisecond
 // client's own pacing off likewise.
 func simulateDropboxSign(cfg SimulateConfig) (*Simulated, error) {
 	keyFile := filepath.Join(cfg.SecretsDir, "dropboxsign")
-	key, err := ensureLine(keyFile, func() (string, error) {
-		k := make([]byte, 32)
-		if _, err := rand.Read(k); err != nil {
-			return "", err
-		}
-		return hex.EncodeToString(k), nil
-	})
+	key, err := ensureKey(keyFile, hex.EncodeToString)
 	if err != nil {
 		return nil, err
 	}

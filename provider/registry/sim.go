@@ -97,13 +97,7 @@ func (a *simAPI) open(_ context.Context, o Options) (provider.Provider, error) {
 // simulateStandard signs the simulator's Standard Webhooks with a secret
 // generated once into SecretsDir/sim.
 func simulateStandard(cfg SimulateConfig) (*Simulated, error) {
-	key, err := ensureLine(filepath.Join(cfg.SecretsDir, "sim"), func() (string, error) {
-		k := make([]byte, 32)
-		if _, err := rand.Read(k); err != nil {
-			return "", err
-		}
-		return stdwebhook.FormatSecret(k), nil
-	})
+	key, err := ensureKey(filepath.Join(cfg.SecretsDir, "sim"), stdwebhook.FormatSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -120,19 +114,20 @@ func simulateStandard(cfg SimulateConfig) (*Simulated, error) {
 	}, nil
 }
 
-// ensureLine returns the first line of path, writing one made by gen
-// (mode 0600, its directory 0700) when the file does not exist.
-func ensureLine(path string, gen func() (string, error)) (string, error) {
+// ensureKey returns the first line of path, writing a key there (32
+// random bytes as encode writes them; mode 0600, its directory 0700) when
+// the file does not exist.
+func ensureKey(path string, encode func([]byte) string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", err
 	}
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		line, err := gen()
-		if err != nil {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
 			return "", err
 		}
-		raw = []byte(line + "\n")
+		raw = []byte(encode(k) + "\n")
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
 			return "", err
 		}
