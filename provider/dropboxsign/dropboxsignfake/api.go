@@ -27,45 +27,42 @@ const (
 	defaultPageSize, maxPageSize = 20, 100
 )
 
-// handlerFunc serves one API call after authentication, limits and
-// faults, with the request body read.
-type handlerFunc func(w http.ResponseWriter, r *http.Request, body []byte)
+// A route reads a call's request and body (read once, by rest) and
+// returns the call's rate-limit tier and the handler that serves it once
+// the call is authenticated, admitted and past the injected faults. A
+// send's tier is in its body (test_mode), so its route parses the body
+// and hands the parse to the send: one parse per send.
+type route func(r *http.Request, body []byte) (tier, http.HandlerFunc)
+
+// fixed is the route of a call of tier t served by h, which needs no body.
+func fixed(t tier, h http.HandlerFunc) route {
+	return func(*http.Request, []byte) (tier, http.HandlerFunc) { return t, h }
+}
 
 // Handler is the dialect's HTTP API over s; the simulator calls it once.
 func (d *Dialect) Handler(s *sim.Simulator) http.Handler {
 	d.sim = s
 	mux := http.NewServeMux()
-	high := func(*http.Request, []byte) tier { return highTier }
-	sendTier := func(r *http.Request, body []byte) tier {
-		if in, err := parseSend(r.Header.Get("Content-Type"), body); err == nil && in.TestMode {
-			return testModeTier
-		}
-		return highTier
-	}
-	mux.Handle("POST /v3/signature_request/send", d.rest(sendTier, d.send))
-	mux.Handle("GET /v3/signature_request/list", d.rest(nil, d.list))
-	mux.Handle("GET /v3/signature_request/files/{id}", d.rest(high, d.files))
-	mux.Handle("POST /v3/signature_request/cancel/{id}", d.rest(nil, d.cancel))
-	mux.Handle("GET /v3/signature_request/{id}", d.rest(nil, d.get))
-	mux.Handle("GET /v3/account", d.rest(nil, d.account))
-	mux.Handle("/v3/", d.rest(nil, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+	mux.Handle("POST /v3/signature_request/send", d.rest(d.sendRoute))
+	mux.Handle("GET /v3/signature_request/list", d.rest(fixed(standardTier, d.list)))
+	mux.Handle("GET /v3/signature_request/files/{id}", d.rest(fixed(highTier, d.files)))
+	mux.Handle("POST /v3/signature_request/cancel/{id}", d.rest(fixed(standardTier, d.cancel)))
+	mux.Handle("GET /v3/signature_request/{id}", d.rest(fixed(standardTier, d.get)))
+	mux.Handle("GET /v3/account", d.rest(fixed(standardTier, d.account)))
+	mux.Handle("/v3/", d.rest(fixed(standardTier, func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "The simulator does not serve this resource.", "")
-	}))
+	})))
 	return mux
 }
 
-// rest wraps fn with what every call goes through, in this order: the API
-// key (401 otherwise, not counted against a limit), the call's tier limit
-// (headers on every answer, 429 past it), then the simulator's injected
-// faults (503 before acting, or acting and never answering). tierOf nil is
-// the standard tier.
-func (d *Dialect) rest(tierOf func(*http.Request, []byte) tier, fn handlerFunc) http.Handler {
-	inner := d.sim.WithFaults(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		fn(w, r, body)
-	}), func(w http.ResponseWriter, _ *http.Request) {
+// rest wraps a route with what every call goes through, in this order:
+// the API key (401 otherwise, not counted against a limit), the call's
+// tier limit (headers on every answer, 429 past it), then the simulator's
+// injected faults (503 before acting, or acting and never answering).
+func (d *Dialect) rest(rt route) http.Handler {
+	unavailable := func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "maintenance", "The service is temporarily unavailable (injected failure).", "")
-	})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
@@ -73,10 +70,7 @@ func (d *Dialect) rest(tierOf func(*http.Request, []byte) tier, fn handlerFunc) 
 			writeError(w, http.StatusRequestEntityTooLarge, "bad_request", "The request body is too large.", "")
 			return
 		}
-		t := standardTier
-		if tierOf != nil {
-			t = tierOf(r, body)
-		}
+		t, h := rt(r, body)
 		if !d.authorized(r) {
 			d.stats.unauthorized.Add(1)
 			d.admit(w, t, now, false)
@@ -86,8 +80,7 @@ func (d *Dialect) rest(tierOf func(*http.Request, []byte) tier, fn handlerFunc) 
 		if !d.admit(w, t, now, true) {
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		inner.ServeHTTP(w, r)
+		d.sim.WithFaults(h, unavailable).ServeHTTP(w, r)
 	})
 }
 
@@ -103,6 +96,18 @@ func base(r *http.Request) string { return "http://" + r.Host + "/v3" }
 
 func (e *apiError) write(w http.ResponseWriter) { writeError(w, e.code, e.name, e.msg, e.path) }
 
+// sendRoute parses a send's body: a send with test_mode counts in the
+// test-mode tier, any other (one whose body does not parse included) in
+// the high tier; send answers with what the parse made of it.
+func (d *Dialect) sendRoute(r *http.Request, body []byte) (tier, http.HandlerFunc) {
+	in, apiErr := parseSend(r.Header.Get("Content-Type"), body)
+	t := highTier
+	if apiErr == nil && in.TestMode {
+		t = testModeTier
+	}
+	return t, func(w http.ResponseWriter, r *http.Request) { d.send(w, r, in, apiErr) }
+}
+
 // send answers POST signature_request/send.
 //
 // Idempotency-Key, as the dialect implements it (Dropbox Sign documents
@@ -114,7 +119,7 @@ func (e *apiError) write(w http.ResponseWriter) { writeError(w, e.code, e.name, 
 // 409 conflict; a send that was refused (4xx) used no key. An empty key
 // or one over 255 characters is refused 400 bad_request. No header: not
 // idempotent, every send creates.
-func (d *Dialect) send(w http.ResponseWriter, r *http.Request, body []byte) {
+func (d *Dialect) send(w http.ResponseWriter, r *http.Request, in sendRequest, apiErr *apiError) {
 	now := time.Now()
 	keys, hasKey := r.Header["Idempotency-Key"]
 	key := ""
@@ -147,7 +152,6 @@ func (d *Dialect) send(w http.ResponseWriter, r *http.Request, body []byte) {
 			d.idem.Unlock()
 		}()
 	}
-	in, apiErr := parseSend(r.Header.Get("Content-Type"), body)
 	if apiErr == nil {
 		apiErr = in.validate(now)
 	}
@@ -228,7 +232,7 @@ func (d *Dialect) spec(key string, in sendRequest) sim.EnvelopeSpec {
 }
 
 // get answers GET signature_request/{id}.
-func (d *Dialect) get(w http.ResponseWriter, r *http.Request, _ []byte) {
+func (d *Dialect) get(w http.ResponseWriter, r *http.Request) {
 	e, apiErr := d.lookup(r.PathValue("id"))
 	if apiErr != nil {
 		apiErr.write(w)
@@ -261,7 +265,7 @@ type listInfo struct {
 // 100, default 20), query (see parseQuery), newest first. It answers from
 // the search index, which holds a signature request only SearchLag after
 // it was created, and not once it is canceled.
-func (d *Dialect) list(w http.ResponseWriter, r *http.Request, _ []byte) {
+func (d *Dialect) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	page, size := 1, defaultPageSize
 	if v := q.Get("page"); v != "" {
@@ -317,7 +321,7 @@ func (d *Dialect) list(w http.ResponseWriter, r *http.Request, _ []byte) {
 // cancelation confirmed by the signature_request_canceled callback. A
 // fully executed request cannot be canceled (400
 // signature_request_cancel_failed), a canceled one is gone (410).
-func (d *Dialect) cancel(w http.ResponseWriter, r *http.Request, _ []byte) {
+func (d *Dialect) cancel(w http.ResponseWriter, r *http.Request) {
 	e, err := d.sim.Void(r.PathValue("id"), "canceled by the requester")
 	switch {
 	case errors.Is(err, sim.ErrNotFound):
@@ -353,7 +357,7 @@ func (d *Dialect) filesReadyAt(e sim.EnvelopeInfo) time.Time {
 // the request's current state; 409 conflict while the files of a
 // completed request are being prepared (FilesDelay). As Dropbox Sign, it
 // declares no digest; the corrupt-download fault applies.
-func (d *Dialect) files(w http.ResponseWriter, r *http.Request, _ []byte) {
+func (d *Dialect) files(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ft := r.URL.Query().Get("file_type")
 	if ft == "" {
@@ -428,7 +432,7 @@ func safeName(s string) string {
 }
 
 // account answers GET account: what a client's start-up check reads.
-func (d *Dialect) account(w http.ResponseWriter, _ *http.Request, _ []byte) {
+func (d *Dialect) account(w http.ResponseWriter, _ *http.Request) {
 	var callback *string
 	if d.cfg.CallbackURL != "" {
 		callback = &d.cfg.CallbackURL
