@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/esignflow/esignflow/internal/fakes"
+	"github.com/esignflow/esignflow/internal/topicread"
 	"github.com/esignflow/esignflow/internal/topics"
 	"github.com/esignflow/esignflow/provider"
 	"github.com/esignflow/esignflow/provider/sim"
@@ -40,44 +40,41 @@ func (r *refusing) Download(ctx context.Context, id string, kind provider.Artifa
 }
 
 // committed returns the committed data records of topic, reading until
-// there are at least n and, when end, up to the topic's end (its writers
-// must have stopped).
-func committed(t *testing.T, brokers []string, topic string, n int, end bool) []*kgo.Record {
+// there are at least n.
+func committed(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.FetchMaxWait(50*time.Millisecond))
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	left := map[int32]int64{}
-	if end {
-		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Offset > 0 {
-				left[o.Partition] = o.Offset
-			}
-		})
-	}
 	var out []*kgo.Record
-	for len(out) < n || len(left) > 0 {
+	for len(out) < n {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("%s: %d of %d records (%v partitions not read to the end)", topic, len(out), n, left)
+			t.Fatalf("%s: %d of %d records", topic, len(out), n)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			if e, ok := left[r.Partition]; ok && r.Offset+1 >= e {
-				delete(left, r.Partition)
-			}
-		})
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}
+
+// allCommitted returns every committed data record of topic, read up to
+// its end: its writers must have stopped.
+func allCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	err := topicread.AllSettled(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, func(r *kgo.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not read to its end: %v", topic, err)
 	}
 	return out
 }
@@ -87,16 +84,7 @@ func committed(t *testing.T, brokers []string, topic string, n int, end bool) []
 // status change again, a duplicate (envelope_id, version) for every
 // downstream consumer). A processor letter still goes back to its topic.
 func TestReplaySinkLetterNeverWritesStatus(t *testing.T) {
-	k := fakes.NewKafka(t, 2)
-	if fakes.Real() {
-		t.Cleanup(func() {
-			cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
-			if err == nil {
-				_, _ = kadm.NewClient(cl).DeleteTopics(context.Background(), topics.SinkRetry(k.Names))
-				cl.Close()
-			}
-		})
-	}
+	k := fakes.NewKafka(t, 2) // on a shared broker, it deletes topics.All, the sink's retry topic too
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	srcl, err := sr.NewClient(sr.URLs(reg.URL()))
@@ -179,8 +167,8 @@ func TestReplaySinkLetterNeverWritesStatus(t *testing.T) {
 		}
 	}
 	t.Cleanup(stopSink)
-	committed(t, k.Brokers, k.Names.DLQ, 2, false) // the processor's and the sink's
-	dl.on.Store(false)                             // the fix
+	committed(t, k.Brokers, k.Names.DLQ, 2) // the processor's and the sink's
+	dl.on.Store(false)                      // the fix
 
 	e, out, errb := testEnv()
 	conn := []string{"--brokers", strings.Join(k.Brokers, ","), "--registry", reg.URL(), "--topic-prefix", k.Prefix, "--connect-timeout", "5s"}
@@ -193,7 +181,7 @@ func TestReplaySinkLetterNeverWritesStatus(t *testing.T) {
 			t.Errorf("dlq replay says:\n%s\nwithout %q", out, want)
 		}
 	}
-	fins := committed(t, k.Brokers, k.Names.Finalized, 1, false)
+	fins := committed(t, k.Brokers, k.Names.Finalized, 1)
 	var fin schemas.EnvelopeFinalized
 	if err := codec.Decode(ctx, fins[0].Value, &fin); err != nil {
 		t.Fatal(err)
@@ -202,13 +190,13 @@ func TestReplaySinkLetterNeverWritesStatus(t *testing.T) {
 		t.Fatalf("finalized %+v", fin)
 	}
 	stopSink()
-	if n := len(committed(t, k.Brokers, k.Names.Status, 0, true)); n != 1 {
+	if n := len(allCommitted(t, k.Brokers, k.Names.Status)); n != 1 {
 		t.Errorf("%s has %d records after the replay, want the 1 the processor wrote", k.Names.Status, n)
 	}
-	if n := len(committed(t, k.Brokers, k.Names.Finalized, 0, true)); n != 1 {
+	if n := len(allCommitted(t, k.Brokers, k.Names.Finalized)); n != 1 {
 		t.Errorf("%d finalized records, want 1", n)
 	}
-	if evs := committed(t, k.Brokers, k.Names.Events, 0, true); len(evs) != 1 || string(evs[0].Key) != "pe-1" {
+	if evs := allCommitted(t, k.Brokers, k.Names.Events); len(evs) != 1 || string(evs[0].Key) != "pe-1" {
 		t.Errorf("the processor letter replayed to %s as %d records", k.Names.Events, len(evs))
 	}
 }
