@@ -1,7 +1,10 @@
 package provider
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/esignflow/esignflow/schemas"
@@ -63,4 +66,19 @@ func Metadata(req schemas.SigningRequest) map[string]string {
 		}
 	}
 	return meta
+}
+
+// KeyDigest is 32 hex digits of the SHA-256 of (tenant, key), the tenant
+// preceded by its length so that no two pairs give the same input: the
+// part of an envelope's idempotency id that a client derives (DocuSign's
+// transactionId, Dropbox Sign's create key), the same for every attempt
+// and every replica and distinct across tenants. It must never change:
+// a retry looks up envelopes created with it.
+func KeyDigest(tenant, key string) string {
+	h := sha256.New()
+	h.Write([]byte(strconv.Itoa(len(tenant))))
+	h.Write([]byte{':'})
+	h.Write([]byte(tenant))
+	h.Write([]byte(key))
+	return hex.EncodeToString(h.Sum(nil))[:32]
 }

@@ -68,3 +68,19 @@ func TestMetadata(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyDigest(t *testing.T) {
+	for _, tc := range []struct{ tenant, key, want string }{
+		// The value the DocuSign and Dropbox Sign examples print: envelopes
+		// already created carry it, so it must never change.
+		{"acme", "req-42", "2dae09167ba1bc2192d0277829cc0fd0"},
+	} {
+		if got := provider.KeyDigest(tc.tenant, tc.key); got != tc.want {
+			t.Errorf("KeyDigest(%q, %q) = %s, want %s", tc.tenant, tc.key, got, tc.want)
+		}
+	}
+	// The tenant's length keeps (a, bc) and (ab, c) apart.
+	if provider.KeyDigest("a", "bc") == provider.KeyDigest("ab", "c") {
+		t.Error("KeyDigest(a, bc) == KeyDigest(ab, c)")
+	}
+}

@@ -2,9 +2,7 @@ package docusign
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,12 +35,7 @@ const (
 // exact maximum DocuSign accepts is not documented; 37 stays well under
 // the 100 of its other identifiers).
 func TransactionID(tenant, requestID string) string {
-	h := sha256.New()
-	h.Write([]byte(strconv.Itoa(len(tenant))))
-	h.Write([]byte{':'})
-	h.Write([]byte(tenant))
-	h.Write([]byte(requestID))
-	return "esf1-" + hex.EncodeToString(h.Sum(nil))[:32]
+	return "esf1-" + provider.KeyDigest(tenant, requestID)
 }
 
 // envelopeDefinition is the create body (the fields esignflow sets).

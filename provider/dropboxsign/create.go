@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -47,12 +45,7 @@ const CreateKeyField = "esignflow_create_key"
 // header's 1 to 255 characters whatever the request id, and a single
 // alphanumeric word, which a search matches exactly.
 func CreateKey(tenant, key string) string {
-	h := sha256.New()
-	h.Write([]byte(strconv.Itoa(len(tenant))))
-	h.Write([]byte{':'})
-	h.Write([]byte(tenant))
-	h.Write([]byte(key))
-	return "esf1" + hex.EncodeToString(h.Sum(nil))[:32]
+	return "esf1" + provider.KeyDigest(tenant, key)
 }
 
 // Create sends the signature request of req (POST /signature_request/send)
