@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -98,6 +99,28 @@ type Transition struct {
 type Change struct {
 	Status string    `json:"status"`
 	At     time.Time `json:"at"`
+}
+
+// FirstAt is when history h first reached one of statuses, the zero time
+// if it never did: the dates a dialect reports (sent, signed, voided).
+func FirstAt(h []Change, statuses ...string) time.Time {
+	for _, c := range h {
+		if slices.Contains(statuses, c.Status) {
+			return c.At
+		}
+	}
+	return time.Time{}
+}
+
+// LastAt is when history h last reached status, the zero time if it never
+// did.
+func LastAt(h []Change, status string) time.Time {
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].Status == status {
+			return h[i].At
+		}
+	}
+	return time.Time{}
 }
 
 // EnvelopeInfo is a copy of what the engine knows about one envelope; the

@@ -759,25 +759,15 @@ func recipientStatus(engine string) string {
 	return engine
 }
 
-// firstAt is when history first reached status.
-func firstAt(h []sim.Change, status ...string) time.Time {
-	for _, c := range h {
-		if contains(status, c.Status) {
-			return c.At
-		}
-	}
-	return time.Time{}
-}
-
 // envelopeView is e as DocuSign answers it.
 func envelopeView(e sim.EnvelopeInfo, withRecipients, withCustomFields bool) envelopeOut {
 	base := "/envelopes/" + e.ID
 	v := envelopeOut{EnvelopeID: e.ID, Status: envelopeStatus(e.Status), EmailSubject: e.Subject, EmailBlurb: e.Attrs[attrBlurb],
 		TransactionID: e.Key, EnvelopeURI: base, DocumentsURI: base + "/documents", RecipientsURI: base + "/recipients",
 		CustomFieldsURI: base + "/custom_fields", CreatedDateTime: dsTime(e.CreatedAt), LastModifiedDateTime: dsTime(e.StatusAt),
-		StatusChangedDateTime: dsTime(e.StatusAt), SentDateTime: dsTime(firstAt(e.History, "sent")),
-		DeliveredDateTime: dsTime(firstAt(e.History, "viewed")), CompletedDateTime: dsTime(firstAt(e.History, "completed")),
-		DeclinedDateTime: dsTime(firstAt(e.History, "declined")), VoidedDateTime: dsTime(firstAt(e.History, "voided", "expired"))}
+		StatusChangedDateTime: dsTime(e.StatusAt), SentDateTime: dsTime(sim.FirstAt(e.History, "sent")),
+		DeliveredDateTime: dsTime(sim.FirstAt(e.History, "viewed")), CompletedDateTime: dsTime(sim.FirstAt(e.History, "completed")),
+		DeclinedDateTime: dsTime(sim.FirstAt(e.History, "declined")), VoidedDateTime: dsTime(sim.FirstAt(e.History, "voided", "expired"))}
 	if e.Status == "voided" || e.Status == "expired" {
 		v.VoidedReason = e.Reason
 		if e.Status == "expired" {
@@ -821,9 +811,9 @@ func recipientsView(e sim.EnvelopeInfo) recipientsOut {
 func signerView(e sim.EnvelopeInfo, r sim.RecipientInfo) signerOut {
 	s := signerOut{RecipientID: r.ID, RecipientIDGuid: r.Attrs[attrGUID], RecipientType: "signer", RoutingOrder: strconv.Itoa(r.RoutingOrder),
 		Name: r.Name, Email: r.Email, Status: recipientStatus(r.Status), ClientUserID: r.Attrs[attrClientUserID],
-		IDCheckConfigurationName: r.Attrs[attrIDCheck], SentDateTime: dsTime(firstAt(r.History, "sent")),
-		DeliveredDateTime: dsTime(firstAt(r.History, "viewed")), SignedDateTime: dsTime(firstAt(r.History, "signed")),
-		DeclinedDateTime: dsTime(firstAt(r.History, "declined")), TotalTabCount: "1"}
+		IDCheckConfigurationName: r.Attrs[attrIDCheck], SentDateTime: dsTime(sim.FirstAt(r.History, "sent")),
+		DeliveredDateTime: dsTime(sim.FirstAt(r.History, "viewed")), SignedDateTime: dsTime(sim.FirstAt(r.History, "signed")),
+		DeclinedDateTime: dsTime(sim.FirstAt(r.History, "declined")), TotalTabCount: "1"}
 	if r.Status == "declined" {
 		s.DeclinedReason = e.Reason
 	}

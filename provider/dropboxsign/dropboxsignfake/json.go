@@ -157,7 +157,7 @@ func (d *Dialect) view(e sim.EnvelopeInfo, base string) signatureRequestOut {
 // declines.
 func signatureView(e sim.EnvelopeInfo, r sim.RecipientInfo) signatureOut {
 	s := signatureOut{SignatureID: r.ID, SignerEmailAddress: r.Email, SignerName: r.Name, StatusCode: "awaiting_signature",
-		SignedAt: unixPtr(firstAt(r.History, "signed")), LastViewedAt: unixPtr(lastAt(r.History, "viewed"))}
+		SignedAt: unixPtr(sim.FirstAt(r.History, "signed")), LastViewedAt: unixPtr(sim.LastAt(r.History, "viewed"))}
 	if o, err := strconv.Atoi(r.Attrs[attrOrder]); err == nil {
 		s.Order = &o
 	}
@@ -170,24 +170,6 @@ func signatureView(e sim.EnvelopeInfo, r sim.RecipientInfo) signatureOut {
 		s.DeclineReason = &reason
 	}
 	return s
-}
-
-func firstAt(h []sim.Change, status string) time.Time {
-	for _, c := range h {
-		if c.Status == status {
-			return c.At
-		}
-	}
-	return time.Time{}
-}
-
-func lastAt(h []sim.Change, status string) time.Time {
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].Status == status {
-			return h[i].At
-		}
-	}
-	return time.Time{}
 }
 
 func unixPtr(t time.Time) *int64 {
