@@ -13,6 +13,7 @@ import (
 
 	"github.com/esignflow/esignflow/internal/promreg"
 	"github.com/esignflow/esignflow/provider"
+	"github.com/esignflow/esignflow/provider/apicall"
 )
 
 // window is Dropbox Sign's rate-limit window: its limits are per minute.
@@ -67,15 +68,11 @@ func (l *limits) pace(ctx context.Context, t tier) error {
 		r.Cancel()
 		return &provider.RateLimitedError{RetryAfter: d}
 	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
+	if err := apicall.Sleep(ctx, d, nil); err != nil {
 		r.Cancel()
-		return ctx.Err()
-	case <-tm.C:
-		return nil
+		return err
 	}
+	return nil
 }
 
 // resetAt reads X-Ratelimit-Reset (Unix seconds; the spec writes it with a

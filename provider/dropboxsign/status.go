@@ -295,9 +295,8 @@ func (c *Client) ChangedSince(ctx context.Context, since time.Time, cursor strin
 		if sr.ID == "" {
 			continue
 		}
-		env := sr.Envelope(now)
 		if !sr.lastTime(now).Before(since) {
-			out = append(out, env)
+			out = append(out, sr.Envelope(now))
 		}
 	}
 	slices.SortStableFunc(out, func(a, b provider.Envelope) int { return a.StatusAt.Compare(b.StatusAt) })
