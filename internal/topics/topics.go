@@ -86,6 +86,31 @@ func keepsForever(names schemas.Names, topic string) bool {
 	return topic == names.Status || topic == names.DLQ
 }
 
+// compaction is how a compacted topic is created and why it must stay so.
+type compaction struct {
+	like string // the topic whose partition count it is created with
+	why  string // what a topic left uncompacted costs, for check's warning
+}
+
+// compacted are the topics esignflow creates compacted.
+func compacted(names schemas.Names) map[string]compaction {
+	return map[string]compaction{
+		// The changelog: its last record per envelope is the state, and
+		// it is co-partitioned with the events topic, whatever that was
+		// created with.
+		names.Envelopes: {like: names.Events,
+			why: "the changelog must be compacted (cleanup.policy=compact), or restoring Redis reads every change ever made"},
+		// The sink's retry topic, keyed by envelope version: a parked
+		// status change is replaced by its next park and deleted (a
+		// tombstone) once finalised, so the topic holds about one record
+		// per parked envelope and none expires. As many partitions as
+		// the status topic, so sink replicas share the retries as they
+		// share the status changes.
+		SinkRetry(names): {like: names.Status,
+			why: "the sink's retry topic should be compacted (cleanup.policy=compact), or a parked envelope can expire before its next attempt"},
+	}
+}
+
 // Create is Ensure, and says which topics it created, which existed, and
 // how an existing one differs from what esignflow needs: a partition count
 // or replication factor other than asked for, or a retention on the status
@@ -100,6 +125,7 @@ func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 		rf = -1
 	}
 	names := cfg.Names.OrDefault()
+	compact := compacted(names)
 	var out []Result
 	for _, t := range All(names) {
 		configs := map[string]*string{}
@@ -107,32 +133,13 @@ func Create(ctx context.Context, cl *kgo.Client, cfg Config) ([]Result, error) {
 			configs["retention.ms"] = kadm.StringPtr("-1")
 		}
 		n := parts
-		if t == SinkRetry(names) {
-			// Compacted, keyed by envelope version: a parked status
-			// change is replaced by its next park and deleted (a
-			// tombstone) once finalised, so the topic holds about one
-			// record per parked envelope and none expires. As many
-			// partitions as the status topic, so sink replicas share
-			// the retries as they share the status changes.
+		if c, ok := compact[t]; ok {
 			configs["cleanup.policy"] = kadm.StringPtr("compact")
-			details, err := adm.ListTopics(ctx, names.Status)
+			details, err := adm.ListTopics(ctx, c.like)
 			if err != nil {
-				return nil, fmt.Errorf("describe topic %s: %w", names.Status, err)
+				return nil, fmt.Errorf("describe topic %s: %w", c.like, err)
 			}
-			if d, ok := details[names.Status]; ok && d.Err == nil && len(d.Partitions) > 0 {
-				n = int32(len(d.Partitions))
-			}
-		}
-		if t == names.Envelopes {
-			// The changelog is compacted (its last record per envelope is
-			// the state) and co-partitioned with the events topic,
-			// whatever that was created with.
-			configs["cleanup.policy"] = kadm.StringPtr("compact")
-			details, err := adm.ListTopics(ctx, names.Events)
-			if err != nil {
-				return nil, fmt.Errorf("describe topic %s: %w", names.Events, err)
-			}
-			if d, ok := details[names.Events]; ok && d.Err == nil && len(d.Partitions) > 0 {
+			if d, ok := details[c.like]; ok && d.Err == nil && len(d.Partitions) > 0 {
 				n = int32(len(d.Partitions))
 			}
 		}
@@ -175,6 +182,7 @@ func check(ctx context.Context, adm *kadm.Client, cfg Config, names schemas.Name
 	if err != nil {
 		return fmt.Errorf("describe topic configs: %w", err)
 	}
+	compact := compacted(names)
 	for i := range results {
 		r := &results[i]
 		if r.Created {
@@ -199,11 +207,8 @@ func check(ctx context.Context, adm *kadm.Client, cfg Config, names schemas.Name
 			if c.Key == "retention.ms" && keepsForever(names, r.Topic) && *c.Value != "-1" {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("has retention.ms=%s: its records expire; esignflow needs -1 (kept forever: it is the audit trail)", *c.Value))
 			}
-			if c.Key == "cleanup.policy" && r.Topic == SinkRetry(names) && !strings.Contains(*c.Value, "compact") {
-				r.Warnings = append(r.Warnings, fmt.Sprintf("has cleanup.policy=%s: the sink's retry topic should be compacted (cleanup.policy=compact), or a parked envelope can expire before its next attempt", *c.Value))
-			}
-			if c.Key == "cleanup.policy" && r.Topic == names.Envelopes && !strings.Contains(*c.Value, "compact") {
-				r.Warnings = append(r.Warnings, fmt.Sprintf("has cleanup.policy=%s: the changelog must be compacted (cleanup.policy=compact), or restoring Redis reads every change ever made", *c.Value))
+			if ct, ok := compact[r.Topic]; ok && c.Key == "cleanup.policy" && !strings.Contains(*c.Value, "compact") {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("has cleanup.policy=%s: %s", *c.Value, ct.why))
 			}
 			if c.Key == "min.insync.replicas" && cfg.MinInsyncReplicas > 0 {
 				if n, err := strconv.Atoi(*c.Value); err == nil && n < cfg.MinInsyncReplicas {
