@@ -23,11 +23,7 @@ func runFaulty(t *testing.T, n int, seed uint64, f sim.Faults) (*sim.Simulator, 
 			t.Fatal(err)
 		}
 	}
-	providertest.WaitFor(t, 60*time.Second, "every envelope final", providertest.AllFinal(s, n))
-	providertest.WaitFor(t, 30*time.Second, "every webhook delivered or dropped", func() bool {
-		st := s.Stats()
-		return st.Delivered == st.Webhooks-st.Dropped+st.Duplicated
-	})
+	providertest.WaitFor(t, 90*time.Second, "every envelope final and every webhook delivered or dropped", providertest.Settled(s, n))
 	_, ids, bad := rc.snapshot()
 	if bad != 0 {
 		t.Fatalf("%d bad signatures", bad)

@@ -2,7 +2,6 @@ package docusignfake_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -251,5 +250,3 @@ func (l *listener) snapshot() ([]message, []string) {
 	defer l.mu.Unlock()
 	return append([]message(nil), l.messages...), append([]string(nil), l.bad...)
 }
-
-var _ = context.Background
