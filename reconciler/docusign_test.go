@@ -218,25 +218,7 @@ func TestDocuSignPollIntervalHolds(t *testing.T) {
 func seededStore(t *testing.T, ids []string) *store.Store {
 	t.Helper()
 	rt := redistest.New(t)
-	if rt.Mini != nil {
-		tick := time.NewTicker(2 * time.Millisecond)
-		quit := make(chan struct{})
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			last := time.Now()
-			for {
-				select {
-				case <-quit:
-					return
-				case now := <-tick.C:
-					rt.Mini.FastForward(now.Sub(last))
-					last = now
-				}
-			}
-		}()
-		t.Cleanup(func() { tick.Stop(); close(quit); <-stopped })
-	}
+	followWallClock(t, rt)
 	st, err := store.New(store.Config{Client: rt.Client, Prefix: rt.Prefix})
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +233,34 @@ func seededStore(t *testing.T, ids []string) *store.Store {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// followWallClock makes an embedded Redis age its keys as the wall clock
+// moves (it ages them only when told), so that poll leases expire as they
+// do on a real server; on a real server it does nothing. The clock stops
+// following when the test ends.
+func followWallClock(t *testing.T, rt *redistest.Redis) {
+	t.Helper()
+	if rt.Mini == nil {
+		return
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	quit := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		last := time.Now()
+		for {
+			select {
+			case <-quit:
+				return
+			case now := <-tick.C:
+				rt.Mini.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	t.Cleanup(func() { tick.Stop(); close(quit); <-stopped })
 }
 
 func docusignRequest(id string) schemas.SigningRequest {

@@ -60,26 +60,7 @@ func TestSlowScanRenewsLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mr := env.rt.Mini; mr != nil {
-		// The embedded Redis ages keys only when told: as the wall
-		// clock moves.
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			last := time.Now()
-			for {
-				select {
-				case <-stop:
-					return
-				case now := <-time.After(5 * time.Millisecond):
-					mr.FastForward(now.Sub(last))
-					last = now
-				}
-			}
-		}()
-		t.Cleanup(func() { close(stop); <-done })
-	}
+	followWallClock(t, env.rt)
 	runReplicas(t, r)
 	eventually(t, func() bool { k, _ := p.polled(); return k == n }, func() string {
 		k, _ := p.polled()
