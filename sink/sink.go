@@ -558,7 +558,7 @@ func (s *Sink) handle(run, ctx context.Context, b *batchState, fromRetry bool, r
 			now := time.Now()
 			if run.Err() != nil || now.After(budget) || (fromRetry && j.park.NotBefore.After(now)) ||
 				(!fromRetry && (j.behind || s.health.down(j.ch.State.Provider))) {
-				errs[i] = s.parkUntried(j, b, fromRetry)
+				s.parkUntried(j, b, fromRetry)
 				return
 			}
 			errs[i] = s.attempt(ctx, j, b, fromRetry)
@@ -673,14 +673,13 @@ func (s *Sink) attempt(ctx context.Context, j *job, b *batchState, fromRetry boo
 
 // parkUntried parks j without an attempt (the batch's budget is spent, or Run
 // is ending): due at once, its attempts unchanged.
-func (s *Sink) parkUntried(j *job, b *batchState, fromRetry bool) error {
+func (s *Sink) parkUntried(j *job, b *batchState, fromRetry bool) {
 	if !fromRetry {
 		j.park.NotBefore = time.Now()
 	}
 	j.out = append(j.out, s.parkRecord(j))
 	b.add(&b.parked, string(j.key()))
 	s.log.Debug("envelope parked untried", "envelope_id", j.ch.EnvelopeID, "version", j.ch.Version)
-	return nil
 }
 
 // logParked says that an envelope waits for its provider: at warn level
