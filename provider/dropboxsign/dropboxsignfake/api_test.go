@@ -195,15 +195,8 @@ func TestSendRefusals(t *testing.T) {
 			req := request("bad", 1)
 			c.edit(req)
 			r := h.sendJSON(req, "")
-			var e struct {
-				Error struct {
-					Msg  string `json:"error_msg"`
-					Name string `json:"error_name"`
-					Path string `json:"error_path"`
-				} `json:"error"`
-			}
-			r.decode(t, &e)
-			if r.code != http.StatusBadRequest || e.Error.Name != "bad_request" || e.Error.Path != c.path || e.Error.Msg == "" {
+			e := r.apiError(t)
+			if r.code != http.StatusBadRequest || e.Name != "bad_request" || e.Path != c.path || e.Msg == "" {
 				t.Fatalf("got %d %s, want 400 bad_request at %s", r.code, r.body, c.path)
 			}
 		})

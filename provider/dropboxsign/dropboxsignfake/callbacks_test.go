@@ -79,7 +79,7 @@ func TestCallbacks(t *testing.T) {
 				t.Fatalf("%s: signature_request lacks %q", typ, k)
 			}
 		}
-		signer := strings.HasPrefix(typ, "signature_request_") && (typ == "signature_request_viewed" || typ == "signature_request_signed" || typ == "signature_request_declined")
+		signer := typ == "signature_request_viewed" || typ == "signature_request_signed" || typ == "signature_request_declined"
 		if signer != (c.cb.Event.Metadata.RelatedSignatureID != "") {
 			t.Fatalf("%s related_signature_id %q", typ, c.cb.Event.Metadata.RelatedSignatureID)
 		}

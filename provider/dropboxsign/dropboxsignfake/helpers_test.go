@@ -79,21 +79,32 @@ func (r reply) decode(t testing.TB, v any) {
 	}
 }
 
-// errorName is the error_name of an error answer.
-func (r reply) errorName(t testing.TB) string {
+// apiError is an error answer's error object.
+type apiError struct {
+	Msg  string `json:"error_msg"`
+	Name string `json:"error_name"`
+	Path string `json:"error_path"`
+}
+
+// apiError decodes an error answer.
+func (r reply) apiError(t testing.TB) apiError {
 	t.Helper()
 	var e struct {
-		Error struct {
-			Msg  string `json:"error_msg"`
-			Name string `json:"error_name"`
-			Path string `json:"error_path"`
-		} `json:"error"`
+		Error apiError `json:"error"`
 	}
 	r.decode(t, &e)
-	if e.Error.Msg == "" {
+	return e.Error
+}
+
+// errorName is the error_name of an error answer, which must have an
+// error_msg.
+func (r reply) errorName(t testing.TB) string {
+	t.Helper()
+	e := r.apiError(t)
+	if e.Msg == "" {
 		t.Fatalf("error without error_msg: %s", r.body)
 	}
-	return e.Error.Name
+	return e.Name
 }
 
 // do calls the API with the test's API key.
