@@ -117,7 +117,7 @@ func (s *Sink) versions(ctx context.Context, envelopeID string) (claimed, latest
 // parkPartition is the retry partition of every version of an envelope
 // the status loop parks: one partition, so one batch at a time.
 func (s *Sink) parkPartition(envelopeID string) int32 {
-	return RetryPartition(envelopeID, int(s.retryPartitions))
+	return RetryPartition(envelopeID, s.retryPartitions)
 }
 
 // RetryPartition is the partition, of a retry topic of n, that every
