@@ -227,14 +227,12 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 		case "reassign", "delegate":
 			ev.Recipients = replacement(p.Data.RecipientID, named, everyone)
 			reason("recipient " + p.Data.RecipientID + map[string]string{"reassign": " reassigned", "delegate": " delegated"}[action])
-		case "authenticationfailed":
-			ev.Recipients = append(ev.Recipients, schemas.RecipientUpdate{
-				RecipientID: p.Data.RecipientID, Email: named.Email, Name: named.Name, Status: rs})
-			reason("recipient " + p.Data.RecipientID + " failed authentication")
 		default:
 			ev.Recipients = append(ev.Recipients, schemas.RecipientUpdate{
 				RecipientID: p.Data.RecipientID, Email: named.Email, Name: named.Name, Status: rs})
 			switch action {
+			case "authenticationfailed":
+				reason("recipient " + p.Data.RecipientID + " failed authentication")
 			case "declined":
 				reason(named.DeclinedReason)
 			case "autoresponded":
@@ -266,7 +264,7 @@ func Parse(body []byte) ([]schemas.EnvelopeEvent, error) {
 // autoresponded) and, when old is in the summary, at its routing order.
 // When none qualifies, old is REPLACED without a link.
 func replacement(old string, named Signer, everyone []Signer) []schemas.RecipientUpdate {
-	_, oldListed := findSigner(everyone, old)
+	oldListed := slices.ContainsFunc(everyone, func(s Signer) bool { return s.RecipientID == old })
 	var newest *Signer
 	for i := range everyone {
 		s := &everyone[i]
@@ -301,15 +299,6 @@ func replacement(old string, named Signer, everyone []Signer) []schemas.Recipien
 		out = append(out, u)
 	}
 	return out
-}
-
-func findSigner(everyone []Signer, id string) (Signer, bool) {
-	for _, s := range everyone {
-		if s.RecipientID == id {
-			return s, true
-		}
-	}
-	return Signer{}, false
 }
 
 // laterID reports whether recipient id a was assigned after b: as numbers
