@@ -130,17 +130,6 @@ func request(id string, recipients int) schemas.SigningRequest {
 	return r
 }
 
-// allDelivered holds once every webhook the simulator sent so far has been
-// answered 2xx by the receiver — which records it before answering. Wait
-// for it after allFinal before reading what the receiver got: the final
-// transition is in the truth before its webhook is delivered.
-func allDelivered(s *sim.Simulator) func() bool {
-	return func() bool {
-		st := s.Stats()
-		return st.Delivered == st.Webhooks-st.Dropped+st.Duplicated
-	}
-}
-
 func TestLifecycleAndSignedWebhooks(t *testing.T) {
 	s, rc := start(t, sim.Config{DeclineRate: 0.2, VoidRate: 0.1, Seed: 7})
 	c := client(t, s, time.Second)
@@ -155,8 +144,9 @@ func TestLifecycleAndSignedWebhooks(t *testing.T) {
 			t.Fatalf("created envelope: %+v", env)
 		}
 	}
-	providertest.WaitFor(t, 20*time.Second, "every envelope final", providertest.AllFinal(s, n))
-	providertest.WaitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
+	// Settled, not AllFinal: the final transition is in the truth before
+	// its webhook is delivered (the receiver records it before answering).
+	providertest.WaitFor(t, 30*time.Second, "every envelope final and every webhook delivered", providertest.Settled(s, n))
 	got, _, bad := rc.snapshot()
 	if bad != 0 {
 		t.Fatalf("%d webhooks failed the independent signature check", bad)
@@ -212,8 +202,7 @@ func TestRoutingOrderRespected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	providertest.WaitFor(t, 10*time.Second, "completion", providertest.AllFinal(s, 1))
-	providertest.WaitFor(t, 10*time.Second, "every webhook delivered", allDelivered(s))
+	providertest.WaitFor(t, 20*time.Second, "completion and every webhook delivered", providertest.Settled(s, 1))
 	got, _, _ := rc.snapshot()
 	firstSent := map[string]int{}
 	signed := map[string]int{}
