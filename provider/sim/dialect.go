@@ -83,10 +83,12 @@ type Transition struct {
 	// Type is the engine's name for it: envelope.sent, envelope.voided,
 	// envelope.expired, recipient.sent, recipient.delivered (the
 	// invitation reached the recipient), recipient.viewed,
-	// recipient.signed, recipient.declined. A recipient's signature that
-	// completes the envelope, or a decline that ends it, is one
-	// recipient transition: Envelope.Status says the envelope's status
-	// after it.
+	// recipient.signed, recipient.declined, and with the faults
+	// BounceOnce and AuthFailOnce recipient.bounced and
+	// recipient.auth_failed, which leave the recipient's status as it
+	// was. A recipient's signature that completes the envelope, or a
+	// decline that ends it, is one recipient transition: Envelope.Status
+	// says the envelope's status after it.
 	Type string
 	At   time.Time
 	// Envelope is the envelope after the transition.
