@@ -319,8 +319,8 @@ func applyRecipients(st *schemas.EnvelopeState, ev schemas.EnvelopeEvent) (*sche
 		if !ValidRecipient(u.Status) || u.RecipientID == "" {
 			continue
 		}
-		r, did := recipient(st, u.RecipientID)
-		if r.RecipientID == "" {
+		r, did := recipient(st, u.RecipientID) // a new recipient is a change
+		if did {
 			*r = schemas.RecipientState{
 				RecipientID: u.RecipientID, Email: u.Email, Name: u.Name,
 				Status: u.Status, StatusAt: at, IDVerifiedAt: msPtr(u.IDVerifiedAt),
@@ -348,15 +348,15 @@ func applyRecipients(st *schemas.EnvelopeState, ev schemas.EnvelopeEvent) (*sche
 			// The replaced one: a stub when it was not seen yet, so that
 			// its own earlier events, arriving later, find it final.
 			newID := u.RecipientID
-			o, _ := recipient(st, *u.Replaces)
+			o, added := recipient(st, *u.Replaces)
 			switch {
-			case o.RecipientID == "":
+			case added:
 				*o = schemas.RecipientState{RecipientID: *u.Replaces, Status: schemas.RecipientReplaced, StatusAt: at, ReplacedBy: &newID}
 				did = true
 			case o.Status != schemas.RecipientReplaced:
 				o.Status, o.StatusAt, o.ReplacedBy = schemas.RecipientReplaced, at, &newID
 				did = true
-			case o.Status == schemas.RecipientReplaced && o.ReplacedBy == nil:
+			case o.ReplacedBy == nil:
 				o.ReplacedBy, did = &newID, true
 			}
 			if did && link == nil {
@@ -391,8 +391,9 @@ func recipient(st *schemas.EnvelopeState, id string) (*schemas.RecipientState, b
 
 // move moves r to status in, reported at at, when the ranks allow it, and
 // reports whether its status changed. A higher rank wins (REPLACED ranks
-// above SIGNED and DECLINED); a final status stays against its own rank; within a rank of two statuses the later report wins (see tiebreak
-// for a tie), and a later report of the same status only moves status_at,
+// above SIGNED and DECLINED); a final status stays against its own rank;
+// within a rank of two statuses the later report wins (see tiebreak for a
+// tie), and a later report of the same status only moves status_at,
 // which is no change to publish but keeps the order of arrival out of the
 // outcome.
 func move(r *schemas.RecipientState, in schemas.RecipientStatus, at time.Time) bool {
