@@ -37,8 +37,8 @@ func (l *leaseReader) Get(ctx context.Context, id string) (provider.Envelope, er
 // A scan leases its envelopes when it begins, and then waits for the
 // account's budget before each call: a scan may outlast its leases (1,000
 // envelopes polled one by one at 3,000 an hour take 20 minutes, a DocuSign
-// lease lasts 15). Each lease is renewed just before the read it guards,
-// so at every read the envelope is leased for a whole interval: no other
+// lease lasts 15). The scan renews its leases before they run short of a
+// whole interval, so at every read the envelope is leased for one: no other
 // replica reads it meanwhile, and the next read is an interval away. With
 // leases taken only at the scan's start, the later envelopes were read
 // with less than an interval of their leases left.

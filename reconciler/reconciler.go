@@ -369,7 +369,7 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 	}
 	where := make(map[string]store.Stale, len(stale))
 	ids := make([]string, 0, len(stale))
-	ttls := make([]time.Duration, 0, len(stale))
+	ttlOf := make(map[string]time.Duration, len(stale))
 	for _, s := range stale {
 		st, ok := states[s.EnvelopeID]
 		if !ok || store.Settled(st) {
@@ -377,13 +377,12 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 		}
 		where[s.EnvelopeID] = s
 		ids = append(ids, s.EnvelopeID)
-		ttls = append(ttls, leaseFor(r.interval(st.State.Provider)))
+		ttlOf[s.EnvelopeID] = leaseFor(r.interval(st.State.Provider))
 	}
-	ttlOf := make(map[string]time.Duration, len(ids))
-	for i, id := range ids {
-		ttlOf[id] = ttls[i]
-	}
-	leased, err := r.lease(ctx, ids, ttls)
+	// renewed is when the leases were last taken or renewed, read before
+	// the round trip: their TTLs run from no earlier than this.
+	renewed := time.Now()
+	leased, err := r.lease(ctx, ids, ttlOf)
 	if err != nil {
 		return err
 	}
@@ -418,8 +417,9 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 	var (
 		recs     []*kgo.Record
 		unpolled []string
-		missing  []store.Stale // not known to their provider
-		found    []store.Stale // answered for
+		missing  []store.Stale       // not known to their provider
+		found    []store.Stale       // answered for
+		lost     = map[string]bool{} // leases no longer this replica's
 	)
 	defer func() {
 		recs = append(recs, r.verdicts(ctx, now, states, missing, found)...)
@@ -474,22 +474,35 @@ func (r *Reconciler) Scan(ctx context.Context) error {
 				r.m.errors.WithLabelValues("budget").Inc()
 				return fmt.Errorf("reconciler: provider %s: %w", name, err)
 			}
-			// The lease was taken when the scan began, and a scan may
-			// wait for its budget longer than a lease lasts: renewed now,
-			// just before the call, each lease runs a whole interval from
-			// the read it guards. An envelope whose lease lapsed and
-			// another replica took is that replica's to poll.
-			kept, err := r.renew(ctx, chunk, ttlOf)
-			if err != nil {
-				unpolled = append(unpolled, rest(k, i)...)
-				if ctx.Err() != nil {
-					return nil
+			// The leases were taken when the scan began, and a scan may
+			// wait for its budget longer than a lease lasts. A lease is
+			// longer than its interval by a slack (leaseFor); once half of
+			// it has passed, every lease of the scan not read yet is
+			// renewed, in one round trip, so that each lease runs a whole
+			// interval from the read it guards. An envelope whose lease
+			// is no longer this replica's (lapsed, and another replica
+			// took it) is that replica's to poll.
+			if iv := r.interval(name); time.Since(renewed) > (leaseFor(iv)-iv)/2 {
+				todo := slices.DeleteFunc(rest(k, i), func(id string) bool { return lost[id] })
+				renewed = time.Now()
+				kept, err := r.renew(ctx, todo, ttlOf)
+				if err != nil {
+					unpolled = append(unpolled, rest(k, i)...)
+					if ctx.Err() != nil {
+						return nil
+					}
+					r.m.errors.WithLabelValues("lease").Inc()
+					return fmt.Errorf("reconciler: provider %s: %w", name, err)
 				}
-				r.m.errors.WithLabelValues("lease").Inc()
-				return fmt.Errorf("reconciler: provider %s: %w", name, err)
+				r.m.leased.Add(float64(len(todo) - len(kept)))
+				for _, id := range todo {
+					lost[id] = true
+				}
+				for _, id := range kept {
+					lost[id] = false
+				}
 			}
-			r.m.leased.Add(float64(len(chunk) - len(kept)))
-			if chunk = kept; len(chunk) == 0 {
+			if chunk = slices.DeleteFunc(slices.Clone(chunk), func(id string) bool { return lost[id] }); len(chunk) == 0 {
 				continue
 			}
 			r.m.calls.Inc()
@@ -593,10 +606,10 @@ func (r *Reconciler) verdicts(ctx context.Context, now time.Time, states map[str
 // scanCap is the most envelopes of the provider called name one scan
 // takes: those its account's budget can pay for within one lease (its
 // burst, and its rate over the lease), so that a scan does not lease more
-// than it can read before the leases lapse. Each lease is renewed just
-// before its read; an envelope whose lease lapsed while the scan waited for
-// the budget is skipped, and reading the first ones again and again would
-// starve the rest.
+// than it can read before the leases lapse. The scan renews its leases
+// before they run short of a whole interval; an envelope whose lease
+// lapsed while the scan waited for the budget is skipped, and reading the
+// first ones again and again would starve the rest.
 func (r *Reconciler) scanCap(name string) int {
 	tokens := float64(r.cfg.Burst) + r.cfg.Rate/3600*leaseFor(r.interval(name)).Seconds()
 	per := 1
@@ -686,19 +699,19 @@ func (r *Reconciler) wait(ctx context.Context, b *ratebudget.Bucket) error {
 }
 
 // lease takes, in one round trip, a lease on each envelope not leased by
-// anyone: SET NX with a TTL of its provider's minimum poll interval
-// (ttls[i] for ids[i]). A lease is not released
+// anyone: SET NX with a TTL a little longer than its provider's minimum
+// poll interval (ttlOf, leaseFor). A lease is not released
 // after a poll — it is what keeps the envelope from being polled again
 // within the interval, here or on another replica — only when the poll did
 // not happen; a crashed replica's leases expire.
-func (r *Reconciler) lease(ctx context.Context, ids []string, ttls []time.Duration) ([]string, error) {
+func (r *Reconciler) lease(ctx context.Context, ids []string, ttlOf map[string]time.Duration) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	pipe := r.cfg.Store.Client().Pipeline()
 	cmds := make([]*redis.BoolCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.SetNX(ctx, r.leaseKey(id), r.cfg.InstanceID, ttls[i])
+		cmds[i] = pipe.SetNX(ctx, r.leaseKey(id), r.cfg.InstanceID, ttlOf[id])
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("reconciler: lease: %w", err)
