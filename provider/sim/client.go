@@ -24,9 +24,10 @@ import (
 type ClientConfig struct {
 	// BaseURL is the simulator's URL, e.g. http://127.0.0.1:8090.
 	BaseURL string
-	// HTTP is the client used, overriding a default with CallTimeout.
+	// HTTP is the client used, overriding a default http.Client.
 	HTTP *http.Client
-	// CallTimeout bounds one HTTP call, overriding the default 5s.
+	// CallTimeout bounds one HTTP call, its answer read included, whatever
+	// HTTP's own timeout, overriding the default 5s.
 	CallTimeout time.Duration
 	// MaxAttempts bounds the attempts of one call on transient errors,
 	// overriding the default 8.
@@ -62,9 +63,6 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
-	}
-	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: cfg.CallTimeout}
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 8
