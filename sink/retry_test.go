@@ -641,3 +641,43 @@ func TestArchiveTimeoutParksEnvelope(t *testing.T) {
 	}
 	h.settled(run, slow.EnvelopeID, next.EnvelopeID)
 }
+
+// TestMissingRetryTopicIsCreated: a sink started where its retry topic
+// does not exist (upgraded before its topics were) creates it, with the
+// status topic's partition count, and parks on it.
+func TestMissingRetryTopicIsCreated(t *testing.T) {
+	h := newHarness(t)
+	retry := topics.SinkRetry(h.kafka.Names)
+	adm := kadm.NewClient(h.prod)
+	if _, err := adm.DeleteTopics(context.Background(), retry); err != nil {
+		t.Fatal(err)
+	}
+	partitions := func() int {
+		d, err := adm.ListTopics(context.Background(), retry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if td, ok := d[retry]; ok && td.Err == nil {
+			return len(td.Partitions)
+		}
+		return 0
+	}
+	until(t, "the retry topic deleted", func() bool { return partitions() == 0 })
+	ch := h.finished("req-missing-retry")
+	if err := h.sim.SetFaults(sim.Faults{APIError: 1}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	run := h.start(sink.Config{Metrics: reg, RetryBase: 5 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+	until(t, "the envelope parked", func() bool { return metric(t, reg, "esignflow_sink_parked") == 1 })
+	if n := partitions(); n != 2 {
+		t.Fatalf("the retry topic has %d partitions, want the status topic's 2", n)
+	}
+	if err := h.sim.SetFaults(sim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if f := h.finalized(1)[0]; f.EnvelopeID != ch.EnvelopeID {
+		t.Fatalf("finalized %+v", f)
+	}
+	h.settled(run, ch.EnvelopeID)
+}

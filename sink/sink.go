@@ -270,18 +270,16 @@ func (s *Sink) ensureRetryTopic(ctx context.Context) (int, error) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	details, err := adm.ListTopics(ctx, s.cfg.RetryTopic)
-	if err != nil {
-		return 0, fmt.Errorf("sink: describe %s: %w", s.cfg.RetryTopic, err)
-	}
-	if d, ok := details[s.cfg.RetryTopic]; !ok || d.Err != nil || len(d.Partitions) == 0 {
+	md, err := topics.Await(ctx, adm, 0, s.cfg.RetryTopic) // one look
+	if errors.Is(err, topics.ErrNotInMetadata) {
 		if err := topics.Ensure(ctx, cl, topics.Config{Names: s.cfg.Codec.Topics()}); err != nil {
 			return 0, fmt.Errorf("sink: %w", err)
 		}
+		// A topic just created may not be in every broker's metadata
+		// yet (seen on Apache Kafka): that is waited for, up to
+		// topicWait.
+		md, err = topics.Await(ctx, adm, topicWait, s.cfg.RetryTopic)
 	}
-	// A topic just created may not be in every broker's metadata yet
-	// (seen on Apache Kafka): that is waited for, up to topicWait.
-	md, err := topics.Await(ctx, adm, topicWait, s.cfg.RetryTopic)
 	if err != nil {
 		return 0, fmt.Errorf("sink: %w", err)
 	}
