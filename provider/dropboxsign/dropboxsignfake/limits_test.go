@@ -21,7 +21,12 @@ import (
 // exceeded_rate until the window resets.
 func TestRateLimits(t *testing.T) {
 	h := start(t, dropboxsignfake.Config{StandardLimit: 3, HighTierLimit: 2, TestModeLimit: 1, RateWindow: time.Hour}, sim.Config{})
-	reset := strconv.FormatInt(time.Now().Truncate(time.Hour).Add(time.Hour).Unix(), 10)
+	// The window's end: the next full hour, of the start or (when the
+	// calls cross an hour) of a moment after it; every answer names the
+	// same one.
+	endOf := func(t time.Time) string { return strconv.FormatInt(t.Truncate(time.Hour).Add(time.Hour).Unix(), 10) }
+	startedAt := time.Now()
+	var reset string
 	testMode := request("tm", 1)
 	testMode["test_mode"] = true
 	sr := h.send(request("a", 1), "") // high tier: 1 of 2
@@ -43,6 +48,11 @@ func TestRateLimits(t *testing.T) {
 	}
 	for _, c := range calls {
 		r := c.call()
+		if reset == "" {
+			if reset = r.header.Get("X-Ratelimit-Reset"); reset != endOf(startedAt) && reset != endOf(time.Now()) {
+				t.Fatalf("%s: X-Ratelimit-Reset %s, want the next full hour %s", c.name, reset, endOf(startedAt))
+			}
+		}
 		if r.code != c.code || r.header.Get("X-RateLimit-Limit") != c.limit || r.header.Get("X-RateLimit-Remaining") != c.remaining ||
 			r.header.Get("X-Ratelimit-Reset") != reset {
 			t.Fatalf("%s: %d %s %v; want %d, limit %s, remaining %s, reset %s", c.name, r.code, r.body, r.header, c.code, c.limit, c.remaining, reset)
